@@ -7,7 +7,7 @@ caller passes the current time where state depends on it.
 from .address import Address, make_address, parse_address
 from .defects import DEFECTS, Defect
 from .errors import ParseError, SipError, StateError
-from .message import CSeq, ContentType, Message, Request, Response, parse
+from .message import ContentType, CSeq, Message, Request, Response, parse
 from .uri import Uri, make_uri, parse_uri
 from .via import Via, make_via, parse_via
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from .headers import TOKEN_CHARS, Params, format_params, get_param, parse_params, quote
+from .headers import Params, format_params, get_param, is_token, parse_params, quote
 from .uri import Uri, parse_uri
 
 
@@ -39,21 +40,24 @@ class Address:
         display = f"{quote(self.display)} " if self.display else ""
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
-    def with_tag(self, tag: str) -> Address:
-        params = tuple(p for p in self.params if p[0] != "tag") + (("tag", tag),)
-        addr = Address(self.display, self.uri, params)
-        if self.text:
-            return Address(self.display, self.uri, params, f"{self.text};tag={tag}")
-        return Address(self.display, self.uri, params, addr.format())
-
 
 def make_address(uri: Uri, display: str | None = None, params: Params = ()) -> Address:
     addr = Address(display, uri, params)
     return Address(display, uri, params, addr.format())
 
 
+# The common shape: optional quoted or token display name, <uri>, then ;params.
+_SIMPLE = re.compile(
+    r'\s*(?:"([^"\\]*)"\s*|([A-Za-z0-9\-.!%*_+`\'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`\'~]+)*)\s*)?'
+    r"<([^<>\s]+)>\s*((?:;[^;\"<>,]+)*)\s*"
+)
+
+
 def parse_address(text: str) -> Address:
     """Parse one name-addr or addr-spec. Never raises; problems go into `defects`."""
+    simple = _SIMPLE.fullmatch(text)
+    if simple is not None:
+        return _simple_address(text.strip(), *simple.groups())
     text = text.strip()
     defects: list[str] = []
     if text == "*":
@@ -75,7 +79,7 @@ def parse_address(text: str) -> Address:
             raw_display = rest[:lt].strip()
             if raw_display:
                 display = raw_display
-                if not all(ch in TOKEN_CHARS or ch in " \t" for ch in raw_display):
+                if not all(is_token(word) for word in raw_display.split()):
                     defects.append("bad_display_name")
         gt = rest.find(">", lt)
         if gt == -1:
@@ -105,6 +109,22 @@ def parse_address(text: str) -> Address:
         if empty:
             defects.append("empty_param")
     return Address(display, uri, params, text, tuple(dict.fromkeys(defects)))
+
+
+def _simple_address(
+    text: str, quoted: str | None, token: str | None, uri_text: str, ptext: str
+) -> Address:
+    uri = parse_uri(uri_text)
+    defects = [d for d in uri.defects if d != "bad_request_uri"]
+    if uri.scheme == "" or (uri.is_sip and not uri.host):
+        defects.append("bad_address")
+    params: Params = ()
+    if ptext:
+        params, empty = parse_params(ptext.strip()[1:])
+        if empty:
+            defects.append("empty_param")
+    display = quoted if quoted is not None else token
+    return Address(display, uri, params, text, tuple(defects))
 
 
 def _closing_quote(text: str) -> int:

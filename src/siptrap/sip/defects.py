@@ -21,7 +21,9 @@ DEFECTS: dict[str, str] = {
     "too_many_headers": "more header lines than the cap; the rest are ignored",
     # start line
     "bad_start_line": "start line does not have three parts",
-    "extra_whitespace_start_line": "more than one SP between start-line elements, or leading or trailing SP",
+    "extra_whitespace_start_line": (
+        "more than one SP between start-line elements, or leading or trailing SP"
+    ),
     "bad_version": "SIP version other than SIP/2.0",
     "bad_method": "method is not a token",
     "bad_request_uri": "Request-URI cannot be read as a URI",

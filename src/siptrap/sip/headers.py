@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 COMPACT_FORMS: dict[str, str] = {
     "i": "call-id",
     "m": "contact",
@@ -81,10 +83,21 @@ LIST_HEADERS: frozenset[str] = frozenset(
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 4096  # names are attacker data: the cache stops growing here
+
+
 def normalise_name(name: str) -> str:
     """Lower-case a header name and expand a compact form: `v` -> `via`."""
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
     low = name.strip().lower()
-    return COMPACT_FORMS.get(low, low)
+    low = COMPACT_FORMS.get(low, low)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = low
+    return low
 
 
 def canonical_name(name: str) -> str:
@@ -94,7 +107,7 @@ def canonical_name(name: str) -> str:
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+    return _TOKEN.fullmatch(text) is not None
 
 
 def split_commas(value: str) -> list[str]:

@@ -366,7 +366,7 @@ def parse(
         return _parse(data, stream, max_size)
     except ParseError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the documented contract: only ParseError
+    except Exception as exc:
         raise ParseError(f"unreadable message: {type(exc).__name__}", 0) from exc
 
 
@@ -387,12 +387,14 @@ def _parse(data: bytes, stream: bool, max_size: int) -> Request | Response:
     if head.count("\n") != len(lines) - 1:
         defects.append(Defect("bare_lf"))
         lines = _LINE_SPLIT.split(head)
+    if not all(map(str.isprintable, lines)) and _CONTROL.search(head):
+        defects.append(Defect("control_chars"))
+    if "\n " in head or "\n\t" in head:
+        lines = _unfold(lines)
     message_cls, start_fields = _read_start_line(lines[0], lines)
     headers, index = _read_headers(lines, defects)
     body = _read_body(view, body_start, index, stream, defects)
-    return message_cls(
-        data, lines[0], headers, body, tuple(defects), index, {}, *start_fields
-    )
+    return message_cls(data, lines[0], headers, body, tuple(defects), index, {}, *start_fields)
 
 
 def _find_header_end(view: bytes, start: int, defects: list[Defect]) -> tuple[int, int]:
@@ -413,12 +415,12 @@ def _decode(head: bytes, defects: list[Defect]) -> str:
     except UnicodeDecodeError:
         defects.append(Defect("non_utf8"))
         text = head.decode("utf-8", "surrogateescape")
-    if _CONTROL.search(text):
-        defects.append(Defect("control_chars"))
     return text
 
 
-def _read_start_line(line: str, lines: list[str]) -> tuple[type[Request] | type[Response], tuple[Any, ...]]:
+def _read_start_line(
+    line: str, lines: list[str]
+) -> tuple[type[Request] | type[Response], tuple[Any, ...]]:
     if line[:4].upper() == "SIP/":
         return Response, _read_status_line(line)
     parts = line.split()
@@ -448,31 +450,56 @@ def _looks_like_sip(lines: list[str]) -> bool:
 def _read_headers(
     lines: list[str], defects: list[Defect]
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, list[str]]]:
-    headers: list[list[str]] = []
+    if len(lines) > MAX_HEADERS + 1:
+        defects.append(Defect("too_many_headers", f"more than {MAX_HEADERS}"))
+        lines = lines[: MAX_HEADERS + 1]
+    headers: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
     for line in lines[1:]:
-        if line[:1] in (" ", "\t") and headers:
-            headers[-1][1] = headers[-1][1] + " " + line.strip()
-            continue
-        if len(headers) >= MAX_HEADERS:
-            defects.append(Defect("too_many_headers", f"more than {MAX_HEADERS}"))
-            break
         if len(line) > MAX_LINE:
             defects.append(Defect("line_too_long", f"{len(line)} characters"))
             line = line[:MAX_LINE]
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not is_token(name):
+        names = _header_name(name)
+        if not colon or names is None:
             defects.append(Defect("malformed_header_line", line[:80]))
             continue
-        headers.append([name, value.strip()])
-    index: dict[str, list[str]] = {}
-    for name, value in headers:
-        key = normalise_name(name)
-        if key in index:
-            index[key].append(value)
+        value = value.strip()
+        headers.append((names[0], value))
+        values = index.get(names[1])
+        if values is None:
+            index[names[1]] = [value]
         else:
-            index[key] = [value]
-    return tuple((n, v) for n, v in headers), index
+            values.append(value)
+    return tuple(headers), index
+
+
+_NAMES: dict[str, tuple[str, str] | None] = {}
+_NAMES_MAX = 4096  # names are attacker data: the cache stops growing here
+
+
+def _header_name(sent: str) -> tuple[str, str] | None:
+    """(name as sent without trailing blanks, normalised name), or None if not a token."""
+    try:
+        return _NAMES[sent]
+    except KeyError:
+        pass
+    clean = sent.rstrip(" \t")
+    names = (clean, normalise_name(clean)) if is_token(clean) else None
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[sent] = names
+    return names
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Join continuation lines (starting with SP or HT) to the line they continue."""
+    out: list[str] = []
+    for line in lines:
+        if line[:1] in (" ", "\t") and len(out) > 1:
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return out
 
 
 def _read_body(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote as pct_quote
 from urllib.parse import unquote as pct_unquote
 
@@ -11,7 +13,7 @@ from .headers import Params, format_params, get_param, parse_params
 SIP_SCHEMES = frozenset({"sip", "sips"})
 KNOWN_SCHEMES = frozenset({"sip", "sips", "tel"})
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
-_WS = frozenset(" \t\r\n")
+_WS = re.compile(r"[ \t\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,23 @@ def make_uri(
     return Uri(scheme, user, None, host, port, params, (), None, uri.format())
 
 
+# The common shape, read in one match: sip:user@host:port;params (no escapes, no headers).
+_SIMPLE_SIP = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,/]+)@)?([A-Za-z0-9\-.]+)(?::(\d{1,5}))?((?:;[^;?%\s]+)*)"
+)
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI leniently. Never raises; problems are listed in `defects`."""
+    simple = _SIMPLE_SIP.fullmatch(text)
+    if simple is not None:
+        port_text = simple.group(4)
+        port = int(port_text) if port_text else None
+        if port is None or port <= 65535:
+            return _simple_uri(text, simple.groups(), port)
     text = text.strip()
     defects: list[str] = []
-    if any(ch in _WS for ch in text):
+    if _WS.search(text):
         defects.append("whitespace_in_uri")
     scheme, colon, rest = text.partition(":")
     scheme_l = scheme.lower()
@@ -95,6 +109,16 @@ def parse_uri(text: str) -> Uri:
     if scheme_l not in SIP_SCHEMES:
         return Uri(scheme=scheme_l, opaque=rest, text=text, defects=tuple(defects))
     return _parse_sip(scheme_l, rest, text, defects)
+
+
+def _simple_uri(text: str, groups: tuple[str | Any, ...], port: int | None) -> Uri:
+    scheme, user, host, _, ptext = groups
+    params: Params = ()
+    defects: tuple[str, ...] = ()
+    if ptext:
+        params, empty = parse_params(ptext[1:])
+        defects = ("empty_param",) if empty else ()
+    return Uri(scheme, user, None, host.lower(), port, params, (), None, text, defects)
 
 
 def _parse_sip(scheme: str, rest: str, text: str, defects: list[str]) -> Uri:

@@ -1,0 +1,29 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+RFC4475 = DATA / "rfc4475"
+
+
+def rfc4475(name: str) -> bytes:
+    return (RFC4475 / f"{name}.dat").read_bytes()
+
+
+def require_tool(name: str) -> str:
+    """Path of a real tool; skip without it, unless SIPTRAP_REQUIRE_TOOLS=1 (then fail)."""
+    path = shutil.which(name)
+    if path is None:
+        venv_bin = Path(__file__).resolve().parents[1] / ".venv" / "bin" / name
+        path = str(venv_bin) if venv_bin.exists() else None
+    if path is None:
+        if os.environ.get("SIPTRAP_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"required tool {name!r} is not installed")
+        pytest.skip(f"{name} not installed")
+    return path
