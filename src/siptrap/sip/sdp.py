@@ -485,6 +485,7 @@ class _Section:
         "key",
         "phones",
         "rank",
+        "rtpmap_types",
         "seen",
     )
 
@@ -498,6 +499,7 @@ class _Section:
         self.phones: list[str] = []
         self.seen: set[str] = set()
         self.rank = -1
+        self.rtpmap_types: set[int] = set()  # payload types with a readable a=rtpmap
 
 
 class _Parser:
@@ -680,8 +682,12 @@ class _Parser:
             self.defect("bad_attribute")
         section.attributes.append((name, rest if sep else None))
         lowered = name.lower()
-        if lowered == "rtpmap" and parse_rtpmap(rest) is None:
-            self.defect("bad_rtpmap")
+        if lowered == "rtpmap":
+            rtpmap = parse_rtpmap(rest)
+            if rtpmap is None:
+                self.defect("bad_rtpmap")
+            else:
+                section.rtpmap_types.add(rtpmap.payload_type)
         elif lowered == "ptime" and _parse_ptime(rest) is None:
             self.defect("bad_ptime")
 
@@ -731,20 +737,15 @@ class _Parser:
                 session_connection=session_connection,
                 session_direction=direction,
             )
-            self.check_media(media)
+            self.check_media(media, section.rtpmap_types)
             result.append(media)
         return result
 
-    def check_media(self, media: Media) -> None:
+    def check_media(self, media: Media, declared: set[int]) -> None:
         if media.port != 0 and media.effective_connection is None:
             self.defect("no_connection")
         if not media.is_rtp or media.port == 0:  # a rejected stream's formats mean nothing
             return
-        declared = {
-            rtpmap.payload_type
-            for value in media.attribute_values("rtpmap")
-            if (rtpmap := parse_rtpmap(value)) is not None
-        }
         for fmt in media.formats:
             pt = _to_int(fmt, 3)
             if pt is None or pt > 127:
