@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from siptrap.sip import Request, StateError, parse
-from siptrap.sip.build import build_request
+from siptrap.sip.build import build_request, build_response
 from siptrap.sip.dialog import Dialog, DialogState, DialogTable, InDialog
+from siptrap.sip.transaction import ReceivedKind, ServerTransactionTable, TimerKind
 
 CALL_ID = "a84b4c76e66710@198.51.100.7"
 CONTACT = "sip:attacker@198.51.100.7:5070;transport=udp"
@@ -281,3 +282,27 @@ def test_build_request_strict_router() -> None:
     # RFC 3261 12.2.1.1: first route as Request-URI (without method), remote target last.
     assert bye.request_uri == "sip:strict.example.com;maddr=10.0.0.1"
     assert bye.header_values("route") == ["<sip:p2.example.net;lr>", f"<{CONTACT}>"]
+
+
+def test_call_flow_with_the_transaction_layer() -> None:
+    """INVITE -> 180/200 with our tag -> ACK for the 2xx reaches the dialog -> BYE."""
+    peer = ("udp", "198.51.100.7", 5070)
+    txs, dialogs = ServerTransactionTable(), DialogTable()
+    invite = make()
+    key = txs.receive(invite, peer, False, 0.0).key
+    assert key is not None
+    txs.respond(key, 180, build_response(invite, 180, to_tag="uas1"), 0.1)
+    dialog = dialogs.create(invite, "uas1", 180, 0.1)
+    txs.respond(key, 200, build_response(invite, 200, to_tag="uas1"), 1.0)
+    dialogs.update(dialog, 200, 1.0)
+    assert [e.kind for e in txs.handle_timers(1.5)] == [TimerKind.RETRANSMIT]
+    ack = make("ACK", to_tag="uas1")
+    verdict = txs.receive(ack, peer, False, 1.6)
+    assert verdict.kind is ReceivedKind.ACK_2XX and verdict.target == key
+    assert dialogs.match(ack) is dialog
+    assert dialogs.request_received(dialog, ack, 1.6) is InDialog.OK and dialog.acked
+    assert [e.kind for e in txs.handle_timers(40.0)] == []  # no more 200 OK, no NO_ACK
+    bye = make("BYE", cseq=2, to_tag="uas1")
+    assert txs.receive(bye, peer, False, 50.0).kind is ReceivedKind.NEW
+    assert dialogs.request_received(dialog, bye, 50.0) is InDialog.OK
+    assert dialog.state is DialogState.TERMINATED

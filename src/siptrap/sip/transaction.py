@@ -331,18 +331,19 @@ class ServerTransactionTable:
         entry = self._find_invite_for_ack(request)
         if entry is None or entry.state is S.ACCEPTED:
             cseq = request.cseq
-            target = None
-            if entry is not None:
-                self._confirm(entry, now)
-                target = entry.key
-            elif cseq is not None:
-                target = self.ack_received(request.call_id or "", cseq.seq, now)
-            state = S.CONFIRMED if target is not None else None
-            return Received(ReceivedKind.ACK_2XX, None, None, target=target, target_state=state)
+            if entry is None and cseq is not None:
+                entry = self._accepted.get((request.call_id or "", cseq.seq))
+            if entry is None:
+                return Received(ReceivedKind.ACK_2XX, None, None)
+            self._confirm(entry, now)  # confirmed, or terminated at once when reliable
+            return Received(
+                ReceivedKind.ACK_2XX, None, None, target=entry.key, target_state=entry.state
+            )
         if entry.state is S.COMPLETED:
             self._confirm(entry, now)
             return Received(ReceivedKind.ACK_ABSORBED, entry.key, entry.state)
         if entry.state is S.CONFIRMED:
+            entry.state = self._next(entry, "ack")  # absorbed again; Timer I unchanged
             return Received(ReceivedKind.ACK_ABSORBED, entry.key, entry.state)
         return Received(ReceivedKind.STRAY, entry.key, entry.state)
 
