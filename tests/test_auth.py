@@ -713,3 +713,41 @@ def test_recover_password_respects_limit() -> None:
     assert recover_password(creds, "REGISTER", words, limit=50) is None
     assert recover_password(creds, "REGISTER", iter(words), limit=0) is None
     assert recover_password(creds, "REGISTER", ["nope"], limit=10) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_piece | st.text(max_size=3), max_size=30).map("".join))
+def test_fast_param_scanner_agrees_with_careful_one(text: str) -> None:
+    fast = auth_mod._scan_fast(text)
+    if fast is not None:
+        careful: list[str] = []
+        assert fast == auth_mod._scan_careful(text, careful)
+        assert careful == []
+
+
+def test_fast_param_scanner_takes_the_common_case() -> None:
+    assert auth_mod._scan_fast(RFC2617_MUFASA.removeprefix("Digest ")) is not None
+    assert auth_mod._scan_fast('username="a\\"b", realm=r') is not None
+    assert auth_mod._scan_fast('username="u" junk') is None
+
+
+_name = st.text(alphabet="abcnoqu*-_1", min_size=1, max_size=8)
+_value = st.text(alphabet='ab \\",=\t\r\n\u00e4', max_size=8)
+_item = st.tuples(_name, _value, st.booleans(), st.sampled_from([",", ", ", " , ", ",\t"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_item, max_size=8))
+def test_fast_scanner_on_well_formed_lists(items: list[tuple[str, str, bool, str]]) -> None:
+    text = ""
+    for name, value, quoted, sep in items:
+        shown = auth_mod._quote(value) if quoted else value.replace('"', "").replace(",", "")
+        text += f"{sep if text else ''}{name}={shown}"
+    fast = auth_mod._scan_fast(text)
+    careful: list[str] = []
+    slow = auth_mod._scan_careful(text, careful)
+    if fast is not None:
+        assert fast == slow and careful == []
+    if all(q for _, _, q, _ in items):
+        assert fast is not None
+        assert [p.value for p in fast.params] == [v for _, v, _, _ in items]

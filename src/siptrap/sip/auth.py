@@ -202,8 +202,43 @@ def _read_quoted(text: str, start: int) -> tuple[str, int, bool]:
     return "".join(out), n, False
 
 
+_FAST_PARAM = re.compile(
+    r'([^=,\s"]+)[ \t\r\n]*=[ \t\r\n]*(?:"((?:[^"\\]|\\.)*)"|([^,"]*))[ \t\r\n]*(,[ \t\r\n]*)?',
+    re.DOTALL,
+)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _scan_fast(text: str) -> _Scan | None:
+    """The well-formed case, by regex; None sends the text to the careful scanner."""
+    params: list[_Param] = []
+    spaced = False
+    pos, n = 0, len(text)
+    while pos < n:
+        match = _FAST_PARAM.match(text, pos)
+        if match is None or len(params) >= _MAX_PARAMS:
+            return None
+        name, quoted, bare, sep = match.group(1, 2, 3, 4)
+        if quoted is None:
+            params.append(_Param(name.lower(), bare.strip(), False))
+        else:
+            value = _ESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
+            params.append(_Param(name.lower(), value, True))
+        pos = match.end()
+        if sep is None and pos != n:
+            return None
+        spaced = spaced or (sep is not None and len(sep) > 1)
+    return _Scan(tuple(params), spaced)
+
+
 def _scan_params(text: str, found: list[str]) -> _Scan:
     """Split `name=value, name="value"` lists leniently, noting what is wrong."""
+    fast = _scan_fast(text)
+    return fast if fast is not None else _scan_careful(text, found)
+
+
+def _scan_careful(text: str, found: list[str]) -> _Scan:
+    """The character-by-character scanner that copes with anything."""
     params: list[_Param] = []
     spaced = False
     i, n = 0, len(text)

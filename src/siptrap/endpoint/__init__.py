@@ -1,0 +1,1 @@
+"""What the honeypot answers: personalities, extension plan, registrar, calls, credentials."""
