@@ -1,0 +1,23 @@
+"""Offline analysis: reading SIP traffic out of capture files and raw message files."""
+
+from .capture import (
+    CaptureError,
+    CaptureStats,
+    Datagram,
+    open_inputs,
+    probably_sip,
+    read_capture,
+    read_sip_file,
+    sniff_format,
+)
+
+__all__ = [
+    "CaptureError",
+    "CaptureStats",
+    "Datagram",
+    "open_inputs",
+    "probably_sip",
+    "read_capture",
+    "read_sip_file",
+    "sniff_format",
+]
