@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from .config import Config, load_config, render
+from .endpoint.extensions import ConfigError
 from .sip import ParseError, parse
 from .sip.describe import describe
 
@@ -49,6 +52,79 @@ def print_parsed(name: str, data: bytes, as_json: bool) -> None:
         print(f"    {hname}: {hvalue}")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the honeypot until Ctrl-C or SIGTERM."""
+    import asyncio
+    import logging
+
+    from .app import install_uvloop, run_honeypot
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"siptrap: configuration error: {exc}", file=sys.stderr)
+        return 2
+    install_uvloop()
+    asyncio.run(run_honeypot(config))
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides: dict[str, object] = {}
+    if getattr(args, "listen", None):
+        overrides["listen"] = tuple(args.listen)
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "personality", None):
+        overrides["personality"] = args.personality
+    config = load_config(args.config, **overrides)
+    if getattr(args, "quiet", False):
+        config = replace(config, console=replace(config.console, enabled=False))
+    return config
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Print the effective configuration as commented TOML."""
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"siptrap: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(render(config), end="")
+    return 0
+
+
+def cmd_export_hashes(args: argparse.Namespace) -> int:
+    """Write captured MD5 digest responses in hashcat mode 11400 format."""
+    from .store.hashes import export_hashes
+
+    db = Path(args.data_dir) / "siptrap.db"
+    if not db.exists():
+        print(f"siptrap export-hashes: no database at {db}", file=sys.stderr)
+        return 1
+    out = open(args.output, "w") if args.output and args.output != "-" else sys.stdout
+    try:
+        for line in export_hashes(db):
+            out.write(line + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./siptrap-data)")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="SPEC",
+        help="udp:ADDR:PORT, tcp:ADDR:PORT, tls:ADDR:PORT or ADDR:PORT (UDP+TCP); repeatable",
+    )
+    p.add_argument("--personality", help="asterisk, freepbx, cisco, yealink, polycom, or your own")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siptrap", description="A SIP/VoIP honeypot.")
     parser.add_argument("--version", action="version", version=f"siptrap {__version__}")
@@ -57,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_parse.add_argument("files", nargs="+", metavar="FILE", help="message file, - for stdin")
     p_parse.add_argument("--json", action="store_true", help="one JSON object per file")
     p_parse.set_defaults(func=cmd_parse)
+
+    p_run = sub.add_parser("run", help="run the honeypot")
+    _common(p_run)
+    p_run.add_argument("--quiet", action="store_true", help="no console lines")
+    p_run.set_defaults(func=cmd_run)
+
+    p_config = sub.add_parser("config", help="configuration commands")
+    config_sub = p_config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    p_show = config_sub.add_parser("show", help="print the effective configuration, commented")
+    _common(p_show)
+    p_show.set_defaults(func=cmd_config_show)
+
+    p_hashes = sub.add_parser("export-hashes", help="captured digests for hashcat (mode 11400)")
+    p_hashes.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_hashes.add_argument("-o", "--output", metavar="FILE", help="output file (default stdout)")
+    p_hashes.set_defaults(func=cmd_export_hashes)
     return parser
 
 

@@ -1,0 +1,332 @@
+"""siptrap's one typed configuration: defaults, TOML loading, validation, `config show`.
+
+Loaded once at start and passed down; nothing reads a global. Every key has a default
+and a one-line description (field metadata), which `siptrap config show` prints as a
+commented TOML file a user can start from.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .endpoint.extensions import BEHAVIOURS, MEDIA_MODES, ConfigError, Extension, expand_users
+from .endpoint.personality import BUILTIN, Personality, personality_from_config
+
+DEFAULT_LISTEN = (
+    "udp:0.0.0.0:5060",
+    "tcp:0.0.0.0:5060",
+    "tls:0.0.0.0:5061",
+    "udp:[::]:5060",
+    "tcp:[::]:5060",
+    "tls:[::]:5061",
+)
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_listen(spec: str) -> list[Listen]:
+    """`udp:ADDR:PORT`, `tcp:…`, `tls:…`, or `ADDR:PORT` (UDP and TCP); IPv6 as `[::1]:5070`."""
+    spec = spec.strip()
+    transport, sep, rest = spec.partition(":")
+    if sep and transport.lower() in TRANSPORTS:
+        transports: tuple[str, ...] = (transport.lower(),)
+    else:
+        transports, rest = ("udp", "tcp"), spec
+    if rest.startswith("["):
+        end = rest.find("]")
+        host, portpart = rest[1:end], rest[end + 1 :]
+        if end == -1 or not portpart.startswith(":"):
+            raise ConfigError(f"listen {spec!r}: write IPv6 as [ADDR]:PORT")
+        port_text = portpart[1:]
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep or ":" in host:
+            raise ConfigError(f"listen {spec!r}: expected [udp:|tcp:|tls:]ADDR:PORT")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"listen {spec!r}: bad port {port_text!r}")
+    return [Listen(t, host, int(port_text)) for t in transports]
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    name: str = doc("sensor name written into every event", "siptrap")
+    personality: str = doc(
+        "how siptrap speaks: asterisk, freepbx, cisco, yealink, polycom or a [personalities.X]",
+        "asterisk",
+    )
+    data_dir: str = doc(
+        "where events.jsonl, siptrap.db and the TLS certificate live", "./siptrap-data"
+    )
+    listen: tuple[str, ...] = doc(
+        "sockets: udp:ADDR:PORT, tcp:ADDR:PORT, tls:ADDR:PORT, or ADDR:PORT (UDP and TCP)",
+        DEFAULT_LISTEN,
+    )
+    public_address: str = doc(
+        "address written into Contact and SDP; empty: the address the request arrived on", ""
+    )
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: str = doc("PEM certificate for TLS; empty: one generated into the data directory", "")
+    key: str = doc("PEM private key for the certificate", "")
+    common_name: str = doc("common name of the generated certificate", "pbx.local")
+
+
+@dataclass(frozen=True)
+class FloodConfig:
+    per_source_rate: float = doc(
+        "requests a second answered per source address; 0 = no limit", 200.0
+    )
+    burst: float = doc("requests a source may send at once above its rate", 400.0)
+    amplification: float = doc(
+        "bytes sent per byte received to a UDP source not yet shown to receive our replies", 3.0
+    )
+    max_sources: int = doc("source addresses tracked at once (oldest forgotten first)", 65536)
+    max_transactions: int = doc("server transactions kept at once", 65536)
+    max_dialogs: int = doc("dialogs (calls) kept at once", 16384)
+    max_registrations: int = doc("registrations kept at once", 16384)
+    max_connections: int = doc("TCP and TLS connections open at once", 1024)
+    idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    recover: bool = doc("try to recover the password behind every digest response", True)
+    max_candidates: int = doc("passwords tried per digest response", 2000)
+    queue_size: int = doc("digest responses waiting for recovery (more are not tried)", 10000)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    jsonl: bool = doc("write events.jsonl", True)
+    sqlite: bool = doc("write siptrap.db (SQLite, WAL)", True)
+    queue_size: int = doc("events waiting to be written (more are counted as dropped)", 200000)
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    enabled: bool = doc("print one line per notable event", True)
+    summary_interval: float = doc("seconds between summary lines; 0 = none", 60.0)
+
+
+DEFAULT_EXTENSIONS: tuple[dict[str, Any], ...] = (
+    {"users": "100-109", "password": "1234", "behaviour": "answer", "answer_after": 3},
+    {"users": "200-209", "password": "secret", "behaviour": "ring"},
+    {"users": "300", "behaviour": "busy"},
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    flood: FloodConfig = field(default_factory=FloodConfig)
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
+    personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def listen(self) -> list[Listen]:
+        return [item for spec in self.sensor.listen for item in parse_listen(spec)]
+
+    def personality(self) -> Personality:
+        name = self.sensor.personality
+        if name in self.personalities:
+            return personality_from_config(name, self.personalities[name])
+        if name not in BUILTIN:
+            raise ConfigError(f"sensor.personality: unknown personality {name!r}")
+        return BUILTIN[name]
+
+    def extension_list(self) -> list[Extension]:
+        return build_extensions(self.extensions)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.sensor.data_dir)
+
+
+EXTENSION_KEYS = {
+    "users",
+    "password",
+    "behaviour",
+    "answer_after",
+    "ring_timeout",
+    "redirect_to",
+    "call_duration",
+    "media",
+    "media_file",
+}
+
+
+def build_extensions(entries: tuple[dict[str, Any], ...]) -> list[Extension]:
+    out: dict[str, Extension] = {}
+    for i, entry in enumerate(entries):
+        where = f"extensions[{i}]"
+        unknown = set(entry) - EXTENSION_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        if "users" not in entry:
+            raise ConfigError(f"{where}: 'users' is required")
+        behaviour = str(entry.get("behaviour", "ring"))
+        if behaviour not in BEHAVIOURS:
+            raise ConfigError(f"{where}.behaviour: one of {', '.join(BEHAVIOURS)}")
+        media = str(entry.get("media", "play"))
+        if media not in MEDIA_MODES:
+            raise ConfigError(f"{where}.media: one of {', '.join(MEDIA_MODES)}")
+        if behaviour == "redirect" and not entry.get("redirect_to"):
+            raise ConfigError(f"{where}: behaviour 'redirect' needs 'redirect_to'")
+        password = entry.get("password")
+        for user in expand_users(str(entry["users"])):
+            out[user] = Extension(
+                user=user,
+                password=str(password) if password is not None else None,
+                behaviour=behaviour,
+                answer_after=_number(entry, "answer_after", 0.0, where),
+                ring_timeout=_number(entry, "ring_timeout", 60.0, where),
+                redirect_to=entry.get("redirect_to"),
+                call_duration=_number(entry, "call_duration", 30.0, where),
+                media=media,
+                media_file=entry.get("media_file"),
+            )
+    return list(out.values())
+
+
+def _number(entry: dict[str, Any], key: str, default: float, where: str) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{where}.{key}: a non-negative number")
+    return float(value)
+
+
+SECTIONS = {
+    "sensor": SensorConfig,
+    "tls": TlsConfig,
+    "flood": FloodConfig,
+    "credentials": CredentialsConfig,
+    "recording": RecordingConfig,
+    "console": ConsoleConfig,
+}
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file, then command-line overrides (sensor keys)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    return config_from_dict(data, **overrides)
+
+
+def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
+    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities"}
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
+    sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
+    sensor_over = {k: v for k, v in overrides.items() if v is not None}
+    if sensor_over:
+        sections["sensor"] = replace(sections["sensor"], **sensor_over)
+    extensions = tuple(data.get("extensions", DEFAULT_EXTENSIONS))
+    config = Config(
+        extensions=extensions,
+        personalities=dict(data.get("personalities", {})),
+        **sections,
+    )
+    config.listen()
+    config.personality()
+    config.extension_list()
+    return config
+
+
+def _section(cls: type, values: Any, name: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"[{name}]: unknown key {key!r}")
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise ConfigError(f"{name}.{key}: a list")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}.{key}: true or false")
+        elif isinstance(default, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{name}.{key}: a non-negative number")
+            value = type(default)(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{name}.{key}: a string")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def render(config: Config) -> str:
+    """The effective configuration as commented TOML."""
+    out = ["# siptrap configuration (siptrap config show). Every key is optional.", ""]
+    for name in SECTIONS:
+        section = getattr(config, name)
+        out.append(f"[{name}]")
+        for f in fields(section):
+            out.append(f"# {f.metadata.get('doc', '')}")
+            out.append(f"{f.name} = {_toml(getattr(section, f.name))}")
+        out.append("")
+    out.append("# Virtual extensions: users (ranges and lists), password (none: no challenge),")
+    out.append(f"# behaviour ({' | '.join(BEHAVIOURS)}), answer_after, ring_timeout, redirect_to,")
+    out.append(f"# call_duration, media ({' | '.join(MEDIA_MODES)}), media_file.")
+    for entry in config.extensions:
+        out.append("[[extensions]]")
+        out += [f"{key} = {_toml(value)}" for key, value in entry.items()]
+        out.append("")
+    out.append("# Your own personalities: [personalities.NAME] with base = one of")
+    out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
+    out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
+    for pname, values in config.personalities.items():
+        out.append(f"[personalities.{pname}]")
+        out += [f"{key} = {_toml(value)}" for key, value in values.items()]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
+        )
+    if is_dataclass(value):
+        return json.dumps(str(value))
+    return json.dumps(str(value))

@@ -1,0 +1,370 @@
+"""Calls: the INVITE side of the endpoint — challenge, ring, answer with SDP, busy,
+redirect, hang up, CANCEL, BYE, ACK — with the timing of a real PBX, on deadlines."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..events.record import Event, Peer
+from ..sip import Request
+from ..sip.dialog import Dialog, DialogTable
+from ..sip.sdp import SessionDescription, build_answer, build_offer, parse_sdp
+from ..sip.transaction import TransactionKey
+from . import identifiers
+from .credentials import AuthCheck
+from .extensions import Extension, ExtensionPlan
+from .personality import Personality
+from .responder import Incoming, Responder
+
+EXTERNAL_RING_TIMEOUT = 30.0  # an authenticated call to a number we do not host
+CHALLENGE_WAIT = 32.0  # how long a challenged call waits for the authenticated INVITE
+
+
+class MediaPorts(Protocol):
+    """Where answered calls' RTP goes (the media layer implements it)."""
+
+    def open(self, key: str, local_ip: str) -> int | None: ...
+
+    def close(self, key: str) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: str
+    peer: Peer
+    inc: Incoming
+    to_tag: str
+    called: str | None
+    extension: Extension | None
+    behaviour: str
+    started: float
+    state: str = "new"  # new, challenged, ringing, answered, ended
+    answered_at: float | None = None
+    dialog: Dialog | None = None
+    media_key: str | None = None
+    answer_sdp: bytes = b""
+    status: int | None = None
+    timers: set[str] = field(default_factory=set)
+
+
+class CallManager:
+    def __init__(
+        self,
+        responder: Responder,
+        dialogs: DialogTable,
+        personality: Personality,
+        plan: ExtensionPlan,
+        media: MediaPorts,
+        authenticate: Callable[[Incoming], AuthCheck | None],
+        challenge: Callable[[Incoming, bool], str],
+        max_calls: int,
+    ) -> None:
+        self.r = responder
+        self.dialogs = dialogs
+        self.p = personality
+        self.plan = plan
+        self.media = media
+        self.authenticate = authenticate
+        self.challenge = challenge
+        self.max_calls = max(1, max_calls)
+        self.calls: OrderedDict[str, Call] = OrderedDict()
+        self._heap: list[tuple[float, int, str, str]] = []
+        self._seq = itertools.count()
+        self.evicted = 0
+
+    # -- timers ----------------------------------------------------------------------
+    def _at(self, call: Call, when: float, action: str) -> None:
+        call.timers.add(action)
+        heapq.heappush(self._heap, (when, next(self._seq), call.call_id, action))
+
+    def next_deadline(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def handle_timers(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            _, _, call_id, action = heapq.heappop(self._heap)
+            call = self.calls.get(call_id)
+            if call is None or action not in call.timers or call.state == "ended":
+                continue
+            call.timers.discard(action)
+            call.inc.now = now
+            self._fire(call, action, now)
+
+    def _fire(self, call: Call, action: str, now: float) -> None:
+        if action == "ringing":
+            self._provisional(call, self.p.ringing_status)
+        elif action == "answer":
+            self._answer(call, now)
+        elif action == "ring_timeout":
+            self._final(call, 480, "no_answer")
+        elif action == "decline":
+            self._final(call, 603, "declined")
+        elif action == "hangup":
+            self._hangup(call, now)
+        elif action == "challenge_timeout":
+            self._end(call, now, "unauthenticated", call.status)
+
+    # -- INVITE ----------------------------------------------------------------------
+    def invite(self, inc: Incoming) -> None:
+        request = inc.request
+        if request.to_addr is not None and request.to_addr.tag is not None:
+            self._reinvite(inc)
+            return
+        call_id = request.call_id or ""
+        call = self.calls.get(call_id)
+        if call is not None and call.state not in ("challenged", "ended"):
+            return  # a second INVITE while the first rings: the transaction layer kept it
+        called = request.uri.user
+        if call is None or call.state == "ended":
+            call = self._new_call(inc, called)
+        else:
+            call.inc, call.peer = inc, inc.peer
+        self.r.respond(inc, 100)
+        if self.p.challenge_invite:
+            check = self.authenticate(inc)
+            if check is None or check.result in ("stale", "forged_nonce", "not_digest"):
+                self._challenge(call, inc, stale=check is not None and check.result == "stale")
+                return
+            if check.result != "success":
+                self._final(call, 403, "auth_failed")
+                return
+        self._route(call, inc.now)
+
+    def _new_call(self, inc: Incoming, called: str | None) -> Call:
+        if len(self.calls) >= self.max_calls:
+            _, oldest = self.calls.popitem(last=False)
+            self.evicted += 1
+            if oldest.state != "ended":
+                self._end(oldest, inc.now, "evicted", oldest.status)
+        ext = self.plan.get(called)
+        call = Call(
+            call_id=inc.request.call_id or "",
+            peer=inc.peer,
+            inc=inc,
+            to_tag=self.r.new_tag(),
+            called=called,
+            extension=ext,
+            behaviour=self._behaviour(ext),
+            started=inc.now,
+        )
+        self.calls[call.call_id] = call
+        offer = parse_sdp(inc.request.body) if inc.request.body else None
+        media = (
+            [f"{m.kind} {m.port} {m.proto} {' '.join(m.formats)}" for m in offer.media]
+            if offer
+            else []
+        )
+        self._event(
+            call,
+            "sip.call.started",
+            inc.now,
+            from_user=inc.request.from_addr.user if inc.request.from_addr else None,
+            to_user=inc.request.to_addr.user if inc.request.to_addr else None,
+            called_number=called,
+            extension=ext.user if ext else None,
+            behaviour=call.behaviour,
+            user_agent=inc.request.user_agent,
+            sdp_media=media[:8],
+        )
+        return call
+
+    def _behaviour(self, ext: Extension | None) -> str:
+        if ext is not None:
+            return ext.behaviour
+        return "external" if self.p.challenge_invite else "unknown"
+
+    def _challenge(self, call: Call, inc: Incoming, stale: bool) -> None:
+        status = self.p.invite_challenge_status
+        header = "Proxy-Authenticate" if status == 407 else "WWW-Authenticate"
+        call.state = "challenged"
+        call.status = status
+        self.r.respond(inc, status, [(header, self.challenge(inc, stale))], to_tag=call.to_tag)
+        call.timers.discard("challenge_timeout")
+        self._at(call, inc.now + CHALLENGE_WAIT, "challenge_timeout")
+
+    def _route(self, call: Call, now: float) -> None:
+        call.timers.discard("challenge_timeout")
+        ext = call.extension
+        if ext is None and not self.p.challenge_invite:
+            self._final(call, self.p.unknown_user_status, "unknown_extension")
+            return
+        behaviour = ext.behaviour if ext is not None else "ring"
+        call.state = "ringing"
+        if behaviour == "busy":
+            self._final(call, 486, "busy")
+        elif behaviour == "redirect":
+            target = ext.redirect_to if ext is not None and ext.redirect_to else ""
+            self._final(call, 302, "redirected", [("Contact", f"<{target}>")])
+        else:
+            self._at(call, now + self.p.ringing_delay, "ringing")
+            if behaviour == "answer" and ext is not None:
+                self._at(call, now + max(ext.answer_after, self.p.ringing_delay + 0.01), "answer")
+            elif behaviour == "hangup":
+                self._at(call, now + self.p.ringing_delay + 1.0, "decline")
+            else:
+                timeout = ext.ring_timeout if ext is not None else EXTERNAL_RING_TIMEOUT
+                self._at(call, now + timeout, "ring_timeout")
+
+    def _provisional(self, call: Call, status: int) -> None:
+        self.r.respond(call.inc, status, self._allow_contact(call), to_tag=call.to_tag)
+        if call.dialog is None and call.inc.request.from_addr is not None:
+            call.dialog = self.dialogs.create(call.inc.request, call.to_tag, status, call.inc.now)
+
+    def _allow_contact(self, call: Call) -> list[tuple[str, str]]:
+        return [
+            ("Allow", ", ".join(self.p.allow)),
+            ("Supported", ", ".join(self.p.supported)),
+            ("Contact", self.r.contact(call.called, call.peer)),
+        ]
+
+    def _answer(self, call: Call, now: float) -> None:
+        body = self._sdp_answer(call, now)
+        headers = self._allow_contact(call)
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        call.answer_sdp = body
+        if self.r.respond(call.inc, 200, headers, body=body, to_tag=call.to_tag) is None:
+            return
+        call.state = "answered"
+        call.status = 200
+        call.answered_at = now
+        if call.inc.request.from_addr is not None:
+            call.dialog = self.dialogs.create(call.inc.request, call.to_tag, 200, now)
+        self._event(
+            call,
+            "sip.call.answered",
+            now,
+            called_number=call.called,
+            extension=call.extension.user if call.extension else None,
+        )
+        duration = call.extension.call_duration if call.extension else 30.0
+        self._at(call, now + duration, "hangup")
+
+    def _sdp_answer(self, call: Call, now: float) -> bytes:
+        local_ip = self.r.public_address or call.peer.dst_ip
+        offer = parse_sdp(call.inc.request.body) if call.inc.request.body else None
+        call.media_key = call.call_id
+        port = self.media.open(call.call_id, local_ip)
+        if port is None:
+            return b""
+        common = {
+            "address": local_ip,
+            "origin_username": self.p.sdp_username,
+            "session_id": identifiers.sdp_session_id(),
+            "session_version": 1,
+            "session_name": self.p.sdp_session_name,
+            "codecs": self.p.codecs,
+            "ptime": self.p.ptime,
+        }
+        answer: SessionDescription
+        if offer is not None and any(m.kind == "audio" for m in offer.media):
+            answer = build_answer(offer, ports=[port], **common)  # type: ignore[arg-type]
+        else:
+            answer = build_offer(port=port, **common)  # type: ignore[arg-type]
+        return answer.to_bytes()
+
+    def _final(
+        self, call: Call, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.r.respond(call.inc, status, headers or [], to_tag=call.to_tag)
+        call.status = status
+        if call.dialog is not None:
+            self.dialogs.update(call.dialog, status, call.inc.now)
+        self._end(call, call.inc.now, reason, status)
+
+    def _hangup(self, call: Call, now: float) -> None:
+        dialog = call.dialog
+        if dialog is not None:
+            data = dialog.build_request(
+                "BYE", via=self.r.via(call.peer), headers=[("User-Agent", self.p.user_agent)]
+            )
+            self.r.send_request(call.peer, data, now, "BYE", dialog.remote_target, call.call_id)
+            self.dialogs.terminate(dialog, "hangup")
+        self._end(call, now, "hangup", 200)
+
+    def _reinvite(self, inc: Incoming) -> None:
+        dialog = self.dialogs.match(inc.request)
+        call = self.calls.get(inc.request.call_id or "")
+        if dialog is None or call is None or call.state != "answered":
+            self.r.respond(inc, 481)
+            return
+        self.dialogs.request_received(dialog, inc.request, inc.now)
+        headers = self._allow_contact(call)
+        if call.answer_sdp:
+            headers.append(("Content-Type", "application/sdp"))
+        self.r.respond(inc, 200, headers, body=call.answer_sdp, to_tag=call.to_tag)
+
+    # -- the rest of a call ------------------------------------------------------------
+    def cancel(self, inc: Incoming, target: TransactionKey | None) -> None:
+        call = self.calls.get(inc.request.call_id or "")
+        if target is None or call is None or call.state not in ("ringing", "new", "challenged"):
+            self.r.respond(inc, 481)
+            return
+        self.r.respond(inc, 200, to_tag=call.to_tag)
+        self._final(call, 487, "cancelled")
+
+    def bye(self, inc: Incoming) -> None:
+        dialog = self.dialogs.match(inc.request)
+        call = self.calls.get(inc.request.call_id or "")
+        if dialog is None:
+            self.r.respond(inc, 481)
+            return
+        self.dialogs.request_received(dialog, inc.request, inc.now)
+        self.r.respond(inc, 200, to_tag=dialog.local_tag)
+        if call is not None and call.state != "ended":
+            self._end(call, inc.now, "bye", call.status)
+
+    def ack(self, request: Request, now: float) -> None:
+        dialog = self.dialogs.match(request)
+        if dialog is not None:
+            self.dialogs.request_received(dialog, request, now)
+
+    def in_dialog(self, inc: Incoming, status: int = 200) -> None:
+        """INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE inside a call: 200 (202 for REFER)."""
+        dialog = self.dialogs.match(inc.request)
+        if dialog is None:
+            self.r.respond(inc, 481)
+            return
+        self.dialogs.request_received(dialog, inc.request, inc.now)
+        self.r.respond(inc, status, to_tag=dialog.local_tag)
+
+    def no_ack(self, call_id: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.state == "answered" and call.dialog and not call.dialog.acked:
+            self.dialogs.terminate(call.dialog, "no_ack")
+            self._end(call, now, "no_ack", call.status)
+
+    def _end(self, call: Call, now: float, reason: str, status: int | None) -> None:
+        if call.state == "ended":
+            return
+        answered = call.answered_at is not None
+        call.state = "ended"
+        call.timers.clear()
+        media = self.media.close(call.media_key) if call.media_key else {}
+        duration = round(now - call.answered_at, 3) if call.answered_at is not None else 0.0
+        self._event(
+            call,
+            "sip.call.ended",
+            now,
+            called_number=call.called,
+            reason=reason,
+            status=status,
+            answered=answered,
+            duration=duration,
+            media=media,
+        )
+
+    def stop(self, now: float) -> None:
+        for call in list(self.calls.values()):
+            if call.state != "ended":
+                self._end(call, now, "shutdown", call.status)
+
+    def _event(self, call: Call, event_id: str, now: float, **fields: Any) -> None:
+        self.r.emit(
+            Event(event_id, now, self.r.sensor, call.peer, {"call_id": call.call_id, **fields})
+        )

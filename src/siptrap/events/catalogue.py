@@ -1,0 +1,160 @@
+"""Every event id siptrap emits, what it means, and the fields it adds.
+
+A test checks that every id used in the code is listed here and documented in the
+README. Ids are `area.object.verb`; consumers (SQL, alerting, dashboards) rely on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMMON_FIELDS = ("event", "ts", "sensor", "transport", "src_ip", "src_port", "dst_ip", "dst_port")
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    id: str
+    description: str
+    fields: tuple[str, ...]
+
+
+_SPECS = (
+    EventSpec(
+        "sensor.started",
+        "the honeypot started listening",
+        ("version", "personality", "listen", "data_dir", "extensions"),
+    ),
+    EventSpec(
+        "sensor.stopped",
+        "the honeypot stopped cleanly",
+        ("uptime", "requests", "dropped_events", "shed"),
+    ),
+    EventSpec(
+        "sensor.stats",
+        "periodic counters (the console summary)",
+        ("interval", "requests", "sources", "registrations", "calls", "shed", "dropped_events"),
+    ),
+    EventSpec(
+        "sensor.listen.failed",
+        "a configured socket could not be opened",
+        ("listen", "error"),
+    ),
+    EventSpec(
+        "sip.request.received",
+        "a SIP request arrived (retransmissions included, flagged)",
+        (
+            "method",
+            "request_uri",
+            "call_id",
+            "cseq",
+            "from_user",
+            "from_tag",
+            "to_user",
+            "to_tag",
+            "user_agent",
+            "via_branch",
+            "contact",
+            "size",
+            "defects",
+            "retransmission",
+            "message_id",
+        ),
+    ),
+    EventSpec(
+        "sip.response.received",
+        "a SIP response arrived (siptrap sends few requests: usually a scan reply)",
+        ("status", "reason", "method", "call_id", "user_agent", "size", "defects", "message_id"),
+    ),
+    EventSpec(
+        "sip.response.sent",
+        "siptrap answered a request",
+        ("status", "reason", "method", "call_id", "size", "message_id", "retransmission"),
+    ),
+    EventSpec(
+        "sip.request.sent",
+        "siptrap sent a request of its own (BYE ending a call)",
+        ("method", "request_uri", "call_id", "size", "message_id"),
+    ),
+    EventSpec(
+        "sip.message.malformed",
+        "input that is not a SIP message, or one with defects; stored byte for byte",
+        ("error", "defects", "size", "message_id", "method"),
+    ),
+    EventSpec(
+        "sip.auth.attempt",
+        "a request carried Authorization or Proxy-Authorization",
+        (
+            "method",
+            "header",
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "algorithm",
+            "qop",
+            "cnonce",
+            "nc",
+            "response",
+            "result",
+            "password",
+            "call_id",
+            "user_agent",
+        ),
+    ),
+    EventSpec(
+        "sip.auth.recovered",
+        "the password behind an earlier digest response was found",
+        ("username", "realm", "password", "method", "source", "attempt_id"),
+    ),
+    EventSpec(
+        "sip.register.success",
+        "a registration was accepted",
+        ("username", "contact", "expires", "call_id", "user_agent"),
+    ),
+    EventSpec(
+        "sip.register.removed",
+        "a registration was removed (Expires 0) or expired",
+        ("username", "contact", "reason"),
+    ),
+    EventSpec(
+        "sip.call.started",
+        "an INVITE for a new call arrived",
+        (
+            "call_id",
+            "from_user",
+            "to_user",
+            "called_number",
+            "extension",
+            "behaviour",
+            "user_agent",
+            "sdp_media",
+        ),
+    ),
+    EventSpec(
+        "sip.call.answered",
+        "siptrap answered a call with 200 OK",
+        ("call_id", "called_number", "extension"),
+    ),
+    EventSpec(
+        "sip.call.ended",
+        "a call ended",
+        ("call_id", "called_number", "reason", "status", "answered", "duration", "media"),
+    ),
+    EventSpec(
+        "sip.flood.shed",
+        "requests not answered because a source exceeded its rate or the reflection guard",
+        ("reason", "count", "bytes"),
+    ),
+    EventSpec(
+        "transport.connection.opened",
+        "a TCP or TLS connection was accepted",
+        ("tls_version", "tls_cipher"),
+    ),
+    EventSpec(
+        "transport.connection.closed",
+        "a TCP or TLS connection closed",
+        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes"),
+    ),
+)
+
+CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}

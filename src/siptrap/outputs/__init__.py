@@ -1,0 +1,1 @@
+"""Output sinks: JSON lines, SQLite (in siptrap.store), console."""

@@ -1,0 +1,1 @@
+"""asyncio transports: thin adapters that move bytes between sockets and the endpoint."""
