@@ -611,6 +611,40 @@ def test_tcp_flow_table_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert all(d.payload == sip(d.src_port) for d in datagrams)
 
 
+def test_tcp_buffered_bytes_are_capped_over_all_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_module, "MAX_PENDING_TOTAL", len(sip(41011)) + 10)
+    frames = []
+    for port in (41001, 41002):
+        client = TcpSender(seq=0, sport=port)
+        frames.append(client.syn())
+        client.data(sip(port))  # lost
+        frames.append(client.data(sip(port + 10)))
+    path = write(tmp_path, "total.pcap", pcap_bytes(timed(tcp_frames(frames))))
+
+    datagrams, stats = read_all(path)
+
+    assert [d.payload for d in datagrams] == [sip(41012), sip(41011)]
+    assert datagrams[0].frame == 4  # the second flow overflowed the shared buffer at once
+    assert stats.tcp_gaps == 2
+
+
+def test_idle_flows_evicted_by_the_cap_are_not_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_module, "MAX_TCP_FLOWS", 2)
+    frames = [tcp(0, SYN, sport=port) for port in range(42000, 42010)]  # a SYN scan
+    client = TcpSender(seq=5, sport=42999)
+    frames += [client.syn(), client.data(sip(181))]
+    path = write(tmp_path, "scan.pcap", pcap_bytes(timed(tcp_frames(frames))))
+
+    datagrams, stats = read_all(path)
+
+    assert [d.payload for d in datagrams] == [sip(181)]
+    assert stats.problems == 0
+
+
 def test_tcp_rst_and_late_retransmission(tmp_path: Path) -> None:
     client = TcpSender(seq=77)
     syn, data = client.syn(), client.data(sip(111))
