@@ -19,7 +19,6 @@ MEDIA_DEFECTS: dict[str, str] = {
     "rtcp_unknown_type": "an RTCP packet type other than 200-207",
     "rtcp_too_many_packets": "more packets in a compound datagram than the cap; rest ignored",
     # DTMF
-    "dtmf_short_payload": "a telephone-event payload shorter than four bytes",
     "dtmf_extra_payload": "a telephone-event payload longer than one event (redundancy?)",
     "dtmf_unknown_event": "a telephone-event code that is not a DTMF digit or flash",
     "dtmf_bad_signal": "a SIP INFO DTMF body whose Signal is missing or not a DTMF key",

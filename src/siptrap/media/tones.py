@@ -130,13 +130,14 @@ def _syllable(
         _Resonator(f, bw, sample_rate) for f, bw in zip(VOWELS[vowel], _BANDWIDTHS, strict=True)
     ]
     attack, release = int(0.03 * sample_rate), int(0.08 * sample_rate)
-    phase = 0.0
+    phase = glottis = 0.0
     for i in range(n):
         pitch = f0 * (1.0 - 0.12 * i / n)
         phase += pitch / sample_rate
         pulse = 1.0 if phase >= 1.0 else 0.0  # one glottal pulse per period
         phase -= pulse
-        x = pulse + 0.02 * rng.uniform(-1, 1)  # breath noise
+        glottis = pulse + 0.94 * glottis  # decaying glottal flow: about -6 dB/octave
+        x = glottis + 0.02 * rng.uniform(-1, 1)  # breath noise
         for f in filters:
             x = f(x)
         envelope = min(1.0, i / attack if attack else 1.0, (n - i) / release if release else 1.0)
