@@ -1,0 +1,78 @@
+"""How event values become SQLite column values without raising.
+
+Attacker text may hold lone surrogates (bytes kept by surrogateescape decoding), which
+SQLite cannot take as UTF-8 text; they become backslash escapes of the original bytes.
+An integer beyond SQLite's 64 bits leaves its typed column empty; the exact value is in
+the JSON of `events.data`, which holds every field of every event.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def text(value: object) -> str | None:
+    """Value as text SQLite accepts (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    s = value if isinstance(value, str) else str(value)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            data = s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = s.encode("utf-8", "surrogatepass")
+        return data.decode("utf-8", "backslashreplace")
+    return s
+
+
+def integer(value: object) -> int | str | None:
+    """Value for an INTEGER column: an int when it is one, text when it is not a number.
+
+    An integer beyond 64 bits gives None: SQLite would turn it into an inexact REAL.
+    (The exact value stays in the JSON of `events.data`.)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _INT_MAX else None
+    if isinstance(value, float) and value.is_integer() and _INT_MIN <= value <= _INT_MAX:
+        return int(value)
+    return text(value)
+
+
+def real(value: object) -> float | str | None:
+    """Value for a REAL column."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    return text(value)
+
+
+def as_json(value: Any) -> str:
+    """JSON text of value: readable UTF-8 when possible, ASCII escapes when not."""
+    dumped = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        dumped.encode("utf-8")
+    except UnicodeEncodeError:
+        dumped = json.dumps(value, ensure_ascii=True, default=str)
+    return dumped
+
+
+def json_or_none(value: Any) -> str | None:
+    """JSON text of value, or None when it is None."""
+    return None if value is None else as_json(value)
