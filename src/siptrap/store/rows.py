@@ -97,7 +97,8 @@ def _merged_defects(conn: sqlite3.Connection, message_id: str | None, new: Any) 
 
 def write_message(conn: sqlite3.Connection, event: Event, event_id: int | None) -> None:
     """One `messages` row per message_id: a second event about the same message (a
-    malformed request is also a received request) only fills columns still empty."""
+    malformed request is also a received request) only fills columns still empty and
+    adds the defects it names; the stored bytes are never replaced."""
     default_direction, kind = MESSAGE_EVENTS[event.id]
     direction = event.direction if event.direction in ("in", "out") else default_direction
     transport, src_ip, src_port, dst_ip, dst_port = _peer_values(event)
