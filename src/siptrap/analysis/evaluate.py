@@ -1,0 +1,415 @@
+"""Running rules on one message: Classification and Fingerprinting rules, and the pieces
+the correlation engine (rules over windows of several messages) builds on.
+
+`Evaluator.classify(msg, source)` runs the Classification rules listening to the message's
+context (its method, or RESPONSE) in file order: pre-actions, then the condition, then the
+action (or action-if-false). The `Outcome` lists the conclusions added to CONCLUSIONS, the
+tool names found, and the commands `system` actions asked for. Nothing is executed here:
+commands come back as argument vectors, for the caller to run without a shell (for example
+`subprocess.run(argv, shell=False)`), or to refuse.
+
+`Check_Fingerprint()` runs the Fingerprinting rules of the context in file order and
+returns the name the first matching one returns; when none matches, the fingerprint
+catalogue's best attack tool (its family name, such as "SIPVicious"), or "".
+
+For correlation rules, `check` (does one message meet a rule's condition) and `fire` (run a
+rule's action or action-if-false) evaluate a rule on a given message, and `scope_key` says
+which window a message belongs to; the windows themselves are the correlator's job (see
+`Correlator`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .fields import MAX_VALUE_CHARS, Message, field_values, parse_field, search_values
+from .fingerprints import Catalogue, best_attack_tool, load_catalogue
+from .rules import (
+    FIELD_REF,
+    VARIABLE,
+    Action,
+    Add,
+    Assign,
+    Call,
+    Condition,
+    ContextRef,
+    Equals,
+    FieldRef,
+    In,
+    Operand,
+    Return,
+    Rule,
+    RuleSet,
+    Str,
+    System,
+    Var,
+    Word,
+)
+
+MAX_COLLECTION = 10_000  # entries per user collection (they hold attacker data)
+MAX_CONCLUSIONS = 100  # per message
+MAX_TEXT = 1000  # characters of one conclusion
+MAX_ARGUMENT = 1024  # characters of one expanded command argument
+MIN_CATALOGUE_CONFIDENCE = 0.5
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from."""
+
+    ip: str
+    port: int = 0
+    transport: str = "UDP"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command a `system` action asks for: a rule name and an argument vector."""
+
+    rule: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What running rules on a message concluded and asked for."""
+
+    conclusions: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    commands: tuple[Command, ...] = ()
+    problems: tuple[str, ...] = ()
+    fired: tuple[str, ...] = ()  # names of rules whose action (or action-if-false) ran
+
+    def __add__(self, other: Outcome) -> Outcome:
+        return Outcome(
+            _merge(self.conclusions, other.conclusions),
+            _merge(self.tools, other.tools),
+            self.commands + other.commands,
+            self.problems + other.problems,
+            self.fired + other.fired,
+        )
+
+
+class SystemArgumentRefused(ValueError):
+    """An expanded `system` argument that could be misread: it is not run."""
+
+
+class Correlator(Protocol):
+    """The engine for Correlation.* rules, to be written: windows over several messages.
+
+    It keeps, per rule and per `scope_key`, a window opened by a message of the rule's
+    context and `timer` seconds long; it counts messages meeting `Evaluator.check` (or
+    waits for one, for EventInWindow) and calls `Evaluator.fire` when the threshold is
+    reached or, with `if_false=True`, when the window expires without the condition. Its
+    tables are keyed by attacker data and must be bounded. `now` comes from the caller.
+    """
+
+    def observe(self, msg: Message, source: Source, now: float) -> Outcome: ...
+
+    def expire(self, now: float) -> Outcome: ...
+
+
+# -- per-message values ------------------------------------------------------------------------
+def message_context(msg: Message) -> str:
+    """The context a message is evaluated in: its method (upper case) or RESPONSE."""
+    return (msg.method or "").upper() if msg.kind == "request" else "RESPONSE"
+
+
+def ip_network_of(ip: str) -> str:
+    """The source network the IPNet scope groups by: /24 for IPv4, /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def scope_key(scope: str, msg: Message, source: Source) -> str | None:
+    """The window key of a message for a correlation scope (None if it has none)."""
+    if scope == "DIALOG":
+        return msg.call_id or None
+    if scope == "IPSrc":
+        return source.ip or None
+    if scope == "IPNet":
+        return ip_network_of(source.ip) or None
+    if scope == "FromUser":
+        addr = msg.from_addr
+        return addr.user if addr is not None and addr.user else None
+    if scope == "ToUser":
+        addr = msg.to_addr
+        return addr.user if addr is not None and addr.user else None
+    if scope == "UserAgent":
+        return msg.user_agent
+    raise ValueError(f"unknown scope {scope!r}")
+
+
+def predefined_variables(msg: Message, source: Source, context: str) -> dict[str, str]:
+    """The variables every rule can read (see rules.PREDEFINED_VARIABLES)."""
+    from_addr, to_addr = msg.from_addr, msg.to_addr
+    contact = msg.contacts[0] if msg.contacts else None
+    names = msg.defect_names
+    values = {
+        "IPSrc": source.ip,
+        "PortSrc": str(source.port),
+        "IPNet": ip_network_of(source.ip),
+        "Transport": source.transport,
+        "Context": context,
+        "Method": msg.method or "",
+        "RequestURI": msg.request_uri or "",
+        "CallID": msg.call_id or "",
+        "FromUser": (from_addr.user or "") if from_addr else "",
+        "FromHost": (from_addr.uri.host or "") if from_addr else "",
+        "ToUser": (to_addr.user or "") if to_addr else "",
+        "ToHost": (to_addr.uri.host or "") if to_addr else "",
+        "UserAgent": msg.user_agent or "",
+        "ContactIP": (contact.uri.host or "") if contact else "",
+        "ContactPort": str(contact.uri.port) if contact and contact.uri.port else "",
+        "Defects": " ".join(names),
+        "DefectCount": str(len(names)),
+    }
+    return {k: v[:MAX_VALUE_CHARS] for k, v in values.items()}
+
+
+def expand_text(template: str, variables: dict[str, str]) -> str:
+    """A quoted string with its `%var`s replaced; `%%` is a literal %."""
+    return VARIABLE.sub(
+        lambda m: "%" if m.group(1) is None else variables.get(m.group(1), ""), template
+    )
+
+
+def expand_argv(
+    system: System, variables: dict[str, str], msg: Message | None = None
+) -> tuple[str, ...]:
+    """The argument vector of a `system` action, one argument per template, never more.
+
+    Raise `SystemArgumentRefused` if a value holds control characters or is longer than
+    `MAX_ARGUMENT`, or if an argument that starts with a variable (or is a field) expands
+    to text starting with "-", which the program could read as an option.
+    """
+    argv: list[str] = []
+    for template in system.argv:
+        if FIELD_REF.fullmatch(template):
+            values = field_values(parse_field(template), msg) if msg is not None else []
+            value, attacker_first = (values[0] if values else ""), True
+        else:
+            value = expand_text(template, variables)
+            attacker_first = VARIABLE.match(template) is not None and not template.startswith("%%")
+        if _CONTROL.search(value) or len(value) > MAX_ARGUMENT:
+            raise SystemArgumentRefused(f"argument {template!r} expands to unsafe text")
+        if attacker_first and value.startswith("-"):
+            raise SystemArgumentRefused(f"argument {template!r} expands to an option: {value!r}")
+        argv.append(value)
+    return tuple(argv)
+
+
+# -- the evaluator -----------------------------------------------------------------------------
+class _Collections:
+    """User collections (filled by `add`), kept across messages, bounded per collection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data: dict[str, OrderedDict[str, None]] = {}
+
+    def add(self, name: str, value: str) -> None:
+        entries = self.data.setdefault(name, OrderedDict())
+        entries[value[:MAX_VALUE_CHARS]] = None
+        entries.move_to_end(value[:MAX_VALUE_CHARS])
+        while len(entries) > self.limit:
+            entries.popitem(last=False)
+
+    def contains(self, name: str, value: str) -> bool:
+        return value[:MAX_VALUE_CHARS] in self.data.get(name, {})
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of rules running on one message."""
+
+    msg: Message
+    source: Source
+    context: str
+    variables: dict[str, str]
+    conclusions: list[str] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    fired: list[str] = field(default_factory=list)
+    fingerprint: str | None = None
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            tuple(self.conclusions),
+            tuple(dict.fromkeys(self.tools)),
+            tuple(self.commands),
+            tuple(self.problems),
+            tuple(self.fired),
+        )
+
+
+class Evaluator:
+    """Runs a rule set's Classification and Fingerprinting rules on messages."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        catalogue: Catalogue | None = None,
+        *,
+        max_collection: int = MAX_COLLECTION,
+    ) -> None:
+        self.rules = rules
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        self.collections = _Collections(max_collection)
+        attack = [t for t in self.catalogue.tools if t.kind == "attack_tool"]
+        self.known_tools = (
+            rules.fingerprint_names
+            | {t.name for t in attack}
+            | {t.family for t in attack if t.family}
+        )
+
+    # -- public entry points --
+    def classify(self, msg: Message, source: Source, context: str | None = None) -> Outcome:
+        """Run the Classification rules of the message's context, in file order."""
+        run = self._start(msg, source, context)
+        for rule in self.rules.for_context(run.context, "Classification"):
+            self._apply(rule, run, branch=None)
+        return run.outcome()
+
+    def check_fingerprint(self, msg: Message, source: Source, context: str | None = None) -> str:
+        """What `Check_Fingerprint()` returns for this message."""
+        return self._fingerprint(self._start(msg, source, context))
+
+    def check(self, rule: Rule, msg: Message, source: Source, context: str | None = None) -> bool:
+        """Whether a message meets a rule's condition (after its pre-actions)."""
+        run = self._start(msg, source, context)
+        self._actions(rule, rule.pre_actions, run)
+        return rule.condition is None or self._condition(rule.condition, run)
+
+    def fire(
+        self,
+        rule: Rule,
+        msg: Message,
+        source: Source,
+        context: str | None = None,
+        *,
+        if_false: bool = False,
+    ) -> Outcome:
+        """Run a rule's pre-actions then its action (or action-if-false), unconditionally."""
+        run = self._start(msg, source, context)
+        self._apply(rule, run, branch=not if_false)
+        return run.outcome()
+
+    # -- internals --
+    def _start(self, msg: Message, source: Source, context: str | None) -> _Run:
+        ctx = (context or message_context(msg)).upper()
+        return _Run(msg, source, ctx, predefined_variables(msg, source, ctx))
+
+    def _apply(self, rule: Rule, run: _Run, branch: bool | None) -> None:
+        """Run one rule; `branch` None means: decided by the condition."""
+        saved = dict(run.variables)
+        try:
+            self._actions(rule, rule.pre_actions, run)
+            if branch is None:
+                branch = rule.condition is None or self._condition(rule.condition, run)
+            chosen = rule.actions if branch else rule.actions_if_false
+            if chosen:
+                run.fired.append(rule.name)
+            self._actions(rule, chosen, run)
+        finally:
+            run.variables = saved  # assignments are local to a rule
+
+    def _actions(self, rule: Rule, actions: Iterable[Action], run: _Run) -> None:
+        for action in actions:
+            if isinstance(action, Assign):
+                run.variables[action.var] = self._value(action.expr, run)[:MAX_VALUE_CHARS]
+            elif isinstance(action, Add):
+                self._add(action, run)
+            elif isinstance(action, Return):
+                run.tools.append(self._value(action.value, run))
+            elif isinstance(action, System):
+                self._system(rule, action, run)
+
+    def _add(self, action: Add, run: _Run) -> None:
+        value = self._value(action.value, run)
+        if action.collection == "CONCLUSIONS":
+            text = _printable(value)[:MAX_TEXT]
+            if text not in run.conclusions and len(run.conclusions) < MAX_CONCLUSIONS:
+                run.conclusions.append(text)
+        else:
+            self.collections.add(action.collection, value)
+
+    def _system(self, rule: Rule, action: System, run: _Run) -> None:
+        try:
+            argv = expand_argv(action, run.variables, run.msg)
+        except SystemArgumentRefused as exc:
+            run.problems.append(f"rule {rule.name}: system action refused: {exc}")
+            return
+        run.commands.append(Command(rule.name, argv))
+
+    def _condition(self, cond: Condition, run: _Run) -> bool:
+        if isinstance(cond, Equals):
+            same = self._value(cond.left, run) == self._value(cond.right, run)
+            return same != cond.negate
+        found = self._member(cond, run)
+        return found != cond.negate
+
+    def _member(self, cond: In, run: _Run) -> bool:
+        value = self._value(cond.value, run)
+        name = cond.collection
+        if name == "CONCLUSIONS":
+            return value in run.conclusions
+        if name in ("FINGERPRINTS", "FINGERPINTS"):
+            return value in self.known_tools
+        if name == "DEFECTS":
+            return value in run.msg.defect_names
+        return self.collections.contains(name, value)
+
+    def _value(self, operand: Operand, run: _Run) -> str:
+        if isinstance(operand, Str):
+            return expand_text(operand.value, run.variables)
+        if isinstance(operand, Var):
+            return run.variables.get(operand.name, "")
+        if isinstance(operand, Word):
+            return operand.name
+        if isinstance(operand, ContextRef):
+            return run.context
+        if isinstance(operand, FieldRef):
+            values = field_values(operand.field, run.msg)
+            return values[0] if values else ""
+        if isinstance(operand, Call):
+            return self._fingerprint(run)
+        raise TypeError(f"unknown operand {operand!r}")
+
+    def _fingerprint(self, run: _Run) -> str:
+        """Check_Fingerprint(): the first Fingerprinting rule that matches, else the catalogue."""
+        if run.fingerprint is not None:
+            return run.fingerprint
+        result = ""
+        for rule in self.rules.for_context(run.context, "Fingerprinting"):
+            if rule.regex is None or rule.where is None:
+                continue
+            if search_values(rule.regex, field_values(rule.where, run.msg)) is not None:
+                result = rule.returns or ""
+                break
+        else:
+            best = best_attack_tool(run.msg, self.catalogue)
+            if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
+                result = best.family or best.tool
+        run.fingerprint = result
+        if result:
+            run.tools.append(result)
+        return result
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a + b))
