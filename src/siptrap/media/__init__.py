@@ -9,6 +9,7 @@ from .defects import MEDIA_DEFECTS
 from .dtmf import DtmfEvent, Rfc4733Decoder, parse_info_dtmf, parse_telephone_event
 from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
+from .recorder import RecordingSummary, StreamRecorder
 from .rtp import RtcpCompound, RtpPacket, build_rtp, looks_like_rtcp, parse_rtcp, parse_rtp
 from .stream import PcmFrame, StreamAssembler, StreamStats
 from .tones import Packetiser, busy, ringback, voice_prompt
@@ -23,10 +24,12 @@ __all__ = [
     "Packetiser",
     "PcapWriter",
     "PcmFrame",
+    "RecordingSummary",
     "Rfc4733Decoder",
     "RtcpCompound",
     "RtpPacket",
     "StreamAssembler",
+    "StreamRecorder",
     "StreamStats",
     "WavWriter",
     "alaw_decode",

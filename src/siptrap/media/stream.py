@@ -130,7 +130,10 @@ class StreamAssembler:
         self.window = max(1, window)
         self.slack = slack
         self._misorder = max(MIN_MISORDER, 2 * self.window)
-        self.dtmf = Rfc4733Decoder()
+        event_clock = next(
+            (c.clock_rate for c in self._types.values() if c.name == "telephone-event"), 8000
+        )
+        self.dtmf = Rfc4733Decoder(event_clock)
         self._events: list[DtmfEvent] = []
         self._out: list[PcmFrame] = []
         self.sample_rate: int | None = None
