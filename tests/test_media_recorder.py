@@ -5,6 +5,9 @@ from __future__ import annotations
 import struct
 import wave
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from siptrap.media import codecs
 from siptrap.media.dtmf import build_telephone_event
 from siptrap.media.g711 import alaw_decode, alaw_encode
@@ -66,3 +69,14 @@ def test_wav_cap_is_reported(tmp_path):
     assert summary.wav_truncated
     assert summary.wav_seconds == 0.2
     assert summary.stats.samples_out > 1600
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=12, max_size=120).map(lambda b: b"\x80" + b[1:]), max_size=40))
+def test_any_datagrams_never_raise(tmp_path_factory, datagrams):
+    path = tmp_path_factory.mktemp("fuzz") / "x.wav"
+    recorder = StreamRecorder(path, window=4)
+    for i, data in enumerate(datagrams):
+        recorder.push_datagram(0.02 * i, data)
+    summary = recorder.close()
+    assert summary.stats.packets + summary.rtcp_packets + summary.not_rtp == len(datagrams)

@@ -326,3 +326,14 @@ def test_any_packet_sequence_gives_contiguous_frames(items):
     assert stats.packets == len(items)
     assert stats.samples_out == sum(f.samples for f in frames)
     assert stats.samples_out <= (0.02 * len(items) + assembler.slack + 1) * 16000
+
+
+def test_overlapping_timestamps_are_trimmed_or_dropped():
+    pcm = source_pcm(3)
+    decoded = ulaw_decode(ulaw_encode(pcm))
+    first = parse_rtp(build_rtp(0, 1, 0, 5, ulaw_encode(pcm[:320])))
+    half = parse_rtp(build_rtp(0, 2, 80, 5, ulaw_encode(pcm[160:480])))  # starts mid-way
+    inside = parse_rtp(build_rtp(0, 3, 100, 5, ulaw_encode(pcm[200:300])))  # wholly played
+    assembler, frames = assemble([(0.0, first), (0.02, half), (0.04, inside)])
+    assert joined(frames) == decoded[:320] + decoded[320:480]
+    assert assembler.stats().overlapping == 1
