@@ -123,7 +123,7 @@ class Catalogue:
             miss = 1.0
             for sig, _ev in held:
                 miss *= 1.0 - sig.confidence
-            confidence = min(MAX_CONFIDENCE, 1.0 - miss)
+            confidence = _rounded(1.0 - miss)
             evidence = tuple(ev for _sig, ev in held)
             found[tool.name] = Match(tool.name, confidence, evidence, tool.kind, tool.family)
             if all(sig.uses_agent for sig, _ev in held):
@@ -147,7 +147,7 @@ def _merge_families(found: dict[str, Match]) -> list[Match]:
         out.append(
             Match(
                 match.tool,
-                min(MAX_CONFIDENCE, 1.0 - miss),
+                _rounded(1.0 - miss),
                 match.evidence + tuple(e for e in family.evidence if e not in match.evidence),
                 match.kind,
                 match.family,
@@ -165,11 +165,15 @@ def _discount_spoofed(matches: list[Match], agent_only: set[str]) -> list[Match]
         return matches
     note = f"the message has the shape of {shaped[0].tool}: this User-Agent is probably spoofed"
     return [
-        Match(m.tool, m.confidence * SPOOF_FACTOR, (*m.evidence, note), m.kind, m.family)
+        Match(m.tool, _rounded(m.confidence * SPOOF_FACTOR), (*m.evidence, note), m.kind, m.family)
         if m.kind == "client" and m.tool in agent_only
         else m
         for m in matches
     ]
+
+
+def _rounded(confidence: float) -> float:
+    return round(min(MAX_CONFIDENCE, confidence), 3)
 
 
 def _shown(value: str) -> str:
