@@ -97,6 +97,8 @@ _SPECS = (
             "response",
             "result",
             "password",
+            "password_source",
+            "attempt_id",
             "call_id",
             "user_agent",
         ),
