@@ -487,3 +487,22 @@ def test_bad_catalogues_are_refused(tmp_path, text, reason):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(CatalogueError, match=reason.replace("(", r"\(")):
         load_catalogue(path)
+
+
+def test_identify_never_raises_on_damaged_captures():
+    """Flip, cut and repeat bytes of real captures: identify answers, it does not raise."""
+    from siptrap.sip import ParseError
+
+    rng = random.Random(1)
+    captures = [p.read_bytes() for p in sorted(TOOLS.glob("*.sip"))]
+    for _ in range(400):
+        data = bytearray(rng.choice(captures))
+        for _ in range(rng.randint(1, 8)):
+            pos = rng.randrange(len(data))
+            data[pos : pos + 1] = bytes([rng.randrange(256)]) * rng.randint(0, 3)
+        try:
+            msg = parse(bytes(data))
+        except ParseError:
+            continue
+        for match in identify(msg):
+            assert 0 < match.confidence < 1 and match.evidence

@@ -425,3 +425,38 @@ def test_paper_rule_4_argv_with_a_hostile_source_value():
     )
     with pytest.raises(SystemArgumentRefused):
         expand_argv(action, {"IPSrc": "--output=/etc/passwd"})
+
+
+# -- fields rules and fingerprints read ----------------------------------------------------------
+def test_fields_on_real_messages():
+    from siptrap.analysis.fields import field_values, parse_field
+
+    svwar = tool_msg("svwar_invite.sip")
+
+    def values(name, msg=svwar):
+        return field_values(parse_field(name), msg)
+
+    assert values("SipMessage.UserAgent") == values("agent") == ["friendly-scanner"]
+    assert values("sdp.s") == values("sdp.session") == ["svwar"]
+    assert values("sdp.m") == ["audio 6060 RTP/AVP 0 8"]
+    assert values("From.taghex")[0].startswith("248158103\x01")
+    assert values("f.user") == values("From.user") == ["248158103"]
+    assert values("Via.branch")[0].startswith("z9hG4bK-")
+    assert values("header-order")[0].startswith("Via,Max-Forwards,To,From,User-Agent,Call-ID")
+    assert values("start-line") == ["INVITE sip:248158103@127.0.0.1 SIP/2.0"]
+    assert values("method") == ["INVITE"] and values("status") == []
+    compact = tool_msg("svmap_compact_options.sip")
+    assert values("Contact.port", compact) == ["5060"]
+    assert values("SipMsg.Contact.Ip", compact) == ["127.0.0.1"]
+    assert values("User-Agent", compact) == [] and values("body", compact) == []
+    assert values("sipp_tag", tool_msg("sipp_invite.sip")) == []  # an absent header
+    bad = parse((DATA / "rfc4475" / "badvers.dat").read_bytes())
+    assert "bad_version" in values("defects", bad)[0].split()
+
+
+def test_evaluation_never_raises_on_torture_messages():
+    ev = Evaluator(load_builtin_rules())
+    for path in sorted((DATA / "rfc4475").glob("*.dat")):
+        msg = parse(path.read_bytes())
+        out = ev.classify(msg, SRC)
+        assert isinstance(out.conclusions, tuple)

@@ -10,6 +10,7 @@ a confidence in [0, 1] and the evidence sentences that support it, so an analyst
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class Condition:
     field: Field
-    pattern: Any  # re.Pattern[str]
+    pattern: re.Pattern[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +256,7 @@ def _field(text: Any, label: str) -> Field:
         raise CatalogueError(f"{label}: {exc}") from exc
 
 
-def _pattern(text: Any, label: str) -> Any:
+def _pattern(text: Any, label: str) -> re.Pattern[str]:
     if not isinstance(text, str):
         raise CatalogueError(f"{label}: a pattern must be a string")
     try:
