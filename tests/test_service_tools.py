@@ -14,11 +14,11 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from conftest import DATA, RFC4475, require_tool, rfc4475
-from siptrap_proc import Siptrap, free_port, run_tool
 
+from conftest import DATA, RFC4475, require_tool, rfc4475
 from siptrap.sip import Request, Response, parse
 from siptrap.sip.transaction import transaction_key
+from siptrap_proc import Siptrap, free_port, run_tool
 
 pytestmark = pytest.mark.tools
 
