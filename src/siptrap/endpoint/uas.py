@@ -351,13 +351,14 @@ class Endpoint:
         user = msg.to_addr.user if msg.to_addr else None
         ext = self.plan.get(user)
         check = self._authenticate(inc)
-        if ext is None and (check is None or check.result != "forged_nonce"):
-            if self.p.register_unknown_status == 401 and check is None:
-                self._send_challenge(inc, 401)
+        if ext is None:
+            status = self.p.register_unknown_status
+            if status in (401, 407):  # PJSIP style: challenged (again) like a real user
+                self._send_challenge(inc, status)
             else:
-                self.r.respond(inc, self.p.register_unknown_status)
+                self.r.respond(inc, status)
             return
-        if ext is not None and ext.password is not None:
+        if ext.password is not None:
             if check is None or check.result in ("stale", "forged_nonce", "not_digest"):
                 self._send_challenge(inc, 401, stale=check is not None and check.result == "stale")
                 return
