@@ -80,18 +80,17 @@ class Responder:
         reason: str | None = None,
     ) -> bytes | None:
         """Build, record in the transaction, send (if the guard allows) and log a response."""
-        all_headers = [("Server", self.p.server), *headers]
-        all_headers.sort(key=lambda h: self._order.get(h[0].lower(), len(self._order) - 2))
         reason = reason or self.p.reason(status) or reason_for(status)
         data = build_response(
             inc.request,
             status,
             reason,
             to_tag=to_tag or self.new_tag(),
-            headers=all_headers,
+            headers=[("Server", self.p.server), *headers],
             body=body,
             source=(inc.peer.src_ip, inc.peer.src_port),
         )
+        data = self._in_order(data)
         if inc.tx is not None:
             cap = self.guard.retransmit_cap(inc.peer.src_ip, inc.peer.reliable)
             try:
@@ -100,6 +99,20 @@ class Responder:
                 return None  # the transaction moved on (e.g. CANCEL raced a final response)
         self.transmit(inc.peer, data, inc.now, status=status, reason=reason, request=inc.request)
         return data
+
+    def _in_order(self, data: bytes) -> bytes:
+        """The response with its header lines in the personality's order (all of them,
+        Via, From, To, Call-ID and CSeq included; unlisted ones before Content-Type)."""
+        head, sep, body = data.partition(b"\r\n\r\n")
+        start, *lines = head.split(b"\r\n")
+        other = len(self._order) - 2
+
+        def rank(line: bytes) -> int:
+            name = line.partition(b":")[0].strip().decode("latin-1").lower()
+            return self._order.get(name, other)
+
+        lines.sort(key=rank)  # stable: Via lines keep their order
+        return b"\r\n".join([start, *lines]) + sep + body
 
     def transmit(
         self,
