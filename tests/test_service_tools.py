@@ -126,6 +126,25 @@ def test_sipsak_options(pbx: Siptrap) -> None:
     assert "Allow: INVITE, ACK, CANCEL, OPTIONS" in out
 
 
+def test_sipsak_options_over_tls(pbx: Siptrap) -> None:
+    sipsak = require_tool("sipsak")
+    out = run_tool(
+        [
+            sipsak,
+            "--transport=tls",
+            "--tls-ignore-cert-failure",
+            "-vv",
+            "-s",
+            f"sip:100@127.0.0.1:{pbx.port + 1}",
+        ]
+    )
+    assert "SIP/2.0 200 OK" in out, out
+    opened = pbx.wait_for(
+        lambda e: e["event"] == "transport.connection.opened" and e["transport"] == "tls"
+    )
+    assert opened and opened[0]["tls_version"] in ("TLSv1.2", "TLSv1.3")
+
+
 def test_sipsak_register_right_and_wrong_password(pbx: Siptrap) -> None:
     sipsak = require_tool("sipsak")
     uri = f"sip:201@127.0.0.1:{pbx.port}"

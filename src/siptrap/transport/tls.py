@@ -49,4 +49,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    # No TLS 1.3 session tickets: SIP clients with simple read loops (sipsak's GnuTLS
+    # code) choke on the post-handshake ticket, and SIP servers rarely resume sessions.
+    context.num_tickets = 0
     return context
