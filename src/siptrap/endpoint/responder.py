@@ -125,14 +125,40 @@ class Responder:
         request: Request,
         retransmission: bool = False,
     ) -> bool:
+        return self._out(
+            peer, data, now, status, reason, request.method, request.call_id, retransmission
+        )
+
+    def resend(
+        self, peer: Peer, data: bytes, now: float, method: str | None, call_id: str | None
+    ) -> bool:
+        """Send a response again (a retransmitted request, or a retransmission timer),
+        through the guard, recorded like the first with `retransmission` set."""
+        line = data.partition(b"\r\n")[0].decode("utf-8", "replace")
+        _, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        status = int(code) if code.isdigit() else 0
+        return self._out(peer, data, now, status, reason, method, call_id, True)
+
+    def _out(
+        self,
+        peer: Peer,
+        data: bytes,
+        now: float,
+        status: int,
+        reason: str,
+        method: str | None,
+        call_id: str | None,
+        retransmission: bool,
+    ) -> bool:
         if not self.guard.may_send(peer.src_ip, len(data), peer.reliable, now):
             return False
         self.send(peer, data)
         fields = {
             "status": status,
             "reason": reason,
-            "method": request.method,
-            "call_id": request.call_id,
+            "method": method,
+            "call_id": call_id,
             "size": len(data),
             "message_id": self.message_id(),
             "retransmission": retransmission,

@@ -234,8 +234,7 @@ class Endpoint:
             self._emit("sip.message.malformed", peer, now, bad, msg.raw)
 
     def _retransmit(self, msg: Request, peer: Peer, data: bytes, now: float) -> None:
-        status = int(data[8:11]) if data[8:11].isdigit() else 0
-        self.r.transmit(peer, data, now, status=status, reason="", request=msg, retransmission=True)
+        self.r.resend(peer, data, now, msg.method, msg.call_id)
 
     def _sane(self, inc: Incoming) -> bool:
         """RFC 3261 8.2 checks before the method's own handling; answers and returns
@@ -284,11 +283,8 @@ class Endpoint:
     def handle_timers(self, now: float) -> None:
         for event in self.txs.handle_timers(now):
             if event.kind is TimerKind.RETRANSMIT and event.data is not None:
-                peer = event.peer
-                if isinstance(peer, Peer) and self.guard.may_send(
-                    peer.src_ip, len(event.data), peer.reliable, now
-                ):
-                    self.r.send(peer, event.data)
+                if isinstance(event.peer, Peer):
+                    self.r.resend(event.peer, event.data, now, event.method, event.call_id)
             elif event.kind is TimerKind.NO_ACK:
                 self.calls.no_ack(event.call_id, now)
         self.calls.handle_timers(now)
