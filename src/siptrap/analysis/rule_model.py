@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..sip.headers import SIP_METHODS
 from .fields import Field
 
 RULE_TYPES = (
@@ -20,24 +21,6 @@ RULE_TYPES = (
     "Correlation.ThresholdInWindow",
 )
 SCOPES = ("DIALOG", "IPSrc", "IPNet", "FromUser", "ToUser", "UserAgent")
-SIP_METHODS = frozenset(
-    {
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    }
-)
 # Events a rule can listen to besides methods: ANY (every message; also methods siptrap does
 # not know), RESPONSE (a response received), MEDIA (media received in a dialog, for
 # correlation rules such as "no media is received").

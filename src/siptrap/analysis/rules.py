@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from siptrap.sip import DEFECTS
+from siptrap.sip.headers import SIP_METHODS
 
 from .fields import Field, FieldError, PatternError, compile_pattern, parse_field
 from .rule_model import (
@@ -71,7 +72,6 @@ from .rule_model import (
     READ_ONLY_COLLECTIONS,
     RULE_TYPES,
     SCOPES,
-    SIP_METHODS,
     VARIABLE,
     Action,
     Add,

@@ -17,6 +17,7 @@ from ..config import Config
 from ..events.record import Event, Peer
 from ..sip import ParseError, Request, Response, parse
 from ..sip.dialog import DialogTable
+from ..sip.headers import SIP_METHODS
 from ..sip.transaction import ReceivedKind, ServerTransactionTable, TimerKind
 from .calls import CallManager, MediaPorts
 from .credentials import AuthCheck, Authenticator, RecoveryJob, RecoveryWorker
@@ -55,24 +56,6 @@ BAD_REQUEST = frozenset(
     }
 )
 ESSENTIAL = ("call-id", "cseq", "from", "to", "via")
-KNOWN_METHODS = frozenset(
-    {
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    }
-)
 SDP_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative")
 
 
@@ -270,7 +253,7 @@ class Endpoint:
         handler = self.handlers.get(inc.request.method)
         if handler is not None:
             handler(inc)
-        elif inc.request.method in KNOWN_METHODS:
+        elif inc.request.method in SIP_METHODS:
             self.r.respond(inc, 405, [("Allow", ", ".join(self.p.allow))])
         else:
             self.r.respond(inc, 501, [("Allow", ", ".join(self.p.allow))])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .headers import Params, format_params, get_param, is_token, parse_params, quote
+from .headers import Params, format_params, get_param, is_token, parse_params, quote, unescape
 from .uri import Uri, parse_uri
 
 
@@ -68,10 +68,10 @@ def parse_address(text: str) -> Address:
         end = _closing_quote(text)
         if end == -1:
             defects.append("unterminated_quote")
-            display = _unescape(text[1:].split("<", 1)[0])
+            display = unescape(text[1:].split("<", 1)[0])
             rest = "<" + text.split("<", 1)[1] if "<" in text else ""
         else:
-            display = _unescape(text[1:end])
+            display = unescape(text[1:end])
             rest = text[end + 1 :]
     lt = rest.find("<")
     if lt != -1:
@@ -138,19 +138,3 @@ def _closing_quote(text: str) -> int:
             return i
         i += 1
     return -1
-
-
-def _unescape(inner: str) -> str:
-    if "\\" not in inner:
-        return inner
-    out: list[str] = []
-    escaped = False
-    for ch in inner:
-        if escaped:
-            out.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        else:
-            out.append(ch)
-    return "".join(out)

@@ -80,6 +80,27 @@ LIST_HEADERS: frozenset[str] = frozenset(
     }
 )
 
+# The methods of RFC 3261 and its extensions (PRACK, SUBSCRIBE/NOTIFY, PUBLISH, INFO,
+# REFER, MESSAGE, UPDATE).
+SIP_METHODS: frozenset[str] = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    }
+)
+
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
@@ -145,21 +166,25 @@ def unquote(text: str) -> str:
     """Remove surrounding quotes and backslash escapes from a quoted-string."""
     text = text.strip()
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        inner = text[1:-1]
-        if "\\" not in inner:
-            return inner
-        out: list[str] = []
-        escaped = False
-        for ch in inner:
-            if escaped:
-                out.append(ch)
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            else:
-                out.append(ch)
-        return "".join(out)
+        return unescape(text[1:-1])
     return text
+
+
+def unescape(inner: str) -> str:
+    """Resolve the backslash escapes (quoted-pairs) inside a quoted-string."""
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    escaped = False
+    for ch in inner:
+        if escaped:
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def quote(text: str) -> str:
