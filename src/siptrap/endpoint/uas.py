@@ -176,7 +176,8 @@ class Endpoint:
             if verdict.data is not None:
                 self._retransmit(msg, peer, verdict.data, now)
         elif kind in (ReceivedKind.ACK_ABSORBED, ReceivedKind.ACK_2XX, ReceivedKind.STRAY):
-            self.guard.verify(peer.src_ip, now)
+            if self._acks_our_reply(msg, verdict.key):
+                self.guard.verify(peer.src_ip, now)
             self.calls.ack(msg, now)
         elif kind is ReceivedKind.CANCEL_TARGET:
             self.calls.cancel(inc, verdict.target)
@@ -215,6 +216,24 @@ class Endpoint:
                 "method": msg.method,
             }
             self._emit("sip.message.malformed", peer, now, bad, msg.raw)
+
+    def _acks_our_reply(self, msg: Request, key: tuple[str, ...] | None) -> bool:
+        """Does this ACK carry the To tag of a reply we sent? Only then has its source
+        shown that it receives our replies (anyone can send an ACK from a forged address)."""
+        tag = msg.to_addr.tag if msg.to_addr is not None else None
+        if not tag:
+            return False
+        call = self.calls.calls.get(msg.call_id or "")
+        if call is not None and call.to_tag == tag:
+            return True
+        entry = self.txs.get(key) if key is not None else None
+        if entry is None or entry.response is None:
+            return False
+        try:
+            reply = parse(entry.response)
+        except ParseError:
+            return False
+        return reply.to_addr is not None and reply.to_addr.tag == tag
 
     def _retransmit(self, msg: Request, peer: Peer, data: bytes, now: float) -> None:
         self.r.resend(peer, data, now, msg.method, msg.call_id)
