@@ -49,7 +49,7 @@ class Call:
     media_key: str | None = None
     answer_sdp: bytes = b""
     status: int | None = None
-    timers: set[str] = field(default_factory=set)
+    timers: dict[str, float] = field(default_factory=dict)  # action -> when it is due
 
 
 class CallManager:
@@ -79,19 +79,29 @@ class CallManager:
 
     # -- timers ----------------------------------------------------------------------
     def _at(self, call: Call, when: float, action: str) -> None:
-        call.timers.add(action)
+        call.timers[action] = when
         heapq.heappush(self._heap, (when, next(self._seq), call.call_id, action))
+        if len(self._heap) > 4 * self.max_calls + 256:  # timers of ended or evicted calls
+            self._heap = [item for item in self._heap if self._live(item)]
+            heapq.heapify(self._heap)
+
+    def _live(self, item: tuple[float, int, str, str]) -> bool:
+        """Is this heap entry still the call's timer (not cancelled, moved or orphaned)?"""
+        when, _, call_id, action = item
+        call = self.calls.get(call_id)
+        return call is not None and call.state != "ended" and call.timers.get(action) == when
 
     def next_deadline(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
     def handle_timers(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
-            _, _, call_id, action = heapq.heappop(self._heap)
-            call = self.calls.get(call_id)
-            if call is None or action not in call.timers or call.state == "ended":
+            item = heapq.heappop(self._heap)
+            if not self._live(item):
                 continue
-            call.timers.discard(action)
+            _, _, call_id, action = item
+            call = self.calls[call_id]
+            del call.timers[action]
             call.inc.now = now
             self._fire(call, action, now)
 
@@ -184,11 +194,11 @@ class CallManager:
         call.state = "challenged"
         call.status = status
         self.r.respond(inc, status, [(header, self.challenge(inc, stale))], to_tag=call.to_tag)
-        call.timers.discard("challenge_timeout")
+        call.timers.pop("challenge_timeout", None)
         self._at(call, inc.now + CHALLENGE_WAIT, "challenge_timeout")
 
     def _route(self, call: Call, now: float) -> None:
-        call.timers.discard("challenge_timeout")
+        call.timers.pop("challenge_timeout", None)
         ext = call.extension
         if ext is None and not self.p.challenge_invite:
             self._final(call, self.p.unknown_user_status, "unknown_extension")
