@@ -23,12 +23,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..sip.auth import parse_credentials
 from .fields import MAX_VALUE_CHARS, Message, field_values, parse_field, search_values
-from .fingerprints import Catalogue, best_attack_tool, load_catalogue
+from .fingerprints import Catalogue, Match, load_catalogue
+from .rule_model import FACT_VARIABLES
 from .rules import (
     FIELD_REF,
     VARIABLE,
@@ -66,6 +68,8 @@ class Source:
     ip: str
     port: int = 0
     transport: str = "UDP"
+    dst_ip: str = ""  # where it arrived (the honeypot's address), when known
+    dst_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +177,48 @@ def predefined_variables(msg: Message, source: Source, context: str) -> dict[str
         "ContactPort": str(contact.uri.port) if contact and contact.uri.port else "",
         "Defects": " ".join(names),
         "DefectCount": str(len(names)),
+        "IPDst": source.dst_ip,
+        "PortDst": str(source.dst_port) if source.dst_port else "",
+        "RequestUser": request_user(msg),
+        "RequestHost": request_host(msg),
+        "Target": target_of(msg),
+        "AuthUser": auth_user(msg),
     }
+    values.update(dict.fromkeys(FACT_VARIABLES, ""))
     return {k: v[:MAX_VALUE_CHARS] for k, v in values.items()}
+
+
+def request_user(msg: Message) -> str:
+    """The user part of a request's Request-URI (the number or extension dialled)."""
+    if msg.kind != "request" or not msg.request_uri:
+        return ""
+    return msg.uri.user or ""  # type: ignore[union-attr]
+
+
+def request_host(msg: Message) -> str:
+    """The host part of a request's Request-URI (the domain or gateway addressed)."""
+    if msg.kind != "request" or not msg.request_uri:
+        return ""
+    return (msg.uri.host or "").lower()  # type: ignore[union-attr]
+
+
+def target_of(msg: Message) -> str:
+    """Who a request is after: the To user of a REGISTER (its Request-URI names only the
+    domain), else the Request-URI user, else the To user."""
+    if msg.kind != "request":
+        return ""
+    to_user = (msg.to_addr.user or "") if msg.to_addr else ""
+    if (msg.method or "").upper() == "REGISTER":
+        return to_user
+    return request_user(msg) or to_user
+
+
+def auth_user(msg: Message) -> str:
+    """The username of the request's Authorization (or Proxy-Authorization), if any."""
+    value = msg.header("authorization") or msg.header("proxy-authorization")
+    if value is None:
+        return ""
+    return parse_credentials(value[:MAX_VALUE_CHARS]).username or ""
 
 
 def expand_text(template: str, variables: dict[str, str]) -> str:
@@ -262,9 +306,12 @@ class Evaluator:
         catalogue: Catalogue | None = None,
         *,
         max_collection: int = MAX_COLLECTION,
+        identify: Callable[[Message], list[Match]] | None = None,
     ) -> None:
         self.rules = rules
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        # how Check_Fingerprint() asks the catalogue (the engine passes a cached one)
+        self.identify = identify if identify is not None else self.catalogue.identify
         self.collections = _Collections(max_collection)
         attack = [t for t in self.catalogue.tools if t.kind == "attack_tool"]
         self.known_tools = (
@@ -274,9 +321,17 @@ class Evaluator:
         )
 
     # -- public entry points --
-    def classify(self, msg: Message, source: Source, context: str | None = None) -> Outcome:
-        """Run the Classification rules of the message's context, in file order."""
-        run = self._start(msg, source, context)
+    def classify(
+        self,
+        msg: Message,
+        source: Source,
+        context: str | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """Run the Classification rules of the message's context, in file order.
+
+        `facts` sets variables the analysis engine worked out (see FACT_VARIABLES)."""
+        run = self._start(msg, source, context, facts)
         for rule in self.rules.for_context(run.context, "Classification"):
             self._apply(rule, run, branch=None)
         return run.outcome()
@@ -285,9 +340,16 @@ class Evaluator:
         """What `Check_Fingerprint()` returns for this message."""
         return self._fingerprint(self._start(msg, source, context))
 
-    def check(self, rule: Rule, msg: Message, source: Source, context: str | None = None) -> bool:
+    def check(
+        self,
+        rule: Rule,
+        msg: Message,
+        source: Source,
+        context: str | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> bool:
         """Whether a message meets a rule's condition (after its pre-actions)."""
-        run = self._start(msg, source, context)
+        run = self._start(msg, source, context, facts)
         self._actions(rule, rule.pre_actions, run)
         return rule.condition is None or self._condition(rule.condition, run)
 
@@ -299,16 +361,37 @@ class Evaluator:
         context: str | None = None,
         *,
         if_false: bool = False,
+        facts: Mapping[str, str] | None = None,
     ) -> Outcome:
         """Run a rule's pre-actions then its action (or action-if-false), unconditionally."""
-        run = self._start(msg, source, context)
+        run = self._start(msg, source, context, facts)
         self._apply(rule, run, branch=not if_false)
         return run.outcome()
 
     # -- internals --
-    def _start(self, msg: Message, source: Source, context: str | None) -> _Run:
+    def variables(
+        self,
+        msg: Message,
+        source: Source,
+        context: str | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Every variable a rule starts with for this message (predefined and facts)."""
+        return self._start(msg, source, context, facts).variables
+
+    def _start(
+        self,
+        msg: Message,
+        source: Source,
+        context: str | None,
+        facts: Mapping[str, str] | None = None,
+    ) -> _Run:
         ctx = (context or message_context(msg)).upper()
-        return _Run(msg, source, ctx, predefined_variables(msg, source, ctx))
+        variables = predefined_variables(msg, source, ctx)
+        if facts:
+            for name in FACT_VARIABLES.intersection(facts):
+                variables[name] = facts[name][:MAX_VALUE_CHARS]
+        return _Run(msg, source, ctx, variables)
 
     def _apply(self, rule: Rule, run: _Run, branch: bool | None) -> None:
         """Run one rule; `branch` None means: decided by the condition."""
@@ -398,7 +481,7 @@ class Evaluator:
                 result = rule.returns or ""
                 break
         else:
-            best = best_attack_tool(run.msg, self.catalogue)
+            best = next((m for m in self.identify(run.msg) if m.is_attack), None)
             if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
                 result = best.family or best.tool
         run.fingerprint = result

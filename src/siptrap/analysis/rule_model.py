@@ -47,12 +47,60 @@ PREDEFINED_VARIABLES = frozenset(
         "ContactPort",
         "Defects",
         "DefectCount",
+        # the receiving side, and what a request is after
+        "IPDst",
+        "PortDst",
+        "RequestUser",
+        "RequestHost",
+        "Target",
+        "AuthUser",
+        # facts the analysis engine works out (empty when evaluating without it)
+        "Tool",
+        "ToolFamily",
+        "Spoofed",
+        "Extension",
+        "Route",
+        "Number",
+        "NumberKind",
+        "NumberCountry",
+        "DialPrefix",
+    }
+)
+# Facts: variables the analysis engine fills (siptrap.analysis.facts); empty otherwise.
+FACT_VARIABLES = frozenset(
+    {
+        "Tool",
+        "ToolFamily",
+        "Spoofed",
+        "Extension",
+        "Route",
+        "Number",
+        "NumberKind",
+        "NumberCountry",
+        "DialPrefix",
     }
 )
 # Collections every rule can read. FINGERPINTS is the paper's spelling of FINGERPRINTS.
 PREDEFINED_COLLECTIONS = frozenset({"CONCLUSIONS", "FINGERPRINTS", "FINGERPINTS", "DEFECTS"})
 READ_ONLY_COLLECTIONS = frozenset({"FINGERPRINTS", "FINGERPINTS", "DEFECTS"})
 OPERATIONS = frozenset({"Check_Fingerprint"})
+
+# Alert categories siptrap's own rules and analysis use; a rule may name another one.
+CATEGORIES = (
+    "scan",
+    "enumeration",
+    "bruteforce",
+    "flood",
+    "ringing",
+    "spit",
+    "toll_fraud",
+    "gateway_probe",
+    "fuzzing",
+    "spoofing",
+    "dialplan_fault",
+    "direct_attack",
+)
+SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 MAX_TIMER = 86400.0
 MAX_THRESHOLD = 1_000_000
@@ -181,6 +229,9 @@ class Rule:
     regex: re.Pattern[str] | None = None
     where: Field | None = None
     description: str = ""
+    category: str = ""  # the alert category a firing of this rule belongs to
+    severity: str = ""  # one of SEVERITIES; empty: the category's default
+    distinct: str = ""  # ThresholdInWindow: count distinct values of this template
     source: str = ""
     line: int = 0
     key_lines: tuple[tuple[str, int], ...] = ()

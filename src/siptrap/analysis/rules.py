@@ -25,8 +25,11 @@ Keys: `type` (Classification, Fingerprinting, Correlation.EventInWindow,
 Correlation.ThresholdInWindow), `context` (a SIP method or an event, or several separated by
 commas), `scope` (DIALOG, IPSrc, IPNet, FromUser, ToUser, UserAgent), `pre-action`,
 `condition`, `action`, `action-if-false`, `timer` (seconds), `threshold` (a count), `re`
-(a regular expression) and `where` (the field it is searched in, see `fields`), and
-`description` (free text).
+(a regular expression) and `where` (the field it is searched in, see `fields`),
+`description` (free text), and for the analysis engine's alerts: `category` (a lower-case
+word such as `bruteforce`; see `CATEGORIES`), `severity` (info, low, medium, high,
+critical) and, on ThresholdInWindow rules, `distinct` (a template such as `%Target`: the
+window counts distinct values of it instead of messages).
 
 Statements (in `pre-action`, `action`, `action-if-false`; several are separated by `;`):
 `assign %var <operand>`, `add <operand> COLLECTION`, `return <operand>` (Fingerprinting
@@ -72,6 +75,7 @@ from .rule_model import (
     READ_ONLY_COLLECTIONS,
     RULE_TYPES,
     SCOPES,
+    SEVERITIES,
     VARIABLE,
     Action,
     Add,
@@ -129,15 +133,28 @@ __all__ = [
 ]
 
 _COMMON_KEYS = frozenset({"type", "context", "description"})
+_ALERT_KEYS = frozenset({"category", "severity"})
 _KEYS: dict[str, frozenset[str]] = {
-    "Classification": frozenset({"pre-action", "condition", "action", "action-if-false"}),
+    "Classification": frozenset({"pre-action", "condition", "action", "action-if-false"})
+    | _ALERT_KEYS,
     "Fingerprinting": frozenset({"re", "where", "action"}),
     "Correlation.EventInWindow": frozenset(
         {"scope", "timer", "pre-action", "condition", "action", "action-if-false"}
-    ),
+    )
+    | _ALERT_KEYS,
     "Correlation.ThresholdInWindow": frozenset(
-        {"scope", "timer", "threshold", "pre-action", "condition", "action", "action-if-false"}
-    ),
+        {
+            "scope",
+            "timer",
+            "threshold",
+            "distinct",
+            "pre-action",
+            "condition",
+            "action",
+            "action-if-false",
+        }
+    )
+    | _ALERT_KEYS,
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "Classification": ("context",),
@@ -171,6 +188,7 @@ _TOKEN = re.compile(
     re.X,
 )
 _COLLECTION = re.compile(r"[A-Z][A-Z0-9_]*")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _OPERATOR_LIKE = re.compile(r"[<>=!~&|+*/^-]+")
 
 
@@ -315,10 +333,12 @@ class _RuleBuilder:
         timer = self.number("timer", integer=False)
         threshold = self.number("threshold", integer=True)
         regex, where = self.pattern()
+        category, severity = self.alert_keys()
         pre = self.statements("pre-action")
         condition = self.condition()
         actions = self.statements("action")
         if_false = self.statements("action-if-false")
+        distinct = self.distinct()
         if self.type == "Fingerprinting":
             self.check_fingerprint_action(actions)
         return Rule(
@@ -335,6 +355,9 @@ class _RuleBuilder:
             regex=regex,
             where=where,
             description=self.value("description") or "",
+            category=category,
+            severity=severity,
+            distinct=distinct,
             source=self.source,
             line=self.section.line,
             key_lines=tuple((k, n) for k, (_v, n) in self.section.values.items()),
@@ -372,6 +395,27 @@ class _RuleBuilder:
         if not math.isfinite(number) or number <= 0 or number > limit:
             raise self.error(f"{key} must be positive and at most {limit}, not {text!r}")
         return float(number)
+
+    def alert_keys(self) -> tuple[str, str]:
+        """`category` (a lower-case word) and `severity` (one of SEVERITIES)."""
+        category = _unquote(self.value("category") or "")
+        if category and not _CATEGORY.fullmatch(category):
+            raise self.error(f"category must be a lower-case word (a-z, 0-9, _), not {category!r}")
+        severity = _unquote(self.value("severity") or "").lower()
+        if severity and severity not in SEVERITIES:
+            raise self.error(f"unknown severity {severity!r} (known: {', '.join(SEVERITIES)})")
+        return category, severity
+
+    def distinct(self) -> str:
+        """`distinct`: a template such as `%Target` whose distinct values are counted."""
+        text = self.value("distinct")
+        if text is None:
+            return ""
+        template = _unquote(text)
+        if not VARIABLE.search(template.replace("%%", "")):
+            raise self.error("distinct needs a variable, such as %Target or %ToUser")
+        self.check_template(template)
+        return template
 
     def pattern(self) -> tuple[re.Pattern[str] | None, Field | None]:
         where_text = self.value("where")
