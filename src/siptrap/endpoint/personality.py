@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .extensions import ConfigError
+
 # How identifiers look on the wire, per product family.
 TAG_STYLES = ("as-hex8", "pjsip-uuid", "cisco", "yealink", "polycom")
 NONCE_STYLES = ("hex", "pjsip", "cisco", "base64")
@@ -252,25 +254,50 @@ _FIELDS = set(Personality.__dataclass_fields__)
 
 def personality_from_config(name: str, values: dict[str, Any]) -> Personality:
     """A personality defined in the configuration, optionally based on a built-in
-    (`base = "asterisk"`): unknown keys are an error naming the key."""
+    (`base = "asterisk"`): unknown keys and values of the wrong type are a ConfigError
+    naming the key."""
     base_name = str(values.get("base", "asterisk"))
     if base_name not in BUILTIN:
-        raise ValueError(f"personality {name!r}: unknown base {base_name!r}")
-    changes: dict[str, Any] = {}
+        raise ConfigError(f"personality {name!r}: unknown base {base_name!r}")
+    base = BUILTIN[base_name]
+    changes: dict[str, Any] = {"description": f"custom, based on {base_name}"}
     for key, value in values.items():
         if key == "base":
             continue
-        if key not in _FIELDS:
-            raise ValueError(f"personality {name!r}: unknown key {key!r}")
-        if key == "reasons":
-            value = {int(k): str(v) for k, v in value.items()}
-        elif isinstance(value, list):
-            value = tuple(value)
-        changes[key] = value
+        if key not in _FIELDS or key == "name":
+            raise ConfigError(f"personality {name!r}: unknown key {key!r}")
+        changes[key] = _typed(name, key, value, getattr(base, key))
     if changes.get("nonce_style", "hex") not in NONCE_STYLES:
-        raise ValueError(f"personality {name!r}: nonce_style must be one of {NONCE_STYLES}")
+        raise ConfigError(f"personality {name!r}: nonce_style must be one of {NONCE_STYLES}")
     if changes.get("tag_style", "as-hex8") not in TAG_STYLES:
-        raise ValueError(f"personality {name!r}: tag_style must be one of {TAG_STYLES}")
-    return replace(
-        BUILTIN[base_name], name=name, description=f"custom, based on {base_name}", **changes
-    )
+        raise ConfigError(f"personality {name!r}: tag_style must be one of {TAG_STYLES}")
+    return replace(base, name=name, **changes)
+
+
+def _typed(name: str, key: str, value: Any, like: Any) -> Any:
+    """`value` checked against the type of the base personality's `like`."""
+    where = f"personality {name!r}: {key}"
+    if isinstance(like, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: true or false")
+    elif isinstance(like, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: a number")
+        value = float(value)
+    elif isinstance(like, int) or key == "ptime":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: a whole number")
+    elif isinstance(like, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: a string")
+    elif isinstance(like, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: a list of strings")
+        value = tuple(value)
+    elif isinstance(like, dict):  # reasons: status code -> phrase
+        if not isinstance(value, dict) or not all(
+            str(k).isdigit() and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{where}: a table of status code = reason phrase")
+        value = {int(k): v for k, v in value.items()}
+    return value
