@@ -7,13 +7,20 @@ commented TOML file a user can start from.
 
 from __future__ import annotations
 
-import json
+import re
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .endpoint.extensions import BEHAVIOURS, MEDIA_MODES, ConfigError, Extension, expand_users
+from .endpoint.extensions import (
+    BEHAVIOURS,
+    MAX_EXTENSIONS,
+    MEDIA_MODES,
+    ConfigError,
+    Extension,
+    expand_users,
+)
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
 
 DEFAULT_LISTEN = (
@@ -25,6 +32,7 @@ DEFAULT_LISTEN = (
     "tls:[::]:5061",
 )
 TRANSPORTS = ("udp", "tcp", "tls")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def doc(text: str, default: Any) -> Any:
@@ -53,14 +61,15 @@ def parse_listen(spec: str) -> list[Listen]:
     if rest.startswith("["):
         end = rest.find("]")
         host, portpart = rest[1:end], rest[end + 1 :]
-        if end == -1 or not portpart.startswith(":"):
+        if end == -1 or not host or not portpart.startswith(":"):
             raise ConfigError(f"listen {spec!r}: write IPv6 as [ADDR]:PORT")
         port_text = portpart[1:]
     else:
         host, sep, port_text = rest.rpartition(":")
-        if not sep or ":" in host:
+        if not sep or not host or ":" in host:
             raise ConfigError(f"listen {spec!r}: expected [udp:|tcp:|tls:]ADDR:PORT")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # Port 0: any free port (the one opened is reported in sensor.started).
+    if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ConfigError(f"listen {spec!r}: bad port {port_text!r}")
     return [Listen(t, host, int(port_text)) for t in transports]
 
@@ -128,6 +137,39 @@ class ConsoleConfig:
     summary_interval: float = doc("seconds between summary lines; 0 = none", 60.0)
 
 
+MIB = 1024 * 1024
+IVR_OUTCOMES = ("ring", "busy")
+TONE_REGIONS = ("eu", "us")
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    port_min: int = doc("lowest RTP port (a stream takes an even port and the next)", 10000)
+    port_max: int = doc("highest UDP port for RTP and RTCP", 20000)
+    max_calls: int = doc("answered calls with media at once; more get 486 Busy Here", 200)
+    max_streams: int = doc("audio streams (m= lines) accepted per call", 4)
+    max_call_duration: float = doc("seconds after which siptrap hangs up any answered call", 600.0)
+    rtp_timeout: float = doc("seconds without RTP or RTCP before siptrap hangs up; 0 = never", 30.0)
+    max_packet_rate: int = doc("datagrams a second taken per stream; more are dropped", 500)
+    record: bool = doc("record every stream to pcap and WAV files under DATA/recordings/", True)
+    max_call_bytes: int = doc("bytes of recordings per call: half pcap, half WAV", 32 * MIB)
+    max_total_bytes: int = doc("bytes all recordings may take together", 10240 * MIB)
+    prompt_file: str = doc("WAV answered calls hear; empty: DATA/media/prompt.wav", "")
+    tone_region: str = doc("ringback and busy tones: eu or us", "eu")
+    ivr_digit_timeout: float = doc("IVR: seconds after the last key that end the number", 4.0)
+    ivr_max_digits: int = doc("IVR: keys that end the number (# ends it too)", 24)
+    ivr_outcome: str = doc("IVR: after the number, ring (ringback) or busy (busy tone)", "ring")
+    ivr_outcome_seconds: float = doc("IVR: seconds of that tone, then siptrap hangs up", 20.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port_min < self.port_max <= 65535:
+            raise ConfigError("media.port_min and port_max: 1 <= port_min < port_max <= 65535")
+        if self.ivr_outcome not in IVR_OUTCOMES:
+            raise ConfigError(f"media.ivr_outcome: one of {', '.join(IVR_OUTCOMES)}")
+        if self.tone_region not in TONE_REGIONS:
+            raise ConfigError(f"media.tone_region: one of {', '.join(TONE_REGIONS)}")
+
+
 DEFAULT_EXTENSIONS: tuple[dict[str, Any], ...] = (
     {"users": "100-109", "password": "1234", "behaviour": "answer", "answer_after": 3},
     {"users": "200-209", "password": "secret", "behaviour": "ring"},
@@ -143,6 +185,7 @@ class Config:
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -182,6 +225,8 @@ def build_extensions(entries: tuple[dict[str, Any], ...]) -> list[Extension]:
     out: dict[str, Extension] = {}
     for i, entry in enumerate(entries):
         where = f"extensions[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: a table ([[extensions]])")
         unknown = set(entry) - EXTENSION_KEYS
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
@@ -196,7 +241,10 @@ def build_extensions(entries: tuple[dict[str, Any], ...]) -> list[Extension]:
         if behaviour == "redirect" and not entry.get("redirect_to"):
             raise ConfigError(f"{where}: behaviour 'redirect' needs 'redirect_to'")
         password = entry.get("password")
-        for user in expand_users(str(entry["users"])):
+        users = expand_users(str(entry["users"]))
+        if len(out) + len(users) > MAX_EXTENSIONS:
+            raise ConfigError(f"{where}: more than {MAX_EXTENSIONS} extensions in all")
+        for user in users:
             out[user] = Extension(
                 user=user,
                 password=str(password) if password is not None else None,
@@ -225,6 +273,7 @@ SECTIONS = {
     "credentials": CredentialsConfig,
     "recording": RecordingConfig,
     "console": ConsoleConfig,
+    "media": MediaConfig,
 }
 
 
@@ -249,10 +298,17 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     sensor_over = {k: v for k, v in overrides.items() if v is not None}
     if sensor_over:
         sections["sensor"] = replace(sections["sensor"], **sensor_over)
-    extensions = tuple(data.get("extensions", DEFAULT_EXTENSIONS))
+    extensions = data.get("extensions", DEFAULT_EXTENSIONS)
+    if not isinstance(extensions, list | tuple):
+        raise ConfigError("extensions: a list of tables ([[extensions]])")
+    personalities = data.get("personalities", {})
+    if not isinstance(personalities, dict) or not all(
+        isinstance(v, dict) for v in personalities.values()
+    ):
+        raise ConfigError("personalities: tables ([personalities.NAME])")
     config = Config(
-        extensions=extensions,
-        personalities=dict(data.get("personalities", {})),
+        extensions=tuple(extensions),
+        personalities=dict(personalities),
         **sections,
     )
     config.listen()
@@ -271,12 +327,14 @@ def _section(cls: type, values: Any, name: str) -> Any:
             raise ConfigError(f"[{name}]: unknown key {key!r}")
         default = known[key].default
         if isinstance(default, tuple):
-            if not isinstance(value, list):
-                raise ConfigError(f"{name}.{key}: a list")
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key}: a list of strings")
             value = tuple(value)
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}.{key}: true or false")
+        elif isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name}.{key}: a whole number")
         elif isinstance(default, int | float):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{name}.{key}: a non-negative number")
@@ -302,14 +360,14 @@ def render(config: Config) -> str:
     out.append(f"# call_duration, media ({' | '.join(MEDIA_MODES)}), media_file.")
     for entry in config.extensions:
         out.append("[[extensions]]")
-        out += [f"{key} = {_toml(value)}" for key, value in entry.items()]
+        out += [f"{_key(key)} = {_toml(value)}" for key, value in entry.items()]
         out.append("")
     out.append("# Your own personalities: [personalities.NAME] with base = one of")
     out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
     out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
     for pname, values in config.personalities.items():
-        out.append(f"[personalities.{pname}]")
-        out += [f"{key} = {_toml(value)}" for key, value in values.items()]
+        out.append(f"[personalities.{_key(pname)}]")
+        out += [f"{_key(key)} = {_toml(value)}" for key, value in values.items()]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -319,14 +377,28 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
-        return (
-            "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
-        )
-    if is_dataclass(value):
-        return json.dumps(str(value))
-    return json.dumps(str(value))
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    return _string(str(value))
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: quote, backslash and control characters escaped, the rest
+    as it is (TOML files are UTF-8; JSON's surrogate-pair escapes are not TOML)."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _key(name: Any) -> str:
+    """A TOML key: bare when it can be, quoted otherwise."""
+    text = str(name)
+    return text if _BARE_KEY.fullmatch(text) else _string(text)
