@@ -26,7 +26,7 @@ from .events.record import Event, Peer
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .store.sqlite import SqliteSink
-from .transport.media import UdpMediaPorts
+from .transport.media import MediaEndpoint
 from .transport.stream import StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, open_udp
@@ -64,7 +64,13 @@ class Honeypot:
         self.recovery = RecoveryWorker(
             self._recovered, config.credentials.max_candidates, config.credentials.queue_size
         )
-        self.media = UdpMediaPorts(max_calls=max(16, config.flood.max_dialogs // 64))
+        self.media = MediaEndpoint(
+            config.media,
+            self.data_dir,
+            self.bus.emit,
+            config.sensor.name,
+            [ext.media_file for ext in config.extension_list() if ext.media_file],
+        )
         self.endpoint = Endpoint(
             config,
             emit=self.bus.emit,
@@ -183,6 +189,8 @@ class Honeypot:
                 "calls": len(e.calls.calls),
                 "shed": e.guard.shed_rate + e.guard.shed_reflect,
                 "dropped_events": self.bus.dropped,
+                "media_calls": self.media.active,
+                "media_refused": self.media.refused,
             },
         )
 
@@ -194,7 +202,7 @@ class Honeypot:
             await stream.close()
         now = time.time()
         self.endpoint.stop(now)
-        self.media.close_all()
+        await self.media.aclose()
         if self.config.credentials.recover:
             await asyncio.to_thread(self.recovery.stop)
         g = self.endpoint.guard

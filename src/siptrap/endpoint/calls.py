@@ -8,9 +8,13 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..events.record import Event, Peer
+from ..media.codecs import g722_available
+from ..media.dtmf import DtmfEvent, parse_info_dtmf
+from ..media.negotiation import plan_streams
+from ..media.session import CallSetup
 from ..sip import Request
 from ..sip.dialog import Dialog, DialogTable
 from ..sip.sdp import SessionDescription, build_answer, build_offer, parse_sdp
@@ -31,6 +35,22 @@ class MediaPorts(Protocol):
     def open(self, key: str, local_ip: str) -> int | None: ...
 
     def close(self, key: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class MediaSessions(MediaPorts, Protocol):
+    """The whole media layer (`transport.media.MediaEndpoint`): several streams per call,
+    recording and playback, DTMF, and calls to hang up because of their media."""
+
+    def open_streams(self, key: str, local_ip: str, count: int) -> list[int]: ...
+
+    def start(self, key: str, setup: CallSetup, now: float | None = None) -> None: ...
+
+    def confirm(self, key: str) -> None: ...
+
+    def dtmf(self, key: str, event: DtmfEvent, now: float) -> None: ...
+
+    def take_ended(self) -> list[tuple[str, str]]: ...
 
 
 @dataclass(slots=True)
@@ -69,6 +89,7 @@ class CallManager:
         self.p = personality
         self.plan = plan
         self.media = media
+        self.sessions = media if isinstance(media, MediaSessions) else None
         self.authenticate = authenticate
         self.challenge = challenge
         self.max_calls = max(1, max_calls)
@@ -95,6 +116,7 @@ class CallManager:
         return self._heap[0][0] if self._heap else None
 
     def handle_timers(self, now: float) -> None:
+        self._media_ended(now)
         while self._heap and self._heap[0][0] <= now:
             item = heapq.heappop(self._heap)
             if not self._live(item):
@@ -234,6 +256,9 @@ class CallManager:
 
     def _answer(self, call: Call, now: float) -> None:
         body = self._sdp_answer(call, now)
+        if body is None:  # no media port or line free: busy, as a full PBX is
+            self._final(call, 486, "media_busy")
+            return
         headers = self._allow_contact(call)
         if body:
             headers.append(("Content-Type", "application/sdp"))
@@ -255,28 +280,65 @@ class CallManager:
         duration = call.extension.call_duration if call.extension else 30.0
         self._at(call, now + duration, "hangup")
 
-    def _sdp_answer(self, call: Call, now: float) -> bytes:
+    def _sdp_answer(self, call: Call, now: float) -> bytes | None:
+        """The SDP of the 200 OK, with RTP ports opened for it; None when there is none."""
         local_ip = self.r.public_address or call.peer.dst_ip
         offer = parse_sdp(call.inc.request.body) if call.inc.request.body else None
         call.media_key = call.call_id
-        port = self.media.open(call.call_id, local_ip)
-        if port is None:
-            return b""
+        codecs = self.p.codecs
+        if self.sessions is not None:
+            audio = [m for m in offer.media if m.kind.lower() == "audio"] if offer else []
+            ports = self.sessions.open_streams(call.call_id, call.peer.dst_ip, len(audio) or 1)
+            codecs = tuple(c for c in codecs if c.lower() != "g722" or g722_available())
+        else:
+            port = self.media.open(call.call_id, local_ip)
+            ports = [port] if port is not None else []
+        if not ports:
+            return None
         common = {
             "address": local_ip,
             "origin_username": self.p.sdp_username,
             "session_id": identifiers.sdp_session_id(),
             "session_version": 1,
             "session_name": self.p.sdp_session_name,
-            "codecs": self.p.codecs,
+            "codecs": codecs,
             "ptime": self.p.ptime,
         }
         answer: SessionDescription
         if offer is not None and any(m.kind == "audio" for m in offer.media):
-            answer = build_answer(offer, ports=[port], **common)  # type: ignore[arg-type]
+            answer = build_answer(offer, ports=ports, **common)  # type: ignore[arg-type]
         else:
-            answer = build_offer(port=port, **common)  # type: ignore[arg-type]
+            offer = None
+            answer = build_offer(port=ports[0], **common)  # type: ignore[arg-type]
+        if self.sessions is not None:
+            self._start_media(call, offer, answer, now)
         return answer.to_bytes()
+
+    def _start_media(
+        self, call: Call, offer: SessionDescription | None, answer: SessionDescription, now: float
+    ) -> None:
+        assert self.sessions is not None
+        ext = call.extension
+        setup = CallSetup(
+            call_id=call.call_id,
+            peer_ip=call.peer.src_ip,
+            local_ip=call.peer.dst_ip,
+            streams=tuple(plan_streams(offer, answer, self.p.ptime)),
+            mode=ext.media if ext is not None else "play",
+            media_file=ext.media_file if ext is not None else None,
+        )
+        self.sessions.start(call.call_id, setup, now)
+
+    def _media_ended(self, now: float) -> None:
+        """Hang up (BYE) the calls whose media says so: no RTP for too long, the
+        longest call allowed, or the IVR done."""
+        if self.sessions is None:
+            return
+        for key, reason in self.sessions.take_ended():
+            call = self.calls.get(key)
+            if call is not None and call.state == "answered" and call.media_key == key:
+                call.inc.now = now
+                self._hangup(call, now, reason)
 
     def _final(
         self, call: Call, status: int, reason: str, headers: list[tuple[str, str]] | None = None
@@ -287,7 +349,7 @@ class CallManager:
             self.dialogs.update(call.dialog, status, call.inc.now)
         self._end(call, call.inc.now, reason, status)
 
-    def _hangup(self, call: Call, now: float) -> None:
+    def _hangup(self, call: Call, now: float, reason: str = "hangup") -> None:
         dialog = call.dialog
         if dialog is not None:
             data = dialog.build_request(
@@ -295,7 +357,7 @@ class CallManager:
             )
             self.r.send_request(call.peer, data, now, "BYE", dialog.remote_target, call.call_id)
             self.dialogs.terminate(dialog, "hangup")
-        self._end(call, now, "hangup", 200)
+        self._end(call, now, reason, 200)
 
     def _reinvite(self, inc: Incoming) -> None:
         dialog = self.dialogs.match(inc.request)
@@ -333,6 +395,9 @@ class CallManager:
         dialog = self.dialogs.match(request)
         if dialog is not None:
             self.dialogs.request_received(dialog, request, now)
+            call = self.calls.get(request.call_id or "")
+            if self.sessions is not None and call is not None and call.media_key:
+                self.sessions.confirm(call.media_key)  # the caller receives what we send
 
     def in_dialog(self, inc: Incoming, status: int = 200) -> None:
         """INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE inside a call: 200 (202 for REFER)."""
@@ -342,6 +407,31 @@ class CallManager:
             return
         self.dialogs.request_received(dialog, inc.request, inc.now)
         self.r.respond(inc, status, to_tag=dialog.local_tag)
+        if inc.request.method == "INFO" and inc.request.body:
+            self._info_dtmf(inc)
+
+    def _info_dtmf(self, inc: Incoming) -> None:
+        """DTMF in a SIP INFO (application/dtmf-relay, application/dtmf): an
+        `rtp.dtmf.received` event, and the key for the call's media (IVR, summary)."""
+        request = inc.request
+        found = parse_info_dtmf(request.header("content-type") or "", request.body, inc.now)
+        if found is None or found.event is None:
+            return
+        event = found.event
+        fields: dict[str, Any] = {
+            "call_id": request.call_id,
+            "digits": event.digit,
+            "source": event.source,
+            "duration_ms": event.duration_ms,
+            "stream": None,
+            "ended": True,
+        }
+        if found.defects:
+            fields["defects"] = list(found.defects)
+        self.r.emit(Event("rtp.dtmf.received", inc.now, self.r.sensor, inc.peer, fields))
+        call = self.calls.get(request.call_id or "")
+        if self.sessions is not None and call is not None and call.media_key:
+            self.sessions.dtmf(call.media_key, event, inc.now)
 
     def no_ack(self, call_id: str, now: float) -> None:
         call = self.calls.get(call_id)
