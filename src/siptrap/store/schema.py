@@ -11,6 +11,8 @@ siptrap is refused rather than written in a shape it does not expect.
 
 from __future__ import annotations
 
+from . import recordings
+
 SCHEMA_VERSION = 1
 
 META = """
@@ -171,6 +173,9 @@ TABLES = (
         removed_reason   TEXT
     )
     """,
+    # One row per stream of an answered call (rtp.stream.ended): codec, packets, audio
+    # duration, loss, and the pcap and WAV paths relative to the data directory.
+    recordings.TABLE,
 )
 
 INDEXES = (
@@ -190,4 +195,5 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS calls_started ON calls (started_epoch)",
     "CREATE INDEX IF NOT EXISTS registrations_username ON registrations (username, contact)",
     "CREATE INDEX IF NOT EXISTS registrations_src_ip ON registrations (src_ip)",
+    recordings.INDEX,
 )
