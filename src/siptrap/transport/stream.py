@@ -43,6 +43,7 @@ class StreamListener:
         self.idle_timeout = idle_timeout
         self.ssl_context = ssl_context
         self.connections: dict[int, asyncio.StreamWriter] = {}
+        self._stats: dict[int, dict[str, int]] = {}  # per open connection
         self.server: asyncio.Server | None = None
         self.refused = 0
 
@@ -74,6 +75,9 @@ class StreamListener:
         writer = self.connections.get(peer.connection)
         if writer is not None and not writer.is_closing():
             writer.write(data)
+            stats = self._stats.get(peer.connection)
+            if stats is not None:
+                stats["bytes_out"] += len(data)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self.max_connections:
@@ -98,7 +102,8 @@ class StreamListener:
             cipher = ssl_obj.cipher()
             tls = {"tls_version": ssl_obj.version(), "tls_cipher": cipher[0] if cipher else None}
         self.emit_event("transport.connection.opened", peer, tls)
-        stats = {"messages": 0, "bytes_in": 0, "discarded_bytes": 0}
+        stats = {"messages": 0, "bytes_in": 0, "bytes_out": 0, "discarded_bytes": 0}
+        self._stats[conn_id] = stats
         reason = "closed"
         try:
             reason = await self._read_loop(reader, peer, stats)
@@ -106,6 +111,7 @@ class StreamListener:
             reason = f"error: {type(exc).__name__}"
         finally:
             self.connections.pop(conn_id, None)
+            self._stats.pop(conn_id, None)
             writer.close()
             self.emit_event("transport.connection.closed", peer, {"reason": reason, **stats})
 
