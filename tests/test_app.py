@@ -78,7 +78,7 @@ class Running:
 
         try:
             asyncio.run(main())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             self.error = exc
         finally:
             self._ready.set()
@@ -212,7 +212,7 @@ def test_tcp_message_split_across_two_sends(served: tuple[Running, Path]) -> Non
 
 
 def test_tcp_pipelined_and_garbage_between(served: tuple[Running, Path]) -> None:
-    running, data_dir = served
+    running, _ = served
     garbage = b"\x00\x01GARBAGE NOT SIP\r\n\r\n"
     first, second, third = (options(f"tcp-pipe-{i}", "TCP") for i in range(3))
     with socket.create_connection(("127.0.0.1", running.port("tcp")), timeout=5) as sock:
@@ -254,7 +254,7 @@ def test_tls_with_the_generated_certificate(served: tuple[Running, Path]) -> Non
         (reply,) = read_messages(tls, 1)
         version = tls.version()
     assert reply.status == 200
-    assert [str(c.uri) for c in reply.contacts][0].startswith("sips:")
+    assert str(reply.contacts[0].uri).startswith("sips:")
     opened = running.wait_for(
         lambda e: (
             e.id == "transport.connection.opened"
