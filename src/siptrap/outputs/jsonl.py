@@ -8,6 +8,9 @@ from typing import IO
 
 from ..events.record import Event
 
+# Made once: json.dumps with options builds a new encoder for every event.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
 
 class JsonLinesSink:
     name = "jsonl"
@@ -22,7 +25,8 @@ class JsonLinesSink:
 
     def write(self, events: list[Event]) -> None:
         assert self._file is not None
-        lines = [json.dumps(e.to_dict(), ensure_ascii=False, default=str) for e in events]
+        encode = _ENCODER.encode
+        lines = [encode(e.to_dict()) for e in events]
         self._file.write("\n".join(lines) + "\n")
         self._file.flush()
 

@@ -1,7 +1,9 @@
 """How each event becomes rows: one function per table, every value a bound parameter.
 
-`write_event` is the entry point: it stores the event in `events`, then hands it to the
-writer of its table (messages, credentials, calls, registrations) if it has one.
+`write_events` is the entry point for a batch: every event into `events` and every
+message into `messages` with one `executemany` each (the SIP traffic is almost all of
+the events), then each remaining event to the writer of its table (credentials, calls,
+registrations) in order. `write_event` does the same for one event.
 """
 
 from __future__ import annotations
@@ -24,34 +26,53 @@ MESSAGE_EVENTS: dict[str, tuple[str, str | None]] = {
 }
 
 
+_NO_PEER: tuple[Any, ...] = (None, None, None, None, None)
+# The last peer converted, and its values: a request's events and its response's share
+# one Peer object, so most events find theirs here. (Peers are immutable.)
+_last_peer: tuple[object, tuple[Any, ...]] = (None, _NO_PEER)
+
+
 def _peer_values(event: Event) -> tuple[Any, ...]:
     """(transport, src_ip, src_port, dst_ip, dst_port) of the event's peer."""
+    global _last_peer
     peer = event.peer
     if peer is None:
-        return (None, None, None, None, None)
-    return (
+        return _NO_PEER
+    last = _last_peer
+    if last[0] is peer:
+        return last[1]
+    values = (
         text(peer.transport),
         text(peer.src_ip),
         integer(peer.src_port),
         text(peer.dst_ip),
         integer(peer.dst_port),
     )
+    _last_peer = (peer, values)
+    return values
+
+
+_EVENT_SQL = (
+    "INSERT INTO events (id, ts, ts_epoch, event, sensor, transport, src_ip, src_port,"
+    " dst_ip, dst_port, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _event_row(event: Event, event_id: int | None, iso_ts: str) -> tuple[Any, ...]:
+    return (
+        event_id,
+        iso_ts,
+        event.ts,
+        event.id,
+        text(event.sensor),
+        *_peer_values(event),
+        as_json(event.fields),
+    )
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> int | None:
     """Store the event itself; return its row id."""
-    cur = conn.execute(
-        "INSERT INTO events (ts, ts_epoch, event, sensor, transport, src_ip, src_port,"
-        " dst_ip, dst_port, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event.iso_ts,
-            event.ts,
-            event.id,
-            text(event.sensor),
-            *_peer_values(event),
-            as_json(event.fields),
-        ),
-    )
+    cur = conn.execute(_EVENT_SQL, _event_row(event, None, event.iso_ts))
     return cur.lastrowid
 
 
@@ -77,28 +98,48 @@ ON CONFLICT (message_id) DO UPDATE SET
 """
 
 
+def _defect_list(value: Any) -> list[Any]:
+    """An event's `defects` field as a list."""
+    return list(value) if isinstance(value, list | tuple) else ([] if value is None else [value])
+
+
+def _merge(stored_json: object, found: list[Any]) -> list[Any]:
+    """The defects stored (JSON text, read leniently), then the new ones not among them."""
+    try:
+        stored = json.loads(stored_json)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        stored = [stored_json]
+    merged = stored if isinstance(stored, list) else [stored]
+    return merged + [d for d in json.loads(as_json(found)) if d not in merged]
+
+
 def _merged_defects(conn: sqlite3.Connection, message_id: str | None, new: Any) -> list[Any]:
     """The defects already stored for this message, then the new ones not among them."""
-    found = list(new) if isinstance(new, list | tuple) else ([] if new is None else [new])
+    found = _defect_list(new)
     if message_id is None:
         return found
     row = conn.execute(
         "SELECT defects FROM messages WHERE message_id = ?", (message_id,)
     ).fetchone()
-    if row is None:
-        return found
-    try:
-        stored = json.loads(row[0])
-    except (TypeError, ValueError):
-        stored = [row[0]]
-    merged = stored if isinstance(stored, list) else [stored]
-    return merged + [d for d in json.loads(as_json(found)) if d not in merged]
+    return found if row is None else _merge(row[0], found)
 
 
-def write_message(conn: sqlite3.Connection, event: Event, event_id: int | None) -> None:
-    """One `messages` row per message_id: a second event about the same message (a
-    malformed request is also a received request) only fills columns still empty and
-    adds the defects it names; the stored bytes are never replaced."""
+def _stored_defects(conn: sqlite3.Connection, message_ids: list[str]) -> dict[str, object]:
+    """The `defects` JSON already stored for those of these message ids that have a row
+    (one query per 500 ids instead of one per message)."""
+    found: dict[str, object] = {}
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT message_id, defects FROM messages WHERE message_id IN ({marks})"  # noqa: S608
+        found.update(conn.execute(sql, chunk).fetchall())
+    return found
+
+
+def _message_row(
+    event: Event, event_id: int | None, iso_ts: str, message_id: str | None, defects: str
+) -> tuple[Any, ...]:
+    """The `messages` row of a message event (see write_message)."""
     default_direction, kind = MESSAGE_EVENTS[event.id]
     direction = event.direction if event.direction in ("in", "out") else default_direction
     transport, src_ip, src_port, dst_ip, dst_port = _peer_values(event)
@@ -108,38 +149,43 @@ def write_message(conn: sqlite3.Connection, event: Event, event_id: int | None) 
     malformed = event.id == "sip.message.malformed"
     if malformed and f.get("method"):
         kind = "request"
-    message_id = text(f.get("message_id"))
     raw = bytes(event.raw) if event.raw is not None else None
     size = f.get("size")
     if size is None and raw is not None:
         size = len(raw)
-    conn.execute(
-        _MESSAGE_SQL,
-        (
-            message_id,
-            event_id,
-            event.iso_ts,
-            event.ts,
-            direction,
-            transport,
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
-            kind,
-            text(f.get("method")),
-            text(f.get("request_uri")),
-            integer(f.get("status")),
-            text(f.get("reason")),
-            text(f.get("call_id")),
-            text(f.get("user_agent")),
-            integer(size),
-            int(malformed),
-            text(f.get("error")),
-            as_json(_merged_defects(conn, message_id, f.get("defects"))),
-            raw,
-        ),
+    return (
+        message_id,
+        event_id,
+        iso_ts,
+        event.ts,
+        direction,
+        transport,
+        src_ip,
+        src_port,
+        dst_ip,
+        dst_port,
+        kind,
+        text(f.get("method")),
+        text(f.get("request_uri")),
+        integer(f.get("status")),
+        text(f.get("reason")),
+        text(f.get("call_id")),
+        text(f.get("user_agent")),
+        integer(size),
+        int(malformed),
+        text(f.get("error")),
+        defects,
+        raw,
     )
+
+
+def write_message(conn: sqlite3.Connection, event: Event, event_id: int | None) -> None:
+    """One `messages` row per message_id: a second event about the same message (a
+    malformed request is also a received request) only fills columns still empty and
+    adds the defects it names; the stored bytes are never replaced."""
+    message_id = text(event.fields.get("message_id"))
+    defects = as_json(_merged_defects(conn, message_id, event.fields.get("defects")))
+    conn.execute(_MESSAGE_SQL, _message_row(event, event_id, event.iso_ts, message_id, defects))
 
 
 _CREDENTIAL_FIELDS = (
@@ -401,3 +447,46 @@ def write_event(conn: sqlite3.Connection, event: Event) -> None:
     writer = WRITERS.get(event.id)
     if writer is not None:
         writer(conn, event, event_id)
+
+
+def write_events(conn: sqlite3.Connection, events: list[Event]) -> None:
+    """Store a batch of events, in order, as write_event would one by one (inside the
+    caller's transaction, which must hold the write lock: event ids are assigned here
+    from the largest one stored)."""
+    top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+    first = (top if isinstance(top, int) else 0) + 1
+    event_rows: list[tuple[Any, ...]] = []
+    messages: list[tuple[Event, int, str, str | None]] = []
+    others: list[tuple[Writer, Event, int]] = []
+    for event_id, event in enumerate(events, first):
+        iso_ts = event.iso_ts
+        event_rows.append(_event_row(event, event_id, iso_ts))
+        writer = WRITERS.get(event.id)
+        if writer is write_message:
+            messages.append((event, event_id, iso_ts, text(event.fields.get("message_id"))))
+        elif writer is not None:
+            others.append((writer, event, event_id))
+    conn.executemany(_EVENT_SQL, event_rows)
+    if messages:
+        conn.executemany(_MESSAGE_SQL, _message_rows(conn, messages))
+    for writer, event, event_id in others:
+        writer(conn, event, event_id)
+
+
+def _message_rows(
+    conn: sqlite3.Connection, messages: list[tuple[Event, int, str, str | None]]
+) -> list[tuple[Any, ...]]:
+    """The rows of a batch's messages, each with its defects merged with those stored
+    before or earlier in the batch (as write_message does row by row)."""
+    ids = list(dict.fromkeys(mid for _, _, _, mid in messages if mid is not None))
+    known = _stored_defects(conn, ids)
+    rows = []
+    for event, event_id, iso_ts, message_id in messages:
+        found = _defect_list(event.fields.get("defects"))
+        if message_id is not None and message_id in known:
+            found = _merge(known[message_id], found)
+        defects = as_json(found) if found else "[]"
+        if message_id is not None:
+            known[message_id] = defects
+        rows.append(_message_row(event, event_id, iso_ts, message_id, defects))
+    return rows

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..events.record import Event
 from . import sources
-from .rows import write_event
+from .rows import write_events
 from .schema import INDEXES, META, SCHEMA_VERSION, TABLES
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ class SqliteSink:
         tallies: dict[str, sources.SourceTally] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
+            write_events(conn, events)
             for event in events:
-                write_event(conn, event)
                 sources.tally(tallies, event)
             sources.flush(conn, tallies)
             conn.execute("COMMIT")

@@ -21,6 +21,8 @@ def text(value: object) -> str | None:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "backslashreplace")
     s = value if isinstance(value, str) else str(value)
+    if s.isascii():  # the common case, and always valid UTF-8
+        return s
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
@@ -63,13 +65,20 @@ def real(value: object) -> float | str | None:
     return text(value)
 
 
+# One encoder each, made once (json.dumps builds a new one per call when given options).
+_READABLE = json.JSONEncoder(ensure_ascii=False, default=str)
+_ASCII = json.JSONEncoder(ensure_ascii=True, default=str)
+
+
 def as_json(value: Any) -> str:
     """JSON text of value: readable UTF-8 when possible, ASCII escapes when not."""
-    dumped = json.dumps(value, ensure_ascii=False, default=str)
+    dumped = _READABLE.encode(value)
+    if dumped.isascii():
+        return dumped
     try:
         dumped.encode("utf-8")
     except UnicodeEncodeError:
-        dumped = json.dumps(value, ensure_ascii=True, default=str)
+        dumped = _ASCII.encode(value)
     return dumped
 
 
