@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events.record import Event
+from .recordings import write_recording
 from .values import as_json, integer, json_or_none, real, text
 
 # Events that carry a SIP message: (default direction, kind).
@@ -438,6 +439,7 @@ WRITERS: dict[str, Writer] = {
     "sip.call.ended": call_ended,
     "sip.register.success": register_success,
     "sip.register.removed": register_removed,
+    "rtp.stream.ended": write_recording,
 }
 
 
