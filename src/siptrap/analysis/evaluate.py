@@ -192,14 +192,14 @@ def request_user(msg: Message) -> str:
     """The user part of a request's Request-URI (the number or extension dialled)."""
     if msg.kind != "request" or not msg.request_uri:
         return ""
-    return msg.uri.user or ""  # type: ignore[union-attr]
+    return msg.uri.user or ""
 
 
 def request_host(msg: Message) -> str:
     """The host part of a request's Request-URI (the domain or gateway addressed)."""
     if msg.kind != "request" or not msg.request_uri:
         return ""
-    return (msg.uri.host or "").lower()  # type: ignore[union-attr]
+    return (msg.uri.host or "").lower()
 
 
 def target_of(msg: Message) -> str:

@@ -1,0 +1,393 @@
+"""Alerts: what the analysis tells the operator, as `analysis.alert.raised` events.
+
+Two kinds, as in the Artemisa paper:
+
+- a **message** alert holds everything concluded about a message (for an INVITE, once its
+  dialog has been watched: ACK, media);
+- a **composed** alert holds a correlated set of messages: a correlation rule's window
+  (source, time span, counts, targets, tool, category, severity).
+
+One ongoing attack is one alert. Message alerts with the same category, source and tool
+are one alert (its `count` is the number of messages); composed alerts with the same
+category and scope key are one alert across windows. An alert is emitted when it opens,
+then again (same `alert_id`, `update` counting up) when it grows significantly (its count
+doubles, its severity rises, it gains a category), at most every `update_interval`
+seconds otherwise, and a last time when it goes idle with changes not yet emitted.
+Everything an alert keeps is bounded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..events.record import iso
+
+SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+DEFAULT_SEVERITY = {
+    "scan": "low",
+    "enumeration": "medium",
+    "bruteforce": "high",
+    "flood": "medium",
+    "ringing": "medium",
+    "spit": "medium",
+    "toll_fraud": "high",
+    "gateway_probe": "medium",
+    "fuzzing": "medium",
+    "spoofing": "low",
+    "dialplan_fault": "medium",
+    "direct_attack": "low",
+}
+# The category a message alert is filed under when a message has several.
+CATEGORY_PRIORITY = (
+    "toll_fraud",
+    "bruteforce",
+    "fuzzing",
+    "enumeration",
+    "flood",
+    "spit",
+    "ringing",
+    "gateway_probe",
+    "scan",
+    "spoofing",
+    "dialplan_fault",
+    "direct_attack",
+)
+MAX_CONCLUSIONS = 100
+MAX_LIST = 100  # targets, sources, usernames, guesses, call ids, values kept per alert
+MAX_EVIDENCE = 10
+
+
+def severity_of(category: str, given: str = "") -> str:
+    return given if given in SEVERITY_ORDER else DEFAULT_SEVERITY.get(category, "medium")
+
+
+def main_category(categories: Iterable[str]) -> str:
+    found = list(dict.fromkeys(categories))
+    for name in CATEGORY_PRIORITY:
+        if name in found:
+            return name
+    return found[0] if found else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One emission of an alert; `update` is 0 when it is raised, then counts up."""
+
+    alert_id: str
+    kind: str  # message | composed
+    category: str
+    categories: tuple[str, ...]
+    tool: str | None
+    src_ip: str
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    count: int
+    first_seen: float
+    last_seen: float
+    severity: str
+    conclusions: tuple[str, ...]
+    rules: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    usernames: tuple[str, ...] = ()
+    guesses: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+    call_ids: tuple[str, ...] = ()
+    transport: str | None = None
+    src_port: int | None = None
+    dst_ip: str | None = None
+    dst_port: int | None = None
+    update: int = 0
+    closed: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """The event's own fields (besides the common ones)."""
+        return {
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "category": self.category,
+            "categories": list(self.categories),
+            "tool": self.tool,
+            "src_ip": self.src_ip,
+            "sources": list(self.sources),
+            "targets": list(self.targets),
+            "count": self.count,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "severity": self.severity,
+            "conclusions": list(self.conclusions),
+            "rules": list(self.rules),
+            "evidence": list(self.evidence),
+            "usernames": list(self.usernames),
+            "guesses": list(self.guesses),
+            "values": list(self.values),
+            "call_ids": list(self.call_ids),
+            "update": self.update,
+            "closed": self.closed,
+        }
+
+
+def _add(items: dict[str, None], values: Iterable[str], limit: int = MAX_LIST) -> bool:
+    """Add values to an ordered set, bounded; whether anything was added."""
+    added = False
+    for value in values:
+        if value and value not in items and len(items) < limit:
+            items[value] = None
+            added = True
+    return added
+
+
+@dataclass(slots=True)
+class _Open:
+    """An alert being kept up to date."""
+
+    alert_id: str
+    kind: str
+    category: str
+    src_ip: str
+    first_seen: float
+    last_seen: float
+    severity: str
+    tool: str | None = None
+    categories: dict[str, None] = field(default_factory=dict)
+    sources: dict[str, None] = field(default_factory=dict)
+    targets: dict[str, None] = field(default_factory=dict)
+    conclusions: dict[str, None] = field(default_factory=dict)
+    rules: dict[str, None] = field(default_factory=dict)
+    evidence: dict[str, None] = field(default_factory=dict)
+    usernames: dict[str, None] = field(default_factory=dict)
+    guesses: dict[str, None] = field(default_factory=dict)
+    values: dict[str, None] = field(default_factory=dict)
+    call_ids: dict[str, None] = field(default_factory=dict)
+    messages: int = 0  # message alerts: messages counted
+    closed_windows: int = 0  # composed alerts: messages of windows already closed
+    windows: dict[int, int] = field(default_factory=dict)  # open window -> its count
+    peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
+    update: int = -1
+    emitted_count: int = 0
+    emitted_at: float = float("-inf")
+    dirty: bool = True
+    urgent: bool = True
+
+    @property
+    def count(self) -> int:
+        if self.kind == "message":
+            return self.messages
+        return self.closed_windows + sum(self.windows.values())
+
+    def snapshot(self, closed: bool) -> Alert:
+        transport, src_port, dst_ip, dst_port = self.peer
+        return Alert(
+            alert_id=self.alert_id,
+            kind=self.kind,
+            category=self.category,
+            categories=tuple(self.categories),
+            tool=self.tool,
+            src_ip=self.src_ip,
+            sources=tuple(self.sources),
+            targets=tuple(self.targets),
+            count=self.count,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            severity=self.severity,
+            conclusions=tuple(self.conclusions),
+            rules=tuple(self.rules),
+            evidence=tuple(self.evidence),
+            usernames=tuple(self.usernames),
+            guesses=tuple(self.guesses),
+            values=tuple(self.values),
+            call_ids=tuple(self.call_ids),
+            transport=transport,
+            src_port=src_port,
+            dst_ip=dst_ip,
+            dst_port=dst_port,
+            update=self.update,
+            closed=closed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one message or window adds to an alert."""
+
+    kind: str
+    category: str
+    src_ip: str
+    ts: float
+    key: tuple[str, ...]
+    categories: tuple[str, ...] = ()
+    tool: str | None = None
+    severity: str = ""
+    conclusions: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    usernames: tuple[str, ...] = ()
+    guesses: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+    call_id: str = ""
+    first_seen: float | None = None
+    messages: int = 0  # message alerts: messages this report adds
+    window: int = 0  # composed alerts: the window and its count so far
+    window_count: int = 0
+    window_closed: bool = False
+    peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
+
+
+def new_id_factory() -> Callable[[], str]:
+    """Alert ids unique across runs: a random run prefix and a counter."""
+    prefix = secrets.token_hex(4)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter):06d}"
+
+
+class AlertBook:
+    """The open alerts, and the emissions due."""
+
+    def __init__(
+        self,
+        *,
+        idle: float = 300.0,
+        update_interval: float = 30.0,
+        min_gap: float = 1.0,
+        max_open: int = 10_000,
+        ids: Callable[[], str] | None = None,
+    ) -> None:
+        self.idle = idle
+        self.update_interval = update_interval
+        self.min_gap = min_gap
+        self.max_open = max_open
+        self.ids = ids or new_id_factory()
+        self.open: OrderedDict[tuple[str, ...], _Open] = OrderedDict()
+        self.pending: list[Alert] = []
+        self.raised = 0
+
+    def report(self, rep: Report, now: float) -> str:
+        """Add what a message or window shows to its alert (opening it if needed)."""
+        alert = self.open.get(rep.key)
+        if alert is None:
+            alert = _Open(
+                alert_id=self.ids(),
+                kind=rep.kind,
+                category=rep.category,
+                src_ip=rep.src_ip,
+                first_seen=rep.first_seen if rep.first_seen is not None else rep.ts,
+                last_seen=rep.ts,
+                severity=severity_of(rep.category, rep.severity),
+                tool=rep.tool,
+                peer=rep.peer,
+            )
+            self.open[rep.key] = alert
+            self.raised += 1
+        else:
+            self.open.move_to_end(rep.key)
+        self._merge(alert, rep)
+        self._maybe_emit(alert, now)
+        while len(self.open) > self.max_open:
+            _key, oldest = self.open.popitem(last=False)
+            self._close(oldest, now)
+        return alert.alert_id
+
+    def _merge(self, alert: _Open, rep: Report) -> None:
+        before = (alert.severity, len(alert.categories), len(alert.guesses))
+        alert.last_seen = max(alert.last_seen, rep.ts)
+        if rep.first_seen is not None:
+            alert.first_seen = min(alert.first_seen, rep.first_seen)
+        if alert.tool is None and rep.tool:
+            alert.tool = rep.tool
+        _add(alert.categories, (rep.category, *rep.categories))
+        _add(alert.sources, (rep.src_ip, *rep.sources))
+        _add(alert.targets, rep.targets)
+        _add(alert.conclusions, rep.conclusions, MAX_CONCLUSIONS)
+        _add(alert.rules, rep.rules)
+        _add(alert.evidence, rep.evidence, MAX_EVIDENCE)
+        _add(alert.usernames, rep.usernames)
+        _add(alert.guesses, rep.guesses)
+        _add(alert.values, rep.values)
+        _add(alert.call_ids, (rep.call_id,))
+        severity = severity_of(rep.category, rep.severity)
+        if SEVERITY_ORDER[severity] > SEVERITY_ORDER[alert.severity]:
+            alert.severity = severity
+        if rep.kind == "message":
+            alert.messages += rep.messages
+        elif rep.window:
+            if rep.window_closed:
+                alert.windows.pop(rep.window, None)
+                alert.closed_windows += rep.window_count
+            else:
+                alert.windows[rep.window] = rep.window_count
+        alert.dirty = True
+        after = (alert.severity, len(alert.categories), len(alert.guesses))
+        if after != before or alert.count >= max(2, 2 * alert.emitted_count):
+            alert.urgent = True
+
+    def raise_severity(self, key: tuple[str, ...], severity: str, now: float) -> None:
+        alert = self.open.get(key)
+        if alert is not None and SEVERITY_ORDER[severity] > SEVERITY_ORDER[alert.severity]:
+            alert.severity = severity
+            alert.dirty = alert.urgent = True
+            self._maybe_emit(alert, now)
+
+    def find(self, kind: str, category: str, src_ip: str) -> tuple[str, ...] | None:
+        """The key of an open alert of this kind and category about this source."""
+        for key, alert in reversed(self.open.items()):
+            if alert.kind == kind and alert.category == category and src_ip in alert.sources:
+                return key
+        return None
+
+    def _maybe_emit(self, alert: _Open, now: float) -> None:
+        if not alert.dirty:
+            return
+        first = alert.update < 0
+        if first or (alert.urgent and now - alert.emitted_at >= self.min_gap):
+            self._emit(alert, now, closed=False)
+
+    def _emit(self, alert: _Open, now: float, closed: bool) -> None:
+        alert.update += 1
+        alert.emitted_at = now
+        alert.emitted_count = alert.count
+        alert.dirty = alert.urgent = False
+        self.pending.append(alert.snapshot(closed))
+
+    def _close(self, alert: _Open, now: float) -> None:
+        if alert.dirty:
+            self._emit(alert, now, closed=True)
+
+    def tick(self, now: float) -> None:
+        """Emit due updates; close alerts idle for `idle` seconds."""
+        for key, alert in list(self.open.items()):
+            if now - alert.last_seen >= self.idle:
+                del self.open[key]
+                self._close(alert, now)
+            elif alert.dirty and (
+                now - alert.emitted_at >= self.update_interval
+                or (alert.urgent and now - alert.emitted_at >= self.min_gap)
+            ):
+                self._emit(alert, now, closed=False)
+
+    def finish(self, now: float) -> None:
+        """Close every alert (the end of a capture, or a stop)."""
+        for alert in self.open.values():
+            self._close(alert, now)
+        self.open.clear()
+
+    def take(self) -> list[Alert]:
+        out, self.pending = self.pending, []
+        return out
+
+
+def final_states(alerts: Iterable[Alert]) -> list[Alert]:
+    """The last emission of each alert, in the order alerts were first raised."""
+    last: dict[str, Alert] = {}
+    for alert in alerts:
+        last[alert.alert_id] = alert
+    return list(last.values())
+
+
+def closed(alert: Alert) -> Alert:
+    return replace(alert, closed=True)

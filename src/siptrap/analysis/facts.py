@@ -1,0 +1,187 @@
+"""What the engine works out about one request before rules run: the tool that sent it,
+whether it is spoofed, whether it targets one of the honeypot's extensions and came
+through the domain's proxy or directly, and the number it dials.
+
+Each becomes a rule variable (`%Tool`, `%Spoofed`, `%Extension`, `%Route`, `%Number`,
+`%NumberKind`, `%NumberCountry`, `%DialPrefix`), so rule files can use them, and feeds the
+INVITE decision tree (`decision`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .evaluate import Source, target_of
+from .fields import Message
+from .fingerprints import Catalogue, Match
+from .spoofing import SpoofCheck, check_spoofing
+from .tollfraud import NumberInfo, classify_number
+
+# Tools that operators use as much as attackers: naming one is not an alert by itself.
+DUAL_USE = frozenset({"sipsak", "SIPp", "Nmap"})
+MAX_SHAPE = 4096  # messages longer than this are identified without the cache
+_DIGIT_RUN = re.compile(rb"[0-9]+")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ToolCache:
+    """`identify` with a bounded cache keyed by the message's shape.
+
+    The shape is the raw message with every run of digits replaced by its length, so the
+    messages of one tool run (SIPp's numbered tags and Call-IDs, a flood's counters) are
+    identified once. Signatures that look at digits only by their count match alike."""
+
+    def __init__(self, catalogue: Catalogue, size: int = 4096) -> None:
+        self.catalogue = catalogue
+        self.size = size
+        self._cache: OrderedDict[bytes, list[Match]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, msg: Message) -> list[Match]:
+        raw = msg.raw
+        if len(raw) > MAX_SHAPE:
+            return self.catalogue.identify(msg)
+        key = _DIGIT_RUN.sub(lambda m: b"#%d" % len(m.group()), raw)
+        found = self._cache.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        found = self.catalogue.identify(msg)
+        self._cache[key] = found
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return found
+
+
+class Directory:
+    """Which users are the honeypot's extensions: the configured plan, corrected by what
+    the honeypot's own replies showed (404 for a user it does not host)."""
+
+    def __init__(self, extensions: Iterable[str] | None, size: int = 65536) -> None:
+        self.configured = frozenset(extensions) if extensions is not None else None
+        self.learned: OrderedDict[str, bool] = OrderedDict()
+        self.size = size
+
+    def learn(self, user: str, exists: bool) -> None:
+        if not user:
+            return
+        self.learned[user] = exists
+        self.learned.move_to_end(user)
+        if len(self.learned) > self.size:
+            self.learned.popitem(last=False)
+
+    def status(self, user: str) -> str:
+        """ "yes", "no", or "unknown"."""
+        if not user:
+            return "unknown"
+        if user in self.learned:
+            return "yes" if self.learned[user] else "no"
+        if self.configured is None:
+            return "unknown"
+        return "yes" if user in self.configured else "no"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the engine concluded about one request before its rules ran."""
+
+    tool: Match | None  # the most likely attack tool
+    client: Match | None  # the most likely legitimate client (phone, PBX)
+    spoof: SpoofCheck | None
+    target: str
+    extension: str  # yes, no, unknown
+    route: str  # proxy, direct, "" (no target)
+    number: NumberInfo | None
+
+    @property
+    def attack_tool(self) -> str | None:
+        return self.tool.tool if self.tool is not None else None
+
+    @property
+    def dual_use(self) -> bool:
+        tool = self.tool
+        return tool is not None and (tool.tool in DUAL_USE or tool.family in DUAL_USE)
+
+    def variables(self) -> dict[str, str]:
+        """The rule variables these facts set."""
+        number = self.number
+        return {
+            "Tool": self.tool.tool if self.tool else "",
+            "ToolFamily": (self.tool.family or self.tool.tool) if self.tool else "",
+            "Spoofed": self.spoof.fact if self.spoof is not None else "",
+            "Extension": self.extension,
+            "Route": self.route,
+            "Number": number.e164 if number else "",
+            "NumberKind": number.kind if number else "",
+            "NumberCountry": (number.country or number.region) if number else "",
+            "DialPrefix": number.prefix if number else "",
+        }
+
+
+NO_FACTS = Facts(None, None, None, "", "unknown", "", None)
+MIN_TOOL_CONFIDENCE = 0.5
+
+
+def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses or networks (the domain's proxies); raise ValueError on a bad one."""
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items)
+
+
+class FactFinder:
+    """Works out `Facts` for requests, with the honeypot's extensions and proxies."""
+
+    def __init__(
+        self,
+        identify: Callable[[Message], list[Match]],
+        directory: Directory,
+        proxies: tuple[Network, ...] = (),
+        home_region: str = "",
+    ) -> None:
+        self.identify = identify
+        self.directory = directory
+        self.proxies = proxies
+        self.home_region = home_region
+
+    def facts(self, msg: Message, source: Source) -> Facts:
+        matches = self.identify(msg)
+        tool = next(
+            (m for m in matches if m.is_attack and m.confidence >= MIN_TOOL_CONFIDENCE), None
+        )
+        client = next((m for m in matches if not m.is_attack), None)
+        method = (msg.method or "").upper()
+        target = target_of(msg)
+        spoof = (
+            check_spoofing(msg, source.ip) if method in ("INVITE", "OPTIONS", "MESSAGE") else None
+        )
+        number = None
+        if target and method in ("INVITE", "MESSAGE", "REFER", "SUBSCRIBE"):
+            number = classify_number(target, self.home_region)
+        return Facts(
+            tool=tool,
+            client=client,
+            spoof=spoof,
+            target=target,
+            extension=self.directory.status(target) if target else "unknown",
+            route=self.route(msg, source) if target else "",
+            number=number,
+        )
+
+    def route(self, msg: Message, source: Source) -> str:
+        """ "proxy" if the source or a Via hop is one of the domain's proxies, else "direct"."""
+        if not self.proxies:
+            return "direct"
+        hops = [source.ip] + [v.host or "" for v in msg.vias[:8]]
+        for hop in hops:
+            try:
+                address = ipaddress.ip_address(hop.strip("[]"))
+            except ValueError:
+                continue
+            if any(address in net for net in self.proxies):
+                return "proxy"
+        return "direct"

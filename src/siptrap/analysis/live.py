@@ -1,0 +1,199 @@
+"""Live analysis in the honeypot: a sink on the event bus that runs the analysis engine.
+
+`AnalysisSink` receives every event through its own bounded queue and thread (the bus's
+`SinkRunner`), off the network path. It re-parses the bytes of each received request
+(`sip.request.received`) and of each response the honeypot sent (`sip.response.sent`),
+takes digest attempts, recovered passwords and ended calls (with their RTP counts) from
+the honeypot's own events, and puts the engine's alerts back on the bus as
+`analysis.alert.raised` events, which it then ignores when they come back to it. A small
+ticker thread advances the engine's clock when no traffic does, so windows expire and
+ongoing alerts are updated on time; a lock keeps the engine to one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..events.record import Event, Peer
+from ..sip import ParseError, Request, Response, parse
+from .actions import CommandRunner
+from .alerts import Alert
+from .engine import AnalysisEngine, EngineSettings
+from .evaluate import Source
+from .rules import RuleSet, load_builtin_rules, load_rules
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..events.bus import Sink
+
+log = logging.getLogger(__name__)
+ALERT_EVENT = "analysis.alert.raised"
+TICK = 0.25
+
+
+def rules_in_force(paths: tuple[str, ...] | list[str]) -> RuleSet:
+    """The configured rule files, or the built-in ones; raises RuleError (file, line)."""
+    return load_rules(paths) if paths else load_builtin_rules()
+
+
+def engine_settings(config: Config) -> EngineSettings:
+    a = config.analysis
+    return EngineSettings(
+        extensions=frozenset(e.user for e in config.extension_list()),
+        proxies=tuple(a.proxies),
+        home_region=a.home_region,
+        alert_idle=a.alert_idle,
+        update_interval=a.update_interval,
+    )
+
+
+def alert_event(alert: Alert, sensor: str, ts: float) -> Event:
+    """An alert as the event the bus carries."""
+    peer = None
+    if alert.transport and alert.src_port is not None:
+        peer = Peer(
+            alert.transport, alert.src_ip, alert.src_port, alert.dst_ip or "", alert.dst_port or 0
+        )
+    return Event(ALERT_EVENT, ts, sensor, peer, alert.fields())
+
+
+class AnalysisSink:
+    name = "analysis"
+
+    def __init__(
+        self,
+        engine: AnalysisEngine,
+        emit: Callable[[Event], None],
+        sensor: str,
+        runner: CommandRunner | None = None,
+        tick: float = TICK,
+    ) -> None:
+        self.engine = engine
+        self.emit = emit
+        self.sensor = sensor
+        self.runner = runner
+        self.tick_seconds = tick
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick_loop, name="analysis-tick", daemon=True)
+        self.alerts = 0
+        self.errors = 0
+
+    def open(self) -> None:
+        self._ticker.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        with self.lock:
+            self.engine.finish(time.time())
+            self._flush()
+        if self.runner is not None:
+            self.runner.close(wait=False)
+
+    def write(self, events: list[Event]) -> None:
+        with self.lock:
+            for event in events:
+                if event.id.startswith("analysis."):
+                    continue  # our own alerts, back from the bus
+                try:
+                    self._handle(event)
+                except Exception:  # a bad event must not stop the analysis
+                    self.errors += 1
+                    log.exception("analysis failed on a %s event", event.id)
+            self._flush()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            with self.lock:
+                self.engine.tick(time.time())
+                self._flush()
+
+    def _flush(self) -> None:
+        for alert in self.engine.take():
+            self.alerts += 1
+            self.emit(alert_event(alert, self.sensor, max(self.engine.now, alert.last_seen)))
+
+    def _handle(self, event: Event) -> None:
+        peer = event.peer
+        f = event.fields
+        eid = event.id
+        if eid == "sip.request.received" and event.raw is not None and peer is not None:
+            msg = _parse(event.raw, peer)
+            if isinstance(msg, Request):
+                retrans = bool(f.get("retransmission"))
+                self.engine.request(msg, _source(peer), event.ts, retransmission=retrans)
+        elif eid == "sip.response.sent" and event.raw is not None and peer is not None:
+            msg = _parse(event.raw, peer)
+            if isinstance(msg, Response) and not f.get("retransmission"):
+                self.engine.response(msg, _source(peer), event.ts)
+        elif eid == "sip.message.malformed" and f.get("error") and peer is not None:
+            self.engine.malformed(event.raw or b"", _source(peer), event.ts, str(f["error"]))
+        elif eid == "sip.auth.attempt" and peer is not None:
+            password = f.get("password")
+            self.engine.auth_attempt(
+                peer.src_ip,
+                str(f.get("username") or ""),
+                str(f.get("result") or ""),
+                str(password) if password is not None else None,
+                event.ts,
+            )
+        elif eid == "sip.auth.recovered" and peer is not None and f.get("password") is not None:
+            self.engine.auth_recovered(
+                peer.src_ip, str(f.get("username") or ""), str(f["password"]), event.ts
+            )
+        elif eid == "sip.call.ended":
+            media: Any = f.get("media") or {}
+            packets = media.get("rtp_packets", 0) if isinstance(media, dict) else 0
+            self.engine.call_ended(str(f.get("call_id") or ""), event.ts, int(packets or 0))
+        else:
+            self.engine.tick(event.ts)
+
+
+def _parse(raw: bytes, peer: Peer) -> Request | Response | None:
+    try:
+        return parse(raw, stream=peer.reliable)
+    except ParseError:
+        return None
+
+
+def _source(peer: Peer) -> Source:
+    return Source(peer.src_ip, peer.src_port, peer.transport, peer.dst_ip, peer.dst_port)
+
+
+def analysis_sinks(config: Config, data_dir: Path, emit: Callable[[Event], None]) -> list[Sink]:
+    """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
+
+    Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
+    from ..outputs.alerts import AlertFileSink, AlertMailSink
+
+    a, al = config.analysis, config.alerts
+    rules = rules_in_force(a.rules)
+    if not a.enabled:
+        return []
+    runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
+    engine = AnalysisEngine(rules, engine_settings(config), run_command=runner)
+    sinks: list[Sink] = [AnalysisSink(engine, emit, config.sensor.name, runner)]
+    if al.files:
+        sinks.append(AlertFileSink(data_dir / "alerts"))
+    if al.smtp_host:
+        sinks.append(
+            AlertMailSink(
+                al.smtp_host,
+                al.smtp_port,
+                al.smtp_from,
+                tuple(al.smtp_to),
+                min_severity=al.min_severity,
+                starttls=al.smtp_starttls,
+                user=al.smtp_user,
+                password=al.smtp_password,
+                max_per_hour=al.max_emails_per_hour,
+            )
+        )
+    return sinks
