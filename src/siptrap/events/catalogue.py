@@ -237,6 +237,34 @@ _SPECS = (
         "a recording cap cut a call's recording (or the total cap left it unrecorded)",
         ("call_id", "kind", "path", "cap", "scope"),
     ),
+    EventSpec(
+        "analysis.alert.raised",
+        "an alert: what the analysis concluded about a message (kind message) or a correlated "
+        "set of messages (kind composed); an update repeats its alert_id",
+        (
+            "alert_id",
+            "kind",
+            "category",
+            "categories",
+            "tool",
+            "src_ip",
+            "sources",
+            "targets",
+            "count",
+            "first_seen",
+            "last_seen",
+            "severity",
+            "conclusions",
+            "rules",
+            "evidence",
+            "usernames",
+            "guesses",
+            "values",
+            "call_ids",
+            "update",
+            "closed",
+        ),
+    ),
 )
 
 CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}
