@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
     MAX_EXTENSIONS,
@@ -186,6 +187,8 @@ class Config:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -274,6 +277,8 @@ SECTIONS = {
     "recording": RecordingConfig,
     "console": ConsoleConfig,
     "media": MediaConfig,
+    "analysis": AnalysisConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -314,6 +319,9 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config.listen()
     config.personality()
     config.extension_list()
+    problem = check_sections(config.analysis, config.alerts)
+    if problem is not None:
+        raise ConfigError(problem)
     return config
 
 

@@ -6,6 +6,8 @@ prints them with the rest. Every key has a default and a one-line description.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +57,19 @@ class AlertsConfig:
     max_emails_per_hour: int = _doc("e-mails sent per hour at most (the rest are counted)", 60)
 
 
-def check_alerts_config(config: AlertsConfig) -> str | None:
-    """A problem with the [alerts] section, or None."""
-    if config.min_severity not in SEVERITY_ORDER:
+def check_sections(analysis: AnalysisConfig, alerts: AlertsConfig) -> str | None:
+    """A problem with the [analysis] or [alerts] section, or None."""
+    for item in analysis.proxies:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            return f"analysis.proxies: {item!r} is not an address or a network"
+    if analysis.home_region and not re.fullmatch(r"[A-Za-z]{2}", analysis.home_region):
+        return "analysis.home_region: a two-letter country code, such as GB"
+    if analysis.system_concurrency < 1:
+        return "analysis.system_concurrency: at least 1"
+    if alerts.min_severity not in SEVERITY_ORDER:
         return f"alerts.min_severity: one of {', '.join(SEVERITY_ORDER)}"
-    if config.smtp_host and not config.smtp_to:
+    if alerts.smtp_host and not alerts.smtp_to:
         return "alerts.smtp_to: at least one recipient when smtp_host is set"
     return None
