@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,7 +151,8 @@ class CallManager:
         call_id = request.call_id or ""
         call = self.calls.get(call_id)
         if call is not None and call.state not in ("challenged", "ended"):
-            return  # a second INVITE while the first rings: the transaction layer kept it
+            self._second_invite(call, inc)
+            return
         called = request.uri.user
         if call is None or call.state == "ended":
             call = self._new_call(inc, called)
@@ -166,6 +168,16 @@ class CallManager:
                 self._final(call, 403, "auth_failed")
                 return
         self._route(call, inc.now)
+
+    def _second_invite(self, call: Call, inc: Incoming) -> None:
+        """A new INVITE transaction (another branch) for a call already going on: the
+        same request by another path is merged (RFC 3261 8.2.2.2: 482), a later one
+        waits for the first (14.2: 500 with Retry-After 0-10 s)."""
+        first, cseq = call.inc.request.cseq, inc.request.cseq
+        if first is not None and cseq is not None and first.seq == cseq.seq:
+            self.r.respond(inc, 482)
+        else:
+            self.r.respond(inc, 500, [("Retry-After", str(secrets.randbelow(11)))])
 
     def _new_call(self, inc: Incoming, called: str | None) -> Call:
         if len(self.calls) >= self.max_calls:
