@@ -1591,3 +1591,26 @@ SCENARIOS: tuple[Callable[[], None], ...] = (
     lambda: test_responses_get_no_reply("bcast"),
     lambda: test_subscribe_is_challenged_at_a_pbx_then_489(),
 )
+
+
+def test_a_new_invite_transaction_for_a_ringing_call_is_answered() -> None:
+    """Same Call-ID, new branch, no To tag: never left without a response."""
+    box = Box("yealink")
+    call = Call(box, "401")
+    call.invite()
+    box.advance(0.5)
+    # The same request again through another path (new branch): a merged request.
+    merged = box.deliver(
+        request("INVITE", "401", cseq=call.cseq, call_id=call.call_id, body=SDP_OFFER)
+    )
+    assert status_of(merged) == [482]
+    # A later INVITE while the first is still pending.
+    later = box.deliver(
+        request("INVITE", "401", cseq=call.cseq + 1, call_id=call.call_id, body=SDP_OFFER)
+    )
+    busy = only(later, 500)
+    assert (busy.header("retry-after") or "").isdigit()
+    assert 0 <= int(busy.header("retry-after") or "-1") <= 10
+    assert len(box.of("sip.call.started")) == 1
+    assert box.of("sip.call.ended") == []  # the first call rings on
+    assert 480 in status_of(box.advance(5.0))
