@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .analysis.live import analysis_sinks
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.uas import Endpoint
@@ -59,6 +60,7 @@ class Honeypot:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
         if config.console.enabled:
             sinks.append(ConsoleSink())
+        sinks += analysis_sinks(config, self.data_dir, lambda event: self.bus.emit(event))
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(

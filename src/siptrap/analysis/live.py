@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from ..events.bus import Sink
 
 log = logging.getLogger(__name__)
-ALERT_EVENT = "analysis.alert.raised"
 TICK = 0.25
 
 
@@ -59,7 +58,7 @@ def alert_event(alert: Alert, sensor: str, ts: float) -> Event:
         peer = Peer(
             alert.transport, alert.src_ip, alert.src_port, alert.dst_ip or "", alert.dst_port or 0
         )
-    return Event(ALERT_EVENT, ts, sensor, peer, alert.fields())
+    return Event("analysis.alert.raised", ts, sensor, peer, alert.fields())
 
 
 class AnalysisSink:

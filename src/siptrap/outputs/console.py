@@ -6,6 +6,7 @@ import sys
 from typing import IO
 
 from ..events.record import Event
+from .alerts import alert_line
 
 # Event ids worth a line of their own; requests are summarised instead.
 NOTABLE = {
@@ -21,6 +22,7 @@ NOTABLE = {
     "sip.call.ended",
     "sip.message.malformed",
     "sip.flood.shed",
+    "analysis.alert.raised",
 }
 
 
@@ -31,6 +33,8 @@ def _clean(value: object) -> str:
 
 
 def format_line(event: Event) -> str:
+    if event.id == "analysis.alert.raised":
+        return alert_line(event)
     d = event.to_dict()
     where = f"{d['transport']}:{d['src_ip']}:{d['src_port']}" if event.peer else "-"
     skip = {"event", "ts", "sensor", "transport", "src_ip", "src_port", "dst_ip", "dst_port"}
