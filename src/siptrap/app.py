@@ -172,13 +172,17 @@ class Honeypot:
                 self._summary(interval)
                 next_summary = now + interval
 
-    def _summary(self, interval: float) -> None:
+    def _report_shed(self) -> None:
+        """One sip.flood.shed per source shed since the last report."""
         for ip, rate, reflect, size in self.endpoint.guard.take_shed():
             peer = Peer("udp", ip, 0, "", 0)
             reason = "rate" if rate >= reflect else "reflection"
             self._emit(
                 "sip.flood.shed", peer, {"reason": reason, "count": rate + reflect, "bytes": size}
             )
+
+    def _summary(self, interval: float) -> None:
+        self._report_shed()
         e = self.endpoint
         self._emit(
             "sensor.stats",
@@ -207,6 +211,7 @@ class Honeypot:
         await self.media.aclose()
         if self.config.credentials.recover:
             await asyncio.to_thread(self.recovery.stop)
+        self._report_shed()  # what was shed since the last summary (or ever, without them)
         g = self.endpoint.guard
         self._emit(
             "sensor.stopped",
