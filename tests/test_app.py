@@ -420,3 +420,52 @@ def test_clean_stop_under_load_loses_nothing_and_a_restart_appends(tmp_path: Pat
             ]
             == 2
         )
+
+
+def test_attacker_bytes_in_headers_reach_events_jsonl_as_valid_json(
+    served: tuple[Running, Path],
+) -> None:
+    running, data_dir = served
+    data = options("bytes-1").replace(
+        b"Content-Length: 0",
+        b"User-Agent: \xff\xfe evil \x1b[31m\x00 \xc3\xa9\r\nContent-Length: 0",
+    )
+    assert udp_exchange("127.0.0.1", running.port("udp"), data).status == 200
+    assert running.wait_for(
+        lambda e: e.id == "sip.request.received" and e.fields["call_id"] == "bytes-1"
+    )
+    deadline = time.monotonic() + 5
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        lines = (data_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines]  # every line is JSON
+        found = [
+            r for r in records
+            if r["event"] == "sip.request.received" and r["call_id"] == "bytes-1"
+        ]  # fmt: skip
+        time.sleep(0.05)
+    (record,) = found
+    assert " evil \x1b[31m" in record["user_agent"] and "é" in record["user_agent"]
+
+
+def test_shed_requests_are_reported_at_stop_without_summaries(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path / "data",
+        ["udp:127.0.0.1:0"],
+        flood={"per_source_rate": 1, "burst": 1},
+        recording={"sqlite": False},
+    )
+    running = Running(config).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(5):
+                sock.sendto(options(f"shed-{i}"), ("127.0.0.1", running.port("udp")))
+        time.sleep(0.2)
+    finally:
+        running.stop()
+    (shed,) = running.of("sip.flood.shed")
+    assert shed.fields["reason"] == "rate" and shed.fields["count"] == 4
+    assert shed.peer is not None and shed.peer.src_ip == "127.0.0.1"
+    assert shed.fields["bytes"] == sum(len(options(f"shed-{i}")) for i in range(1, 5))
+    (stopped,) = running.of("sensor.stopped")
+    assert stopped.fields["shed"] == 4
