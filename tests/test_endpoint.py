@@ -1614,3 +1614,53 @@ def test_a_new_invite_transaction_for_a_ringing_call_is_answered() -> None:
     assert len(box.of("sip.call.started")) == 1
     assert box.of("sip.call.ended") == []  # the first call rings on
     assert 480 in status_of(box.advance(5.0))
+
+
+def _svcrack_register(box: Box, guess: str, cseq: int) -> list[Request | Response]:
+    """What svcrack sends: its guess hidden in the From tag, hex(user:password \\x01 digits)."""
+    first = box.deliver(request("REGISTER", "100", uri=f"sip:{HONEYPOT_IP}", from_user="100"))
+    tag = (f"100:{guess}".encode() + b"\x01" + b"2718281828").hex()
+    auth = authorization(first[-1], "100", guess, "REGISTER", f"sip:{HONEYPOT_IP}")  # type: ignore[arg-type]
+    return box.deliver(
+        request("REGISTER", "100", uri=f"sip:{HONEYPOT_IP}", cseq=cseq, from_user="100",
+                from_tag=tag, headers=[auth])
+    )  # fmt: skip
+
+
+def test_the_password_svcrack_hides_in_its_from_tag_is_recorded() -> None:
+    box = Box("asterisk")
+    assert status_of(_svcrack_register(box, "letmein", 2)) == [403]
+    attempt = box.of("sip.auth.attempt")[-1]
+    assert attempt["result"] == "failure"
+    assert attempt["password"] == "letmein" and attempt["password_source"] == "sipvicious-tag"
+    assert status_of(_svcrack_register(box, "1234", 3)) == [200]
+    attempt = box.of("sip.auth.attempt")[-1]
+    assert attempt["result"] == "success" and attempt["password"] == "1234"
+
+
+def test_a_tag_that_lies_about_the_password_is_not_believed() -> None:
+    box = Box("asterisk")
+    first = box.deliver(request("REGISTER", "100", uri=f"sip:{HONEYPOT_IP}", from_user="100"))
+    tag = (b"100:notit" + b"\x01" + b"12345").hex()
+    auth = authorization(first[-1], "100", "other", "REGISTER", f"sip:{HONEYPOT_IP}")  # type: ignore[arg-type]
+    box.deliver(
+        request("REGISTER", "100", uri=f"sip:{HONEYPOT_IP}", cseq=2, from_user="100",
+                from_tag=tag, headers=[auth])
+    )  # fmt: skip
+    attempt = box.of("sip.auth.attempt")[-1]
+    assert attempt["password"] is None and attempt["password_source"] is None
+
+
+def test_basic_or_broken_credentials_are_recorded_and_challenged() -> None:
+    box = Box("asterisk")
+    for cseq, value, result in (
+        (1, "Basic MTAwOjEyMzQ=", "not_digest"),
+        (2, 'Digest username="100", realm="asterisk"', "malformed"),
+    ):
+        out = box.deliver(
+            request("REGISTER", "100", uri=f"sip:{HONEYPOT_IP}", cseq=cseq, from_user="100",
+                    headers=[("Authorization", value)])
+        )  # fmt: skip
+        assert 200 not in status_of(out)
+        assert box.of("sip.auth.attempt")[-1]["result"] == result
+    assert box.of("sip.register.success") == []
