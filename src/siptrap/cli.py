@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from .analysis.commands import add_rules_parser
 from .config import Config, load_config, render
 from .endpoint.extensions import ConfigError
+from .offline.analyze import add_analyze_parser
 from .sip import ParseError, parse
 from .sip.describe import describe
 
@@ -60,10 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .app import install_uvloop, run_honeypot
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .analysis.live import rules_in_force
+    from .analysis.rules import RuleError
+
     try:
         config = _load(args)
+        rules_in_force(config.analysis.rules)
     except ConfigError as exc:
         print(f"siptrap: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RuleError as exc:
+        print(f"siptrap: rule error: {exc}", file=sys.stderr)
         return 2
     install_uvloop()
     asyncio.run(run_honeypot(config))
@@ -149,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_hashes.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
     p_hashes.add_argument("-o", "--output", metavar="FILE", help="output file (default stdout)")
     p_hashes.set_defaults(func=cmd_export_hashes)
+
+    add_rules_parser(sub)
+    add_analyze_parser(sub)
     return parser
 
 

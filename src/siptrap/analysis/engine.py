@@ -308,6 +308,11 @@ class AnalysisEngine:
             self._settle(oldest)
         return True
 
+    def own_request(self, msg: Message, now: float) -> None:
+        """A request the honeypot itself sent (a BYE ending a call): the dialog's end."""
+        self.tick(now)
+        self._dialog_event((msg.method or "").upper(), msg.call_id or "", msg)
+
     def _dialog_event(self, method: str, call_id: str, msg: Message) -> None:
         watch = self.watches.get(call_id)
         if watch is None:

@@ -132,6 +132,10 @@ class AnalysisSink:
             msg = _parse(event.raw, peer)
             if isinstance(msg, Response) and not f.get("retransmission"):
                 self.engine.response(msg, _source(peer), event.ts)
+        elif eid == "sip.request.sent" and event.raw is not None and peer is not None:
+            msg = _parse(event.raw, peer)
+            if isinstance(msg, Request):
+                self.engine.own_request(msg, event.ts)
         elif eid == "sip.message.malformed" and f.get("error") and peer is not None:
             self.engine.malformed(event.raw or b"", _source(peer), event.ts, str(f["error"]))
         elif eid == "sip.auth.attempt" and peer is not None:
