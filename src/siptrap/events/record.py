@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,5 +66,30 @@ class Event:
         return out
 
 
+_MAX_SECOND = 253402300799  # 9999-12-31T23:59:59Z
+# The last whole second formatted, with its text: events come many to a second.
+_second: tuple[int, str] = (-1, "")
+
+
 def iso(ts: float) -> str:
+    """ISO 8601 UTC with microseconds and Z, as datetime writes it (rounded half to even
+    to the microsecond), formatting each second's date and time once."""
+    global _second
+    frac, whole = math.modf(ts)
+    micro = round(frac * 1e6)
+    second = int(whole)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    if not 0 <= second <= _MAX_SECOND:
+        return _iso_datetime(ts)
+    cached = _second
+    if cached[0] != second:
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        _second = cached
+    return f"{cached[1]}.{micro:06d}Z"
+
+
+def _iso_datetime(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -94,7 +94,7 @@ ON CONFLICT (message_id) DO UPDATE SET
     size = COALESCE(messages.size, excluded.size),
     malformed = MAX(messages.malformed, excluded.malformed),
     error = COALESCE(messages.error, excluded.error),
-    defects = excluded.defects,
+    defects = siptrap_merge_defects(messages.defects, excluded.defects),
     raw = COALESCE(messages.raw, excluded.raw)
 """
 
@@ -104,41 +104,30 @@ def _defect_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else ([] if value is None else [value])
 
 
-def _merge(stored_json: object, found: list[Any]) -> list[Any]:
-    """The defects stored (JSON text, read leniently), then the new ones not among them."""
+def merge_defects(stored_json: object, new_json: object) -> str:
+    """The defects JSON of a message stored twice: those stored (read leniently: someone
+    may have edited the database), then the new ones not among them. Registered on the
+    connection as the SQL function siptrap_merge_defects (see register_functions), which
+    the messages upsert calls only when the message_id is already there."""
     try:
         stored = json.loads(stored_json)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         stored = [stored_json]
     merged = stored if isinstance(stored, list) else [stored]
-    return merged + [d for d in json.loads(as_json(found)) if d not in merged]
+    try:
+        new = json.loads(new_json)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        new = []
+    return as_json(merged + [d for d in _defect_list(new) if d not in merged])
 
 
-def _merged_defects(conn: sqlite3.Connection, message_id: str | None, new: Any) -> list[Any]:
-    """The defects already stored for this message, then the new ones not among them."""
-    found = _defect_list(new)
-    if message_id is None:
-        return found
-    row = conn.execute(
-        "SELECT defects FROM messages WHERE message_id = ?", (message_id,)
-    ).fetchone()
-    return found if row is None else _merge(row[0], found)
-
-
-def _stored_defects(conn: sqlite3.Connection, message_ids: list[str]) -> dict[str, object]:
-    """The `defects` JSON already stored for those of these message ids that have a row
-    (one query per 500 ids instead of one per message)."""
-    found: dict[str, object] = {}
-    for start in range(0, len(message_ids), 500):
-        chunk = message_ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT message_id, defects FROM messages WHERE message_id IN ({marks})"  # noqa: S608
-        found.update(conn.execute(sql, chunk).fetchall())
-    return found
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions the writers here use."""
+    conn.create_function("siptrap_merge_defects", 2, merge_defects, deterministic=True)
 
 
 def _message_row(
-    event: Event, event_id: int | None, iso_ts: str, message_id: str | None, defects: str
+    event: Event, event_id: int | None, iso_ts: str, message_id: str | None
 ) -> tuple[Any, ...]:
     """The `messages` row of a message event (see write_message)."""
     default_direction, kind = MESSAGE_EVENTS[event.id]
@@ -150,6 +139,7 @@ def _message_row(
     malformed = event.id == "sip.message.malformed"
     if malformed and f.get("method"):
         kind = "request"
+    defects = _defect_list(f.get("defects"))
     raw = bytes(event.raw) if event.raw is not None else None
     size = f.get("size")
     if size is None and raw is not None:
@@ -175,7 +165,7 @@ def _message_row(
         integer(size),
         int(malformed),
         text(f.get("error")),
-        defects,
+        as_json(defects) if defects else "[]",
         raw,
     )
 
@@ -185,8 +175,7 @@ def write_message(conn: sqlite3.Connection, event: Event, event_id: int | None) 
     malformed request is also a received request) only fills columns still empty and
     adds the defects it names; the stored bytes are never replaced."""
     message_id = text(event.fields.get("message_id"))
-    defects = as_json(_merged_defects(conn, message_id, event.fields.get("defects")))
-    conn.execute(_MESSAGE_SQL, _message_row(event, event_id, event.iso_ts, message_id, defects))
+    conn.execute(_MESSAGE_SQL, _message_row(event, event_id, event.iso_ts, message_id))
 
 
 _CREDENTIAL_FIELDS = (
@@ -458,37 +447,19 @@ def write_events(conn: sqlite3.Connection, events: list[Event]) -> None:
     top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
     first = (top if isinstance(top, int) else 0) + 1
     event_rows: list[tuple[Any, ...]] = []
-    messages: list[tuple[Event, int, str, str | None]] = []
+    message_rows: list[tuple[Any, ...]] = []
     others: list[tuple[Writer, Event, int]] = []
     for event_id, event in enumerate(events, first):
         iso_ts = event.iso_ts
         event_rows.append(_event_row(event, event_id, iso_ts))
         writer = WRITERS.get(event.id)
         if writer is write_message:
-            messages.append((event, event_id, iso_ts, text(event.fields.get("message_id"))))
+            message_id = text(event.fields.get("message_id"))
+            message_rows.append(_message_row(event, event_id, iso_ts, message_id))
         elif writer is not None:
             others.append((writer, event, event_id))
     conn.executemany(_EVENT_SQL, event_rows)
-    if messages:
-        conn.executemany(_MESSAGE_SQL, _message_rows(conn, messages))
+    if message_rows:
+        conn.executemany(_MESSAGE_SQL, message_rows)
     for writer, event, event_id in others:
         writer(conn, event, event_id)
-
-
-def _message_rows(
-    conn: sqlite3.Connection, messages: list[tuple[Event, int, str, str | None]]
-) -> list[tuple[Any, ...]]:
-    """The rows of a batch's messages, each with its defects merged with those stored
-    before or earlier in the batch (as write_message does row by row)."""
-    ids = list(dict.fromkeys(mid for _, _, _, mid in messages if mid is not None))
-    known = _stored_defects(conn, ids)
-    rows = []
-    for event, event_id, iso_ts, message_id in messages:
-        found = _defect_list(event.fields.get("defects"))
-        if message_id is not None and message_id in known:
-            found = _merge(known[message_id], found)
-        defects = as_json(found) if found else "[]"
-        if message_id is not None:
-            known[message_id] = defects
-        rows.append(_message_row(event, event_id, iso_ts, message_id, defects))
-    return rows

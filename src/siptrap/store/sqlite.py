@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..events.record import Event
 from . import sources
-from .rows import write_events
+from .rows import register_functions, write_events
 from .schema import INDEXES, META, SCHEMA_VERSION, TABLES
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def open_database(path: Path) -> sqlite3.Connection:
             log.warning("%s: WAL mode unavailable, journal mode is %s", path, mode)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA busy_timeout = 10000")
+        register_functions(conn)
         _create_schema(conn, version)
     except sqlite3.DatabaseError as exc:
         conn.close()
