@@ -115,13 +115,19 @@ class Siptrap:
         return sqlite3.connect(self.data_dir / "siptrap.db")
 
 
-def run_tool(args: list[str], timeout: float = 60, env: dict[str, str] | None = None) -> str:
+def run_tool(
+    args: list[str],
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
     """Run a real tool, bounded in time; return what it printed."""
     result = subprocess.run(
         args,
         capture_output=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         check=False,
     )
     return (result.stdout + result.stderr).decode(errors="replace")

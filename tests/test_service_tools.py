@@ -173,6 +173,8 @@ def test_sipsak_register_right_and_wrong_password(pbx: Siptrap) -> None:
 
 
 def sipp(target: Siptrap, *args: str, timeout: float = 60) -> str:
+    """SIPp against the honeypot, run in the honeypot's temporary directory (SIPp writes
+    its trace files into the working directory)."""
     binary = require_tool("sipp")
     local = free_port()
     return run_tool(
