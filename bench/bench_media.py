@@ -1,25 +1,39 @@
 """How many RTP packets per second the media core records on one core.
 
-Run: .venv/bin/python bench/bench_media.py [N]
+Run: .venv/bin/python bench/bench_media.py [N] [CALL_SECONDS]
 Builds N packets of 20 ms G.711 µ-law (a voice-like prompt, looped), with light
 reordering and a few duplicates, then measures each stage alone and the whole path:
 parse_rtp, then StreamAssembler (which decodes µ-law), then WavWriter to a temporary
 file. Prints µs of wall and CPU time per packet and packets per second; a call is
 50 packets per second per direction, so the last line also says how many directions
 of audio one core keeps up with.
+
+Then one whole recorded call as `siptrap run` handles it (`media.session.MediaSession`):
+CALL_SECONDS of caller audio at 50 packets a second in, each written to the call's pcap
+and decoded into the "in" WAV, and siptrap's prompt played back at 50 packets a second
+(a tick every 10 ms), each written to the pcap and the "out" WAV. It prints the CPU cost
+of one second of call, the recorded packets per second of one core, and so how many
+concurrent recorded calls one core carries; and the cost of the socket calls (one
+recvfrom and one sendto on loopback per packet) that the asyncio endpoint adds.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from siptrap.media.codecs import PCMA, PCMU, TELEPHONE_EVENT
 from siptrap.media.g711 import ulaw_decode, ulaw_encode
+from siptrap.media.negotiation import StreamPlan
+from siptrap.media.prompts import ClipLibrary, ensure_default_prompt
 from siptrap.media.rtp import parse_rtp
+from siptrap.media.session import CallSetup, MediaLimits, MediaSession, RecordingPlan
+from siptrap.media.storage import allocate_files
 from siptrap.media.stream import StreamAssembler
 from siptrap.media.tones import Packetiser, voice_prompt
 from siptrap.media.wav import WavWriter
@@ -90,5 +104,81 @@ def main(n: int) -> None:
     print(f"wrote {seconds:,.1f} s of audio; one core records ~{rate / 50:,.0f} call directions")
 
 
+def recorded_call(seconds: int) -> None:
+    """One MediaSession: caller audio in, prompt out, everything recorded."""
+    peer = ("192.0.2.1", 4000)
+    datagrams = make_datagrams(50 * seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        clips = ClipLibrary(ensure_default_prompt(data_dir))
+        plan = StreamPlan(0, 40000, peer, {0: PCMU, 8: PCMA, 101: TELEPHONE_EVENT}, 0, PCMU)
+        setup = CallSetup("bench@example", peer[0], "192.0.2.10", (plan,), "play")
+        t0 = 1_700_000_000.0
+        files = allocate_files(data_dir, setup.call_id, t0)
+        session = MediaSession(
+            setup,
+            limits=MediaLimits(rtp_timeout=0, max_duration=0),
+            clips=clips,
+            recording=RecordingPlan(files, 1 << 30),
+            emit=lambda *_: None,
+            now=t0,
+        )
+        clips.prompt(None, PCMU, 20)  # made once at start in siptrap run, not per call
+        session.confirm()
+        sent = 0
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i, datagram in enumerate(datagrams):
+            now = t0 + 0.02 * i
+            session.receive(0, False, datagram, peer, now)
+            sent += len(session.tick(now))
+            sent += len(session.tick(now + 0.01))
+        session.close(t0 + seconds)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        size = sum(f.stat().st_size for f in files.directory.iterdir())
+    packets = len(datagrams) + sent
+    per_call_second = cpu / seconds
+    print(
+        f"recorded call: {seconds} s, {len(datagrams)} packets in, {sent} out, "
+        f"{size / 1e6:.1f} MB written"
+    )
+    print(
+        f"  {per_call_second * 1e3:.2f} ms CPU per second of call "
+        f"({per_call_second * 100:.2f} % of a core), {cpu / packets * 1e6:.1f} µs CPU "
+        f"per recorded packet, {packets / cpu:,.0f} recorded pkt/s per core "
+        f"(wall {wall:.2f} s)"
+    )
+    print(f"  one core carries ~{1 / per_call_second:,.0f} concurrent recorded calls")
+    socket_cost = socket_round_trip(20_000)
+    with_io = per_call_second + 100 * socket_cost
+    print(
+        f"  socket calls: {socket_cost * 1e6:.1f} µs CPU per packet (recvfrom + sendto); "
+        f"with them ~{1 / with_io:,.0f} calls per core"
+    )
+
+
+def socket_round_trip(n: int) -> float:
+    """CPU seconds per packet for one sendto and one recvfrom of a 172-byte datagram."""
+    payload = bytes(172)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+    ):
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        b.setblocking(False)
+        target = b.getsockname()
+        cpu0 = time.process_time()
+        for start in range(0, n, 64):
+            for _ in range(min(64, n - start)):
+                a.sendto(payload, target)
+            for _ in range(min(64, n - start)):
+                try:
+                    b.recvfrom(2048)
+                except BlockingIOError:
+                    break
+        return (time.process_time() - cpu0) / n
+
+
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)
+    recorded_call(int(sys.argv[2]) if len(sys.argv) > 2 else 60)

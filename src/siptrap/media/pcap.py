@@ -13,6 +13,7 @@ record would pass `max_bytes`, nothing more is written and `truncated` says so.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import struct
@@ -55,6 +56,7 @@ def internet_checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+@functools.lru_cache(maxsize=4096)  # a call's packets repeat a few address pairs
 def _addresses(src: str, dst: str) -> tuple[IPAddress, IPAddress]:
     """Parse both ends; make them the same IP version (unmapping ::ffff:a.b.c.d)."""
     a = ipaddress.ip_address(src.split("%", 1)[0].strip("[]"))

@@ -187,6 +187,7 @@ class MediaSession:
         self.ivr_until: float | None = None
         self.closed = False
         self._peer = _ip(setup.peer_ip)
+        self._peer_hosts: dict[str, bool] = {}  # host text -> is it the signalling host
         self._next_check = now + CHECK_INTERVAL
         self._pcap: PcapWriter | None = None
         self._pcap_failed = False
@@ -438,8 +439,13 @@ class MediaSession:
         return None
 
     def _is_peer(self, host: str) -> bool:
-        ip = _ip(host)
-        return ip is not None and ip == self._peer
+        known = self._peer_hosts.get(host)
+        if known is None:
+            ip = _ip(host)
+            known = ip is not None and ip == self._peer
+            if len(self._peer_hosts) < MAX_FOREIGN_SOURCES:
+                self._peer_hosts[host] = known
+        return known
 
     def _may_send(self, stream: _Stream, target: Address) -> bool:
         if self._is_peer(target[0]):
