@@ -192,6 +192,7 @@ def sipp(target: Siptrap, *args: str, timeout: float = 60) -> str:
             *args,
         ],
         timeout=timeout,
+        cwd=target.data_dir.parent,
     )
 
 
