@@ -151,7 +151,8 @@ class Responder:
         call_id: str | None,
         retransmission: bool,
     ) -> bool:
-        if not self.guard.may_send(peer.src_ip, len(data), peer.reliable, now):
+        share = 0.5 if 100 <= status < 200 else 1.0
+        if not self.guard.may_send(peer.src_ip, len(data), peer.reliable, now, share):
             return False
         self.send(peer, data)
         fields = {

@@ -269,10 +269,14 @@ class Endpoint:
         return ctype is not None and ctype.mime not in SDP_TYPES
 
     def _dispatch(self, inc: Incoming) -> None:
-        handler = self.handlers.get(inc.request.method)
-        if handler is not None:
+        method = inc.request.method
+        handler = self.handlers.get(method)
+        if method in SIP_METHODS and method not in self.p.allow and method != "REGISTER":
+            # a method this product does not implement: what it answers is 405 with Allow
+            self.r.respond(inc, 405, [("Allow", ", ".join(self.p.allow))])
+        elif handler is not None:
             handler(inc)
-        elif inc.request.method in SIP_METHODS:
+        elif method in SIP_METHODS:
             self.r.respond(inc, 405, [("Allow", ", ".join(self.p.allow))])
         else:
             self.r.respond(inc, 501, [("Allow", ", ".join(self.p.allow))])
