@@ -625,6 +625,29 @@ def test_recording_caps_cut_and_report(tmp_path: Path) -> None:
     assert stream["packets"] == len(packets)  # counting goes on past the cap
 
 
+def test_a_full_disk_never_stops_the_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("siptrap.media.wav.WavWriter.write", no_space)
+    monkeypatch.setattr("siptrap.media.pcap.PcapWriter._write_record", no_space)
+    session, emitted, _ = make_session(tmp_path, mode="ivr")
+    session.confirm()
+    _, packets, _ = prompt_packets()
+    sent = []
+    for i, data in enumerate(packets):
+        session.receive(0, False, data, (PEER, 4000), T0 + 0.02 * i)
+        sent += session.tick(T0 + 0.02 * i)
+    session.key_pressed("5", T0 + 2)
+    summary = session.close(T0 + 3)
+    (stream,) = summary["streams"]
+    assert stream["packets"] == len(packets) and stream["decoded"]
+    assert stream["truncated"] is True
+    assert len(sent) == stream["sent_packets"] > 50  # playback went on
+    assert summary["dtmf"] == "5"
+    assert [e for e, *_ in emitted.events].count("rtp.stream.ended") == 1
+
+
 @pytest.mark.skipif(not g722_available(), reason="the optional g722 package is missing")
 def test_g722_stream_is_recorded_at_16khz(tmp_path: Path) -> None:
     g722 = codecs.G722

@@ -31,6 +31,7 @@ then names the reason.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -109,12 +110,31 @@ class RecordingPlan:
     scope: str = "call"
 
 
-class _Unrecorded(StreamRecorder):
-    """A StreamRecorder that decodes, counts and finds DTMF but writes no WAV file
-    (the call is not being recorded)."""
+class _Recorder(StreamRecorder):
+    """A StreamRecorder that can decode, count and find DTMF without writing a WAV file:
+    when the call is not recorded (`writing` False), or once writing failed (a full
+    disk: `failed`), so that a disk error never stops the call or its statistics."""
+
+    def __init__(self, *args: Any, writing: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writing = writing
+        self.failed = False
 
     def _write(self, frames: list[PcmFrame]) -> None:
-        return
+        if not self.writing:
+            return
+        try:
+            super()._write(frames)
+        except OSError:
+            self.writing = False
+            self.failed = True
+
+    def close(self) -> RecordingSummary:
+        try:
+            return super().close()
+        except OSError:  # the WAV header could not be finished
+            self.failed = True
+            return super().close()
 
 
 def _endpoint(addr: Address | None) -> str | None:
@@ -137,10 +157,10 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class _Stream:
     """The state of one stream (one accepted m= line)."""
 
-    def __init__(self, plan: StreamPlan, incoming: StreamRecorder) -> None:
+    def __init__(self, plan: StreamPlan, incoming: _Recorder) -> None:
         self.plan = plan
         self.incoming = incoming
-        self.outgoing: StreamRecorder | None = None
+        self.outgoing: _Recorder | None = None
         self.player: Player | None = None
         self.rtp_source: Address | None = None
         self.rtcp_source: Address | None = None
@@ -201,11 +221,11 @@ class MediaSession:
         self.streams = [self._make_stream(plan) for plan in setup.streams]
 
     # -- setting up ----------------------------------------------------------------------
-    def _recorder(self, plan: StreamPlan, direction: str) -> StreamRecorder:
+    def _recorder(self, plan: StreamPlan, direction: str) -> _Recorder:
         files = self.recording.files
         if files is None:
-            return _Unrecorded(os.devnull, payload_types=plan.payload_types)
-        return StreamRecorder(
+            return _Recorder(os.devnull, payload_types=plan.payload_types, writing=False)
+        return _Recorder(
             files.wav(plan.index, direction),
             payload_types=plan.payload_types,
             max_wav_bytes=self._wav_cap,
@@ -477,6 +497,9 @@ class MediaSession:
             self._pcap.write_udp(now, src, dst, data)
         except ValueError:  # not an IP address (cannot happen for socket addresses)
             return
+        except OSError:  # a full disk: the call goes on unrecorded
+            self._pcap_failed = True
+            return
         if self._pcap.truncated and not self._pcap_cut:
             self._pcap_cut = True
             self._truncated(now, "pcap", files.relative(files.pcap), self._pcap_cap)
@@ -539,7 +562,8 @@ class MediaSession:
             )
             streams.append(fields)
         if self._pcap is not None:
-            self._pcap.close()
+            with contextlib.suppress(OSError):
+                self._pcap.close()
             written += self._pcap.bytes_written
         self.bytes_written = written
         files = self.recording.files
@@ -616,5 +640,9 @@ class MediaSession:
             "pcap": files.relative(files.pcap) if files and self._pcap is not None else None,
             "wav_in": files.relative(incoming.wav_path) if files else None,
             "wav_out": files.relative(outgoing.wav_path) if files and outgoing else None,
-            "truncated": self._pcap_cut or bool(stream.wav_cut),
+            "truncated": self._pcap_cut
+            or self._pcap_failed
+            or bool(stream.wav_cut)
+            or stream.incoming.failed
+            or (stream.outgoing is not None and stream.outgoing.failed),
         }

@@ -20,7 +20,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,9 @@ class MediaEndpoint:
             else:
                 self._close_sockets(port, rtp, rtcp)
         by_port = {port: (port, rtp, rtcp) for port, rtp, rtcp in kept}
-        call.sockets = [by_port[plan.local_port] for plan in setup.streams]
+        plans = tuple(plan for plan in setup.streams if plan.local_port in by_port)
+        setup = replace(setup, streams=plans)
+        call.sockets = [by_port[plan.local_port] for plan in plans]
         recording = self._recording_plan(call, setup.call_id, now)
         call.session = MediaSession(
             setup,
@@ -234,6 +236,7 @@ class MediaEndpoint:
         call = self._calls.pop(key, None)
         if call is None:
             return {}
+        self._ended = [(k, reason) for k, reason in self._ended if k != key]
         if call.loop is not None and not call.loop.is_closed():
             for fd in call.readers:
                 call.loop.remove_reader(fd)
