@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
 from .headers import Params, format_params, get_param, is_token, parse_params, quote, unescape
 from .uri import Uri, parse_uri
+
+# Memo of parsed values: bounded (values are attacker data), short values only.
+_CACHE_SIZE = 1024
+_CACHE_TEXT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,17 @@ _SIMPLE = re.compile(
 
 
 def parse_address(text: str) -> Address:
-    """Parse one name-addr or addr-spec. Never raises; problems go into `defects`."""
+    """Parse one name-addr or addr-spec. Never raises; problems go into `defects`.
+
+    Results are immutable and a function of the text alone, so the last 1024
+    short values are remembered: a message asks for the same value several times (its
+    fields, its defect check, its response), and a scan repeats most of them."""
+    if len(text) <= _CACHE_TEXT:
+        return _parse_address_cached(text)
+    return _parse_address(text)
+
+
+def _parse_address(text: str) -> Address:
     simple = _SIMPLE.fullmatch(text)
     if simple is not None:
         return _simple_address(text.strip(), *simple.groups())
@@ -138,3 +153,6 @@ def _closing_quote(text: str) -> int:
             return i
         i += 1
     return -1
+
+
+_parse_address_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_address)

@@ -73,7 +73,9 @@ class Message:
     # -- generic header access -------------------------------------------------------
     def header(self, name: str) -> str | None:
         """The first value of a header (any spelling or compact form), or None."""
-        values = self._index.get(normalise_name(name))
+        values = self._index.get(name)  # callers mostly ask with the normalised name
+        if values is None:
+            values = self._index.get(normalise_name(name))
         return values[0] if values else None
 
     def header_lines(self, name: str) -> list[str]:
@@ -192,7 +194,10 @@ class Message:
 
     @property
     def defect_names(self) -> list[str]:
-        return list(dict.fromkeys(d.name for d in self.defects))
+        names: tuple[str, ...] | None = self._cache.get("defect_names")
+        if names is None:
+            names = self._cache["defect_names"] = tuple(dict.fromkeys(d.name for d in self.defects))
+        return list(names)
 
     # -- internals -------------------------------------------------------------------
     def _address(self, name: str) -> Address | None:

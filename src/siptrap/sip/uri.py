@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,10 @@ from urllib.parse import quote as pct_quote
 from urllib.parse import unquote as pct_unquote
 
 from .headers import Params, format_params, get_param, parse_params
+
+# Memo of parsed values: bounded (values are attacker data), short values only.
+_CACHE_SIZE = 1024
+_CACHE_TEXT = 512
 
 SIP_SCHEMES = frozenset({"sip", "sips"})
 KNOWN_SCHEMES = frozenset({"sip", "sips", "tel"})
@@ -85,7 +90,17 @@ _SIMPLE_SIP = re.compile(
 
 
 def parse_uri(text: str) -> Uri:
-    """Parse a URI leniently. Never raises; problems are listed in `defects`."""
+    """Parse a URI leniently. Never raises; problems are listed in `defects`.
+
+    Results are immutable and a function of the text alone, so the last 1024
+    short values are remembered: a message asks for the same value several times (its
+    fields, its defect check, its response), and a scan repeats most of them."""
+    if len(text) <= _CACHE_TEXT:
+        return _parse_uri_cached(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
     simple = _SIMPLE_SIP.fullmatch(text)
     if simple is not None:
         port_text = simple.group(4)
@@ -175,3 +190,6 @@ def _split_hostport(hostport: str, defects: list[str]) -> tuple[str | None, int 
         defects.append("bad_request_uri")
         return None, port
     return host.lower(), port
+
+
+_parse_uri_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_uri)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
 from .headers import Params, format_params, get_param, has_param, parse_params
+
+# Memo of parsed values: bounded (values are attacker data), short values only.
+_CACHE_SIZE = 1024
+_CACHE_TEXT = 512
 
 MAGIC_COOKIE = "z9hG4bK"
 _SENT_PROTOCOL = re.compile(r"\s*([^/\s]+)\s*/\s*([^/\s]+)\s*/\s*([^\s/]+)\s*(.*)", re.S)
@@ -59,7 +64,17 @@ def make_via(transport: str, host: str, port: int | None, branch: str, rport: bo
 
 
 def parse_via(text: str) -> Via:
-    """Parse one Via value. Never raises; problems are listed in `defects`."""
+    """Parse one Via value. Never raises; problems are listed in `defects`.
+
+    Results are immutable and a function of the text alone, so the last 1024
+    short values are remembered: a message asks for the same value several times (its
+    fields, its defect check, its response), and a scan repeats most of them."""
+    if len(text) <= _CACHE_TEXT:
+        return _parse_via_cached(text)
+    return _parse_via(text)
+
+
+def _parse_via(text: str) -> Via:
     defects: list[str] = []
     head, _, ptext = text.partition(";")
     match = _SENT_PROTOCOL.fullmatch(head)
@@ -95,3 +110,6 @@ def _split_sent_by(sent_by: str) -> tuple[str, int | None]:
     if portpart.isascii() and portpart.isdigit() and int(portpart) <= 65535:
         return host.strip(), int(portpart)
     return host.strip(), -1
+
+
+_parse_via_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_via)
