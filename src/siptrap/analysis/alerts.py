@@ -164,8 +164,9 @@ class _Open:
     values: dict[str, None] = field(default_factory=dict)
     call_ids: dict[str, None] = field(default_factory=dict)
     messages: int = 0  # message alerts: messages counted
-    closed_windows: int = 0  # composed alerts: messages of windows already closed
-    windows: dict[int, int] = field(default_factory=dict)  # open window -> its count
+    # composed alerts, per rule: messages of its closed windows, and its open windows' counts
+    closed_windows: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, dict[int, int]] = field(default_factory=dict)
     peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
     update: int = -1
     emitted_count: int = 0
@@ -177,7 +178,12 @@ class _Open:
     def count(self) -> int:
         if self.kind == "message":
             return self.messages
-        return self.closed_windows + sum(self.windows.values())
+        # several rules may feed one alert (they count the same messages): the largest
+        rules = set(self.closed_windows) | set(self.windows)
+        return max(
+            (self.closed_windows.get(r, 0) + sum(self.windows.get(r, {}).values()) for r in rules),
+            default=0,
+        )
 
     def snapshot(self, closed: bool) -> Alert:
         transport, src_port, dst_ip, dst_port = self.peer
@@ -316,11 +322,13 @@ class AlertBook:
         if rep.kind == "message":
             alert.messages += rep.messages
         elif rep.window:
+            rule = rep.rules[0] if rep.rules else ""
+            open_windows = alert.windows.setdefault(rule, {})
             if rep.window_closed:
-                alert.windows.pop(rep.window, None)
-                alert.closed_windows += rep.window_count
+                open_windows.pop(rep.window, None)
+                alert.closed_windows[rule] = alert.closed_windows.get(rule, 0) + rep.window_count
             else:
-                alert.windows[rep.window] = rep.window_count
+                open_windows[rep.window] = rep.window_count
         alert.dirty = True
         after = (alert.severity, len(alert.categories), len(alert.guesses))
         if after != before or alert.count >= max(2, 2 * alert.emitted_count):

@@ -82,8 +82,8 @@ class _Ledger:
     """What one source did with digest authentication."""
 
     usernames: dict[str, None] = field(default_factory=dict)
-    guesses: dict[str, None] = field(default_factory=dict)
-    success: bool = False
+    guesses: dict[str, None] = field(default_factory=dict)  # "user:password" tried
+    found: dict[str, None] = field(default_factory=dict)  # "user:password" that worked
 
 
 class AnalysisEngine:
@@ -466,9 +466,9 @@ class AnalysisEngine:
         ledger = self._ledger.get(src_ip)
         if category == "bruteforce" and ledger is not None:
             usernames, guesses = tuple(ledger.usernames), tuple(ledger.guesses)
-            if ledger.success or ledger.guesses:
+            if ledger.found:
                 severity = "critical"
-                conclusions += [f"Password found: {g}" for g in ledger.guesses]
+                conclusions += [f"Password cracked: {g}" for g in ledger.found]
         key = ("composed", category, rule.scope or "", firing.key)
         self.book.report(
             Report(
@@ -523,37 +523,42 @@ class AnalysisEngine:
         ledger = self._ledger_of(src_ip)
         if username and len(ledger.usernames) < 100:
             ledger.usernames[username] = None
-        if result == "success":
-            ledger.success = True
-        if password is not None and result == "success":
-            self._guess(src_ip, ledger, username, password)
+        if password is not None:
+            self._guess(src_ip, ledger, username, password, result == "success")
 
     def auth_recovered(self, src_ip: str, username: str, password: str, now: float) -> None:
         """A password recovered behind a digest response (`sip.auth.recovered`)."""
         self.tick(now)
-        self._guess(src_ip, self._ledger_of(src_ip), username, password)
+        self._guess(src_ip, self._ledger_of(src_ip), username, password, False)
 
-    def _guess(self, src_ip: str, ledger: _Ledger, username: str, password: str) -> None:
+    def _guess(
+        self, src_ip: str, ledger: _Ledger, username: str, password: str, success: bool
+    ) -> None:
+        """A password the source tried (and whether it was right): onto its brute force."""
         guess = f"{username}:{password}"
-        if guess in ledger.guesses or len(ledger.guesses) >= 100:
-            return
-        ledger.guesses[guess] = None
+        new = guess not in ledger.guesses and len(ledger.guesses) < 100
+        if new:
+            ledger.guesses[guess] = None
+        cracked = success and guess not in ledger.found and len(ledger.found) < 100
+        if cracked:
+            ledger.found[guess] = None
         key = self.book.find("composed", "bruteforce", src_ip)
-        if key is not None:
-            self.book.report(
-                Report(
-                    kind="composed",
-                    category="bruteforce",
-                    src_ip=src_ip,
-                    ts=self.now,
-                    key=key,
-                    severity="critical",
-                    conclusions=(f"Password found: {guess}",),
-                    usernames=(username,),
-                    guesses=(guess,),
-                ),
-                self.now,
-            )
+        if key is None or not (new or cracked):
+            return
+        self.book.report(
+            Report(
+                kind="composed",
+                category="bruteforce",
+                src_ip=src_ip,
+                ts=self.now,
+                key=key,
+                severity="critical" if cracked else "",
+                conclusions=(f"Password cracked: {guess}",) if cracked else (),
+                usernames=(username,) if username else (),
+                guesses=(guess,),
+            ),
+            self.now,
+        )
 
     # -- input that is not a request --------------------------------------------------------
     def malformed(self, data: bytes, source: Source, now: float, error: str) -> None:

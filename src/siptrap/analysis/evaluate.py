@@ -20,6 +20,7 @@ which window a message belongs to; the windows themselves are the correlator's j
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import OrderedDict
@@ -125,6 +126,7 @@ def message_context(msg: Message) -> str:
     return (msg.method or "").upper() if msg.kind == "request" else "RESPONSE"
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_network_of(ip: str) -> str:
     """The source network the IPNet scope groups by: /24 for IPv4, /64 for IPv6."""
     try:
@@ -312,6 +314,9 @@ class Evaluator:
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
         # how Check_Fingerprint() asks the catalogue (the engine passes a cached one)
         self.identify = identify if identify is not None else self.catalogue.identify
+        self._memo: (
+            tuple[Message, tuple[Source, str], Mapping[str, str] | None, dict[str, str]] | None
+        ) = None
         self.collections = _Collections(max_collection)
         attack = [t for t in self.catalogue.tools if t.kind == "attack_tool"]
         self.known_tools = (
@@ -387,15 +392,22 @@ class Evaluator:
         facts: Mapping[str, str] | None = None,
     ) -> _Run:
         ctx = (context or message_context(msg)).upper()
+        memo = self._memo
+        if memo is not None and memo[0] is msg and memo[1] == (source, ctx) and memo[2] is facts:
+            return _Run(msg, source, ctx, dict(memo[3]))
         variables = predefined_variables(msg, source, ctx)
         if facts:
             for name in FACT_VARIABLES.intersection(facts):
                 variables[name] = facts[name][:MAX_VALUE_CHARS]
-        return _Run(msg, source, ctx, variables)
+        # rules run one after another on one message: its variables are worked out once
+        self._memo = (msg, (source, ctx), facts, variables)
+        return _Run(msg, source, ctx, dict(variables))
 
     def _apply(self, rule: Rule, run: _Run, branch: bool | None) -> None:
         """Run one rule; `branch` None means: decided by the condition."""
-        saved = dict(run.variables)
+        # a rule's assignments must not leak into the next rule
+        assigns = any(isinstance(a, Assign) for a in rule.pre_actions + rule.actions)
+        saved = dict(run.variables) if assigns or rule.actions_if_false else run.variables
         try:
             self._actions(rule, rule.pre_actions, run)
             if branch is None:

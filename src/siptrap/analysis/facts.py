@@ -24,16 +24,20 @@ from .tollfraud import NumberInfo, classify_number
 # Tools that operators use as much as attackers: naming one is not an alert by itself.
 DUAL_USE = frozenset({"sipsak", "SIPp", "Nmap"})
 MAX_SHAPE = 4096  # messages longer than this are identified without the cache
-_DIGIT_RUN = re.compile(rb"[0-9]+")
+# digit runs, and hex runs (tags, nonces, digests) of 6 or more
+_VARYING = re.compile(rb"[0-9a-fA-F]{6,}|[0-9]+")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ToolCache:
     """`identify` with a bounded cache keyed by the message's shape.
 
-    The shape is the raw message with every run of digits replaced by its length, so the
-    messages of one tool run (SIPp's numbered tags and Call-IDs, a flood's counters) are
-    identified once. Signatures that look at digits only by their count match alike."""
+    The shape is the raw message with every run of digits, and every run of six or more
+    hex digits, replaced by its length, so the messages of one tool run (SIPp's numbered
+    tags and Call-IDs, SIPVicious's hex tags, a flood's counters, digests) are identified
+    once. Messages that differ only in such values are taken to come from the same tool:
+    the catalogue's signatures look at those values' formats, and formats of one length
+    rarely differ within one tool's run. A cache, not a proof: `size` bounds it."""
 
     def __init__(self, catalogue: Catalogue, size: int = 4096) -> None:
         self.catalogue = catalogue
@@ -41,12 +45,20 @@ class ToolCache:
         self._cache: OrderedDict[bytes, list[Match]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._last: tuple[Message, list[Match]] | None = None
 
     def __call__(self, msg: Message) -> list[Match]:
+        if self._last is not None and self._last[0] is msg:
+            return self._last[1]
+        found = self._lookup(msg)
+        self._last = (msg, found)
+        return found
+
+    def _lookup(self, msg: Message) -> list[Match]:
         raw = msg.raw
         if len(raw) > MAX_SHAPE:
             return self.catalogue.identify(msg)
-        key = _DIGIT_RUN.sub(lambda m: b"#%d" % len(m.group()), raw)
+        key = _VARYING.sub(lambda m: b"#%d" % len(m.group()), raw)
         found = self._cache.get(key)
         if found is not None:
             self.hits += 1

@@ -20,6 +20,7 @@ Via host: media relays do that) are reported as remarks, not as spoofing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -47,8 +48,11 @@ class SpoofCheck:
 
 
 def _ip(text: str | None) -> Address | None:
-    if not text:
-        return None
+    return _parse_ip(text) if text else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> Address | None:
     try:
         return ipaddress.ip_address(text.strip("[]"))
     except ValueError:
