@@ -9,8 +9,10 @@ from every structured header the message carries.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .address import Address, parse_address
@@ -222,9 +224,10 @@ class Message:
         for name in self._mandatory():
             if name not in self._index:
                 found.append(Defect("missing_header", name))
-        for name, values in self._index.items():
-            if name in SINGLE_VALUE and len(values) > 1:
-                found.append(Defect("duplicate_header", name))
+        if len(self._index) != len(self.headers):  # some name came more than once
+            for name, values in self._index.items():
+                if name in SINGLE_VALUE and len(values) > 1:
+                    found.append(Defect("duplicate_header", name))
         self._check_via(found)
         self._check_scalars(found)
         for name in _ADDRESS_HEADERS:
@@ -261,7 +264,8 @@ class Message:
 
     def _check_scalars(self, found: list[Defect]) -> None:
         raw_cseq = self.header("cseq")
-        if raw_cseq is not None:
+        cseq = self.cseq  # parsed from the same value with the same pattern
+        if raw_cseq is not None and (cseq is None or cseq.seq > MAX_INT31):
             match = _CSEQ.fullmatch(raw_cseq)
             if not match:
                 found.append(Defect("bad_cseq", raw_cseq[:80]))
@@ -460,23 +464,30 @@ def _read_headers(
         lines = lines[: MAX_HEADERS + 1]
     headers: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    for line in lines[1:]:
+    seen = _NAMES
+    for line in islice(lines, 1, None):
         if len(line) > MAX_LINE:
             defects.append(Defect("line_too_long", f"{len(line)} characters"))
             line = line[:MAX_LINE]
         name, colon, value = line.partition(":")
-        names = _header_name(name)
+        names = seen.get(name, _UNSEEN)
+        if names is _UNSEEN:
+            names = _header_name(name)
         if not colon or names is None:
             defects.append(Defect("malformed_header_line", line[:80]))
             continue
+        sent, key = names
         value = value.strip()
-        headers.append((names[0], value))
-        values = index.get(names[1])
+        headers.append((sent, value))
+        values = index.get(key)
         if values is None:
-            index[names[1]] = [value]
+            index[key] = [value]
         else:
             values.append(value)
     return tuple(headers), index
+
+
+_UNSEEN: Any = object()
 
 
 _NAMES: dict[str, tuple[str, str] | None] = {}
@@ -554,6 +565,15 @@ def _small_int(value: str | None, limit: int | None) -> int | None:
 def _parse_content_type(value: str | None) -> ContentType | None:
     if value is None:
         return None
+    return _content_type(value) if len(value) <= 512 else _read_content_type(value)
+
+
+@functools.lru_cache(maxsize=256)  # bounded; the few types in use come again and again
+def _content_type(value: str) -> ContentType | None:
+    return _read_content_type(value)
+
+
+def _read_content_type(value: str) -> ContentType | None:
     mime, _, ptext = value.partition(";")
     kind, slash, sub = mime.strip().partition("/")
     if not slash or not is_token(kind.strip()) or not is_token(sub.strip()):
