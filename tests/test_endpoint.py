@@ -1009,7 +1009,8 @@ def test_every_known_method_gets_a_method_specific_answer() -> None:
         "CANCEL",
     ):
         box = Box("yealink")
-        statuses = status_of(box.deliver(request(method, "400")))
+        body = SDP_OFFER if method == "INVITE" else b""  # see the no-SDP reflection test
+        statuses = status_of(box.deliver(request(method, "400", body=body)))
         assert statuses and not {405, 501} & set(statuses), (method, statuses)
     box = Box("yealink")
     assert box.deliver(request("ACK", "400")) == []
@@ -1664,3 +1665,25 @@ def test_basic_or_broken_credentials_are_recorded_and_challenged() -> None:
         assert 200 not in status_of(out)
         assert box.of("sip.auth.attempt")[-1]["result"] == result
     assert box.of("sip.register.success") == []
+
+
+def test_first_call_without_sdp_from_an_unverified_source_still_gets_its_200() -> None:
+    """An INVITE with no SDP is small: provisional replies to it keep room in the source's
+    byte budget for the 200 OK (which carries our offer), so the call still completes."""
+    box = Box("yealink", flood={"amplification": 3.0})
+    call = Call(box, "400", body=b"")
+    out = call.invite() + box.advance(1.5)
+    assert 200 in status_of(out)
+    state = box.ep.guard._sources[ATTACKER.src_ip]
+    assert state.bytes_out <= 3.0 * state.bytes_in
+
+
+@pytest.mark.parametrize(("personality", "method"), [("asterisk", "UPDATE"), ("cisco", "PUBLISH")])
+def test_a_method_the_personality_does_not_list_gets_405_with_allow(
+    personality: str, method: str
+) -> None:
+    box = Box(personality)
+    assert method not in box.ep.p.allow
+    (reply,) = box.deliver(request(method, "100"))
+    assert isinstance(reply, Response) and reply.status == 405
+    assert reply.allow == list(box.ep.p.allow)

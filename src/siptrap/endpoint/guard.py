@@ -84,18 +84,18 @@ class FloodGuard:
         state = self._sources.get(ip)
         return state is not None and state.verified
 
-    def may_send(self, ip: str, size: int, reliable: bool, now: float, share: float = 1.0) -> bool:
+    def may_send(self, ip: str, size: int, reliable: bool, now: float, reserve: int = 0) -> bool:
         """May `size` more bytes go to `ip`? Counts them if so, counts the shed if not.
 
-        `share` is the part of an unverified source's byte budget the message may use:
-        provisional responses get half, so that the final response always fits (a
-        caller's first call completes even when its INVITE carries no SDP).
+        `reserve` bytes of an unverified source's budget must stay free after this
+        message: provisional responses keep room for the final one, so that a caller's
+        first call completes even when its INVITE is small (no SDP).
         """
         state = self._state(ip, now)
         if reliable or state.verified or self.amplification <= 0:
             state.bytes_out += size
             return True
-        if state.bytes_out + size > share * self.amplification * state.bytes_in:
+        if state.bytes_out + size + reserve > self.amplification * state.bytes_in:
             state.shed_reflect += 1
             self.shed_reflect += 1
             return False

@@ -97,7 +97,11 @@ class Responder:
                 self.txs.respond(inc.tx, status, data, inc.now, max_retransmits=cap)
             except StateError:
                 return None  # the transaction moved on (e.g. CANCEL raced a final response)
-        self.transmit(inc.peer, data, inc.now, status=status, reason=reason, request=inc.request)
+        # To a small request with no body (an INVITE without SDP), a provisional response
+        # keeps room in the reflection budget for the final one, which carries our offer.
+        reserve = len(data) + 600 if status < 200 and not inc.request.body else 0
+        msg = inc.request
+        self._out(inc.peer, data, inc.now, status, reason, msg.method, msg.call_id, False, reserve)
         return data
 
     def _in_order(self, data: bytes) -> bytes:
@@ -150,9 +154,9 @@ class Responder:
         method: str | None,
         call_id: str | None,
         retransmission: bool,
+        reserve: int = 0,
     ) -> bool:
-        share = 0.5 if 100 <= status < 200 else 1.0
-        if not self.guard.may_send(peer.src_ip, len(data), peer.reliable, now, share):
+        if not self.guard.may_send(peer.src_ip, len(data), peer.reliable, now, reserve):
             return False
         self.send(peer, data)
         fields = {
