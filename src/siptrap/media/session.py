@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .codecs import Codec
+from .codecs import Codec, make_decoder
 from .dtmf import DtmfEvent
 from .ivr import DigitCollector
 from .negotiation import StreamPlan
@@ -50,6 +50,7 @@ from .recorder import RecordingSummary, StreamRecorder
 from .rtp import RtpPacket, looks_like_rtcp, parse_rtp
 from .storage import RecordingFiles
 from .stream import PcmFrame
+from .wav import WavWriter
 
 MODES = ("play", "silence", "echo", "ivr")
 MAX_FOREIGN_SOURCES = 8
@@ -57,6 +58,8 @@ MAX_DIGITS_KEPT = 256
 FOREIGN_ALLOWANCE_SECONDS = 1.0  # what may go to another host beyond what came from it
 CHECK_INTERVAL = 1.0  # seconds between checks of the WAV caps
 WAV_HEADER = 44
+RTP_HEADER = 12
+MAX_PLAYED_GAP = 2  # seconds: a longer timestamp gap in what siptrap sent is not filled
 
 Address = tuple[str, int]
 
@@ -129,12 +132,76 @@ class _Recorder(StreamRecorder):
             self.writing = False
             self.failed = True
 
+    @property
+    def truncated(self) -> bool:
+        """Whether the WAV cap has cut the file."""
+        return self._wav is not None and self._wav.truncated
+
     def close(self) -> RecordingSummary:
         try:
             return super().close()
         except OSError:  # the WAV header could not be finished
             self.failed = True
             return super().close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Played:
+    """What `_PlayedWav.close` reports, as a RecordingSummary does for the caller's side."""
+
+    wav_path: str | None
+    wav_truncated: bool
+
+
+class _PlayedWav:
+    """The "out" WAV of a stream: what siptrap played, written straight from its own
+    packets. They come in order with siptrap's own timestamps, so unlike the caller's
+    they need no reassembly: a timestamp gap (packet slots skipped when the ticker fell
+    behind) becomes silence. Like `_Recorder`, it stops writing on a disk error."""
+
+    def __init__(self, path: str | os.PathLike[str], codec: Codec, max_wav_bytes: int) -> None:
+        self.path = os.fspath(path)
+        self.codec = codec
+        self.decode = make_decoder(codec)
+        self.ratio = max(1, codec.sample_rate // codec.clock_rate)
+        self.max_wav_bytes = max_wav_bytes
+        self.failed = False
+        self._wav: WavWriter | None = None
+        self._next: int | None = None  # the RTP timestamp that follows what was written
+
+    @property
+    def truncated(self) -> bool:
+        return self._wav is not None and self._wav.truncated
+
+    def push_datagram(self, now: float, data: bytes) -> None:
+        """Take one packet siptrap sent (12-byte header: it adds no CSRC or extension)."""
+        if self.failed or self.decode is None or len(data) <= RTP_HEADER:
+            return
+        timestamp = int.from_bytes(data[4:8], "big")
+        pcm = self.decode(data[RTP_HEADER:])
+        try:
+            if self._wav is None:
+                self._wav = WavWriter(
+                    self.path, sample_rate=self.codec.sample_rate, max_bytes=self.max_wav_bytes
+                )
+            if self._next is not None:
+                gap = (timestamp - self._next) & 0xFFFFFFFF
+                if 0 < gap <= MAX_PLAYED_GAP * self.codec.clock_rate:
+                    self._wav.write(bytes(2 * self.ratio * gap))
+            self._wav.write(pcm)
+        except OSError:
+            self.failed = True
+            return
+        self._next = (timestamp + len(pcm) // 2 // self.ratio) & 0xFFFFFFFF
+
+    def close(self) -> _Played:
+        if self._wav is None:
+            return _Played(None, False)
+        try:
+            self._wav.close()
+        except OSError:
+            self.failed = True
+        return _Played(self._wav.path, self._wav.truncated)
 
 
 def _endpoint(addr: Address | None) -> str | None:
@@ -160,7 +227,7 @@ class _Stream:
     def __init__(self, plan: StreamPlan, incoming: _Recorder) -> None:
         self.plan = plan
         self.incoming = incoming
-        self.outgoing: _Recorder | None = None
+        self.outgoing: _Recorder | _PlayedWav | None = None
         self.player: Player | None = None
         self.rtp_source: Address | None = None
         self.rtcp_source: Address | None = None
@@ -248,7 +315,11 @@ class MediaSession:
             sequence=secrets.randbits(16),
             timestamp=secrets.randbits(32),
         )
-        stream.outgoing = self._recorder(plan, "out")
+        files = self.recording.files
+        if self.mode == "echo" or files is None:  # echo plays the caller's payload types
+            stream.outgoing = self._recorder(plan, "out")
+        else:
+            stream.outgoing = _PlayedWav(files.wav(plan.index, "out"), codec, self._wav_cap)
         if self.mode in ("play", "ivr"):
             stream.player.play(self._prompt(codec, plan.ptime))
         return stream
@@ -526,7 +597,7 @@ class MediaSession:
             for direction, recorder in (("in", stream.incoming), ("out", stream.outgoing)):
                 if recorder is None or direction in stream.wav_cut:
                     continue
-                if 2 * recorder.assembler.stats().samples_out > recorder.max_wav_bytes:
+                if recorder.truncated:
                     stream.wav_cut.add(direction)
                     path = files.relative(files.wav(stream.plan.index, direction))
                     self._truncated(now, "wav", path, recorder.max_wav_bytes)
@@ -584,7 +655,7 @@ class MediaSession:
         return summary
 
     @staticmethod
-    def _wav_size(summary: RecordingSummary | None) -> int:
+    def _wav_size(summary: RecordingSummary | _Played | None) -> int:
         if summary is None or summary.wav_path is None:
             return 0
         try:
@@ -593,7 +664,10 @@ class MediaSession:
             return WAV_HEADER
 
     def _stream_fields(
-        self, stream: _Stream, incoming: RecordingSummary, outgoing: RecordingSummary | None
+        self,
+        stream: _Stream,
+        incoming: RecordingSummary,
+        outgoing: RecordingSummary | _Played | None,
     ) -> dict[str, Any]:
         st = incoming.stats
         plan = stream.plan

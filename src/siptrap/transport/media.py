@@ -33,7 +33,7 @@ from ..media.session import CallSetup, Flow, MediaLimits, MediaSession, Recordin
 from ..media.storage import RECORDINGS_DIR, DiskBudget, allocate_files, disk_usage
 
 log = logging.getLogger(__name__)
-TICK = 0.01  # seconds between playback ticks
+TICK = 0.02  # seconds between playback ticks (one packet time)
 MAX_READS = 64  # datagrams read from one socket per wake-up
 MAX_DATAGRAM = 65535
 MIN_GRANT = 64 * 1024  # below this a call is not recorded at all
