@@ -75,6 +75,7 @@ class Watch:
     categories: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     media_seen: bool = False
+    last_seen: float = 0.0  # the dialog's last message or event
 
 
 @dataclass(slots=True)
@@ -244,6 +245,7 @@ class AnalysisEngine:
         fired: tuple[str, ...] | list[str],
         now: float,
         first_seen: float | None = None,
+        last_seen: float | None = None,
     ) -> None:
         category = main_category(categories)
         severities = [self._rule_by_name[n].severity for n in fired if n in self._rule_by_name]
@@ -253,7 +255,7 @@ class AnalysisEngine:
                 kind="message",
                 category=category,
                 src_ip=source.ip,
-                ts=now,
+                ts=last_seen if last_seen is not None else now,
                 key=("message", category, source.ip, tool or ""),
                 categories=tuple(categories),
                 tool=tool,
@@ -299,7 +301,7 @@ class AnalysisEngine:
             _extend_list(watch.categories, self._categories(outcome.fired))
             return True
         seq = next(self._seq)
-        watch = Watch(msg, source, facts, outcome, now, now + self.settle, seq)
+        watch = Watch(msg, source, facts, outcome, now, now + self.settle, seq, last_seen=now)
         self.watches[call_id] = watch
         heapq.heappush(self._heap, (watch.deadline, seq, call_id))
         while len(self.watches) > self.settings.max_dialogs:
@@ -317,6 +319,7 @@ class AnalysisEngine:
         watch = self.watches.get(call_id)
         if watch is None:
             return
+        watch.last_seen = self.now
         if method == "ACK":
             watch.seen.acked = True
             if not watch.seen.answered:
@@ -348,6 +351,7 @@ class AnalysisEngine:
         if watch is None or method != "INVITE" or status < 200:
             return
         seen = watch.seen
+        watch.last_seen = self.now
         seen.final_status = status
         if 200 <= status < 300:
             seen.answered = True
@@ -384,6 +388,7 @@ class AnalysisEngine:
         if watch is None:
             return
         watch.seen.ended = True
+        watch.last_seen = self.now
         if media_packets > 0:
             self._media_seen(call_id, media_packets)
         self._extend(watch, self.now)
@@ -394,6 +399,7 @@ class AnalysisEngine:
         if watch is None:
             return
         watch.seen.media_packets += packets
+        watch.last_seen = self.now
         if watch.media_seen:
             return
         watch.media_seen = True
@@ -435,6 +441,7 @@ class AnalysisEngine:
             fired,
             self.now,
             first_seen=watch.opened,
+            last_seen=watch.last_seen,
         )
 
     # -- correlation results ---------------------------------------------------------------
