@@ -26,9 +26,11 @@ from typing import Any
 
 from ..config import MediaConfig
 from ..events.record import Event, Peer
+from ..media.codecs import PCMA, PCMU
 from ..media.dtmf import DtmfEvent
+from ..media.negotiation import DEFAULT_PTIME
 from ..media.ports import PortPool
-from ..media.prompts import ClipLibrary, PromptError, ensure_default_prompt, read_wav
+from ..media.prompts import ClipLibrary, PromptError, ensure_default_prompt
 from ..media.session import CallSetup, Flow, MediaLimits, MediaSession, RecordingPlan
 from ..media.storage import RECORDINGS_DIR, DiskBudget, allocate_files, disk_usage
 
@@ -90,14 +92,20 @@ class MediaEndpoint:
         self.errors = 0
 
     def _check_files(self, paths: Iterable[str | None]) -> list[str]:
-        """Read every prompt once at start; name (and log) those that cannot be played."""
+        """Read every prompt once at start, and cut it (and the tones) into packets for
+        G.711 at 20 ms, so that no call waits for that work; name (and log) the prompts
+        that cannot be played."""
         bad = []
         for path in dict.fromkeys(paths):
             try:
-                read_wav(path or self.clips.default_prompt, 8000)
+                for codec in (PCMU, PCMA):
+                    self.clips.prompt(path, codec, DEFAULT_PTIME)
             except PromptError as exc:
                 log.warning("media: %s; the default prompt is played instead", exc)
                 bad.append(str(path or self.clips.default_prompt))
+        for codec in (PCMU, PCMA):
+            self.clips.ringback(codec, DEFAULT_PTIME)
+            self.clips.busy(codec, DEFAULT_PTIME)
         return bad
 
     # -- ports -------------------------------------------------------------------------
