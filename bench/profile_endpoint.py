@@ -8,6 +8,7 @@ loop fires them). No sockets: media ports are NullMedia, sending is a list.
     .venv/bin/python bench/profile_endpoint.py [--flows 3000] [--scenario options]...
         [--profile endpoint|jsonl|sqlite] [--json]
 
+A fourth stage is the live analysis sink (siptrap.analysis), when the checkout has one.
 `--profile STAGE` prints the cProfile top functions of that stage. `--json` prints the
 figures as one JSON object (used to compare two checkouts: run it once with
 PYTHONPATH=/old/checkout/src and once without, alternating).
@@ -25,10 +26,12 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from siptrap.config import config_from_dict
 from siptrap.events.record import Event
 from siptrap.outputs.jsonl import JsonLinesSink
 from siptrap.sip import parse
@@ -230,6 +233,7 @@ def run(name: str, flows: int, profile: str | None) -> dict[str, float]:
         sqlite = timed(
             lambda: write_all(SqliteSink(Path(tmp) / "s.db"), events), profile == "sqlite"
         )
+        analysis = analyse(events, Path(tmp), profile == "analysis")
     return {
         "flows": flows,
         "messages": driver.messages,
@@ -237,14 +241,36 @@ def run(name: str, flows: int, profile: str | None) -> dict[str, float]:
         "endpoint_us_per_flow": driver.busy / flows * 1e6,
         "jsonl_us_per_flow": jsonl / flows * 1e6,
         "sqlite_us_per_flow": sqlite / flows * 1e6,
+        "analysis_us_per_flow": analysis / flows * 1e6,
     }
+
+
+def analyse(events: list[Event], data_dir: Path, profile: bool) -> float:
+    """Seconds the live analysis sink (when this checkout has one) takes to read the
+    same events (its rules loaded beforehand)."""
+    try:
+        from siptrap.analysis.live import analysis_sinks
+    except ImportError:
+        return 0.0
+    config = config_from_dict(tomllib.loads(CONFIG))
+    alerts: list[Event] = []
+    elapsed = 0.0
+    for sink in analysis_sinks(config, data_dir, alerts.append)[:1]:
+        sink.open()
+        try:
+            for i in range(0, len(events), 2048):
+                batch = events[i : i + 2048]
+                elapsed += timed(partial(sink.write, batch), profile)
+        finally:
+            sink.close()
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flows", type=int, default=3000)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
-    parser.add_argument("--profile", choices=("endpoint", "jsonl", "sqlite"))
+    parser.add_argument("--profile", choices=("endpoint", "jsonl", "sqlite", "analysis"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = {name: run(name, args.flows, args.profile) for name in args.scenario or SCENARIOS}
@@ -253,14 +279,15 @@ def main() -> None:
         return
     print(
         f"{'scenario':<10}{'msgs':>7}{'events':>8}  {'µs per flow: endpoint':>22}"
-        f"{'jsonl':>8}{'sqlite':>8}{'total':>8}{'flows/s':>9}"
+        f"{'jsonl':>8}{'sqlite':>8}{'analysis':>10}{'total':>8}{'flows/s':>9}"
     )
     for name, r in results.items():
-        total = r["endpoint_us_per_flow"] + r["jsonl_us_per_flow"] + r["sqlite_us_per_flow"]
+        stages = ("endpoint", "jsonl", "sqlite", "analysis")
+        total = sum(r[f"{stage}_us_per_flow"] for stage in stages)
         print(
             f"{name:<10}{r['messages']:>7}{r['events']:>8}  {r['endpoint_us_per_flow']:>22.0f}"
-            f"{r['jsonl_us_per_flow']:>8.0f}{r['sqlite_us_per_flow']:>8.0f}{total:>8.0f}"
-            f"{1e6 / total:>9,.0f}"
+            f"{r['jsonl_us_per_flow']:>8.0f}{r['sqlite_us_per_flow']:>8.0f}"
+            f"{r['analysis_us_per_flow']:>10.0f}{total:>8.0f}{1e6 / total:>9,.0f}"
         )
 
 
