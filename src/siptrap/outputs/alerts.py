@@ -145,8 +145,8 @@ def alert_html(fields: dict[str, Any]) -> str:
         f"<title>siptrap alert {alert_id}</title><style>{_STYLE}</style></head>\n"
         f'<body>\n<h1>Alert <span id="alert-id">{alert_id}</span> '
         f'<span class="{css}">{html.escape(severity)}</span></h1>\n'
-        f'<table id="alert">\n{table}\n</table>\n<h2>Conclusions</h2>\n'
-        f'<ul id="conclusions">\n{items}\n</ul>\n</body></html>\n'
+        f'<h2>Conclusions</h2>\n<ul id="conclusions">\n{items}\n</ul>\n'
+        f'<table id="alert">\n{table}\n</table>\n</body></html>\n'
     )
 
 
