@@ -49,6 +49,7 @@ class Responder:
         self.send = send
         self.public_address = public_address
         self._order = {name.lower(): i for i, name in enumerate(personality.header_order)}
+        self._ranks: dict[bytes, int] = {}  # header name as written -> its place (bounded)
         self._prefix = secrets.token_hex(4)
         self._count = 0
 
@@ -110,10 +111,17 @@ class Responder:
         head, sep, body = data.partition(b"\r\n\r\n")
         start, *lines = head.split(b"\r\n")
         other = len(self._order) - 2
+        ranks = self._ranks
 
         def rank(line: bytes) -> int:
-            name = line.partition(b":")[0].strip().decode("latin-1").lower()
-            return self._order.get(name, other)
+            sent = line.partition(b":")[0]
+            place = ranks.get(sent)
+            if place is None:
+                name = sent.strip().decode("latin-1").lower()
+                place = self._order.get(name, other)
+                if len(ranks) < 256:  # the names we write are few; never grow without bound
+                    ranks[sent] = place
+            return place
 
         lines.sort(key=rank)  # stable: Via lines keep their order
         return b"\r\n".join([start, *lines]) + sep + body
