@@ -15,7 +15,9 @@ counted must be in SQLite and in the JSON lines.
     .venv/bin/python bench/load.py [--quick] [--scenario options|register|calls]...
         [--seconds 5] [--start-options 1000] [--factor 1.3] [--keep DIR]
 
-Only 127.0.0.1 is used. SIPp is /usr/bin/sipp (Debian sip-tester).
+Only 127.0.0.1 is used. SIPp is /usr/bin/sipp (Debian sip-tester). siptrap is the
+`siptrap` script next to this Python; PYTHONPATH=/other/checkout/src runs another tree.
+`--no-analysis` switches the live analysis sink off to separate its cost.
 """
 
 from __future__ import annotations
@@ -74,6 +76,14 @@ call_duration = 120
 users = "500"
 password = "bench-secret"
 behaviour = "ring"
+"""
+
+
+# For --no-analysis: the live analysis sink (rules on every message) switched off, to
+# see what recording alone costs.
+NO_ANALYSIS = """
+[analysis]
+enabled = false
 """
 
 
@@ -165,12 +175,12 @@ def children_cpu() -> float:
 class Honeypot:
     """A `siptrap run` process on udp:127.0.0.1:PORT with its own data directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = free_udp_port()
         self.config = workdir / "siptrap.toml"
-        self.config.write_text(CONFIG)
+        self.config.write_text(CONFIG + extra_config)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopped: dict[str, Any] | None = None
 
@@ -436,7 +446,7 @@ def rates(start: float, factor: float, limit: float) -> Iterator[float]:
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> Outcome:
-    hp = Honeypot(workdir)
+    hp = Honeypot(workdir, NO_ANALYSIS if args.no_analysis else "")
     hp.start()
     out = Outcome(scenario, rcvbuf=granted_rcvbuf(hp.port))
     print(
@@ -509,6 +519,13 @@ def summary(outcome: Outcome) -> None:
     )
 
 
+def siptrap_source() -> str:
+    """Where the siptrap that runs comes from (PYTHONPATH may name another checkout)."""
+    code = "import siptrap, sys; sys.stdout.write(siptrap.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return str(Path(done.stdout).parent) if done.returncode == 0 else "?"
+
+
 def machine() -> str:
     try:
         import uvloop  # noqa: F401
@@ -532,6 +549,9 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=1.3)
     parser.add_argument("--max-rate", type=float, default=40000.0)
     parser.add_argument("--no-flood", action="store_true")
+    parser.add_argument(
+        "--no-analysis", action="store_true", help="switch the live analysis sink off"
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep data directories under DIR")
     for name in SCENARIOS:
         parser.add_argument(f"--start-{name}", type=float, metavar="RATE")
@@ -543,6 +563,9 @@ def main() -> None:
         args.factor, args.max_rate = 4.0, 200.0
     names = args.scenario or list(SCENARIOS)
     print(machine())
+    print(f"load average before: {os.getloadavg()[0]:.2f}; siptrap from {siptrap_source()}")
+    if args.no_analysis:
+        print("live analysis switched off ([analysis] enabled = false)")
     print(f"RcvbufErrors before: {udp_snmp()['RcvbufErrors']}")
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="siptrap-load-"))
     outcomes = []
@@ -555,6 +578,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print(f"\nRcvbufErrors after: {udp_snmp()['RcvbufErrors']}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(
         "columns: rate asked, rate SIPp reached, calls, failed calls, siptrap CPU while"
         " loaded, CPU µs per transaction incl. backlog, backlog seconds, RSS, kernel"
