@@ -53,14 +53,15 @@ class Honeypot:
         self.config = config
         self.data_dir = config.data_path
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        sinks: list[Sink] = []
+        # Analysis first: the bus stops sinks in order, and its last alerts (written when it
+        # stops) must reach the sinks after it.
+        sinks: list[Sink] = analysis_sinks(config, self.data_dir, lambda e: self.bus.emit(e))
         if config.recording.jsonl:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
         if config.console.enabled:
             sinks.append(ConsoleSink())
-        sinks += analysis_sinks(config, self.data_dir, lambda event: self.bus.emit(event))
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(

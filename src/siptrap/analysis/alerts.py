@@ -272,6 +272,7 @@ class AlertBook:
         self.open: OrderedDict[tuple[str, ...], _Open] = OrderedDict()
         self.pending: list[Alert] = []
         self.raised = 0
+        self.hold = False  # closing: keep changes for the one last (closed) emission
 
     def report(self, rep: Report, now: float) -> str:
         """Add what a message or window shows to its alert (opening it if needed)."""
@@ -349,7 +350,7 @@ class AlertBook:
         return None
 
     def _maybe_emit(self, alert: _Open, now: float) -> None:
-        if not alert.dirty:
+        if not alert.dirty or self.hold:
             return
         first = alert.update < 0
         if first or (alert.urgent and now - alert.emitted_at >= self.min_gap):
@@ -383,6 +384,7 @@ class AlertBook:
         for alert in self.open.values():
             self._close(alert, now)
         self.open.clear()
+        self.hold = False
 
     def take(self) -> list[Alert]:
         out, self.pending = self.pending, []

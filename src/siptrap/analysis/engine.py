@@ -158,6 +158,7 @@ class AnalysisEngine:
         """The end of the input: close every window, dialog and alert."""
         if now is not None:
             self.tick(now)
+        self.book.hold = True  # what closing adds goes out once, in each alert's last emission
         for firing in self.correlator.finish():
             self._firing(firing)
         for watch in list(self.watches.values()):
