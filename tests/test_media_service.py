@@ -877,12 +877,14 @@ def honeypot(tmp_path: Path) -> Iterator[Siptrap]:
     assert trap.stop() == 0
 
 
-def sipp_cmd(target: Siptrap, *args: str) -> list[str]:
+def sipp_cmd(
+    target: Siptrap, *args: str, remote: str | None = None, ip: str = "127.0.0.1"
+) -> list[str]:
     return [
         require_tool("sipp"),
-        f"127.0.0.1:{target.port}",
+        remote or f"127.0.0.1:{target.port}",
         "-i",
-        "127.0.0.1",
+        ip,
         "-p",
         str(free_port()),
         "-mp",
@@ -954,6 +956,55 @@ def test_sipp_uac_pcap_gives_a_wav_of_the_right_length_and_the_digit(
     assert rows == [
         ("PCMA", stream["packets"], stream["duration"], stream["pcap"], stream["wav_in"])
     ]
+
+
+def _free_udp6_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.tools
+def test_sipp_uac_pcap_over_ipv6(tmp_path: Path) -> None:
+    port6 = _free_udp6_port()
+    low = _free_range(40)
+    config = SERVICE_CONFIG.format(low=low, high=low + 39, max_calls=20, rtp_timeout=3)
+    trap = Siptrap(tmp_path / "v6", config, ["--listen", f"udp:[::1]:{port6}"]).start()
+    try:
+        workdir = tmp_path / "sipp"
+        (workdir / "pcap").mkdir(parents=True)
+        for name in ("g711a.pcap", "dtmf_2833_1.pcap"):
+            shutil.copy(DATA / "media" / name, workdir / "pcap" / name)
+        cmd = sipp_cmd(
+            trap, "-sn", "uac_pcap", "-s", "400", "-m", "1", remote=f"[::1]:{port6}", ip="::1"
+        )
+        result = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=60, check=False)
+        out = (result.stdout + result.stderr).decode(errors="replace")
+        ended = trap.wait_for(lambda e: e["event"] == "sip.call.ended", timeout=10)
+    finally:
+        assert trap.stop() == 0
+    rows = (
+        trap.db()
+        .execute(
+            "select raw from messages where direction = 'out' and status = 200 and call_id = ?",
+            (ended[0]["call_id"] if ended else "",),
+        )
+        .fetchall()
+    )
+    answers = [raw for (raw,) in rows if b"m=audio" in raw]
+    assert successful(out) == 1, out
+    assert ended[0]["src_ip"] == "::1" and ended[0]["reason"] == "bye"
+    (stream,) = ended[0]["media"]["streams"]
+    media_port = int(stream["source"].rsplit(":", 1)[1])
+    assert stream["source"] == stream["sdp_address"] == f"[::1]:{media_port}"
+    assert not stream["source_differs"] and stream["dtmf"] == "1"
+    rate, samples = wav_samples(trap.data_dir / stream["wav_in"])
+    assert 7.0 <= len(samples) / rate <= 7.3
+    records = pcap_udp(trap.data_dir / stream["pcap"])
+    assert {(r[1], r[3]) for r in records} == {("::1", "::1")}
+    assert sum(1 for r in records if r[4] == media_port) == stream["sent_packets"] > 100
+    assert answers and b"c=IN IP6 ::1\r\n" in answers[0]
+    assert f"m=audio {stream['local_port']} RTP/AVP 8 101".encode() in answers[0]
 
 
 WAIT_FOR_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>

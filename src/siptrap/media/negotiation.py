@@ -44,6 +44,7 @@ def _endpoint_text(addr: tuple[str, int] | None) -> str | None:
     if addr is None:
         return None
     host, port = addr
+    host = host.strip("[]")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -66,7 +67,8 @@ def _send_format(answered: Media) -> tuple[int, Codec] | None:
 
 
 def _remote(offered: Media) -> tuple[str, int] | None:
-    address = offered.address
+    """The offer's c= address (brackets some agents put around IPv6 removed) and port."""
+    address = (offered.address or "").strip().strip("[]")
     if not address or offered.port <= 0 or address in ("0.0.0.0", "::"):
         return None
     return address, offered.port

@@ -208,6 +208,7 @@ def _endpoint(addr: Address | None) -> str | None:
     if addr is None:
         return None
     host, port = addr
+    host = host.strip("[]")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
