@@ -1096,7 +1096,9 @@ def test_caller_without_rtp_is_hung_up_and_info_dtmf_is_read(
     scenario = tmp_path / "wait_for_bye.xml"
     scenario.write_text(WAIT_FOR_BYE)
     started = time.time()
-    out = run_tool(sipp_cmd(honeypot, "-sf", str(scenario), "-s", service_user, "-m", "1"))
+    cmd = sipp_cmd(honeypot, "-sf", str(scenario), "-s", service_user, "-m", "1")
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    out = (result.stdout + result.stderr).decode(errors="replace")
     assert successful(out) == 1, out  # siptrap's BYE came and was answered
     (ended,) = honeypot.wait_for(lambda e: e["event"] == "sip.call.ended", timeout=10)
     assert ended["reason"] == reason
@@ -1125,7 +1127,7 @@ def test_a_call_flood_never_exceeds_the_port_and_call_limits(
     try:
         cmd = sipp_cmd(trap, "-sn", "uac", "-s", "401", "-m", "30", "-r", "30", "-l", "30")
         proc = subprocess.Popen(
-            [*cmd, "-d", "2000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*cmd, "-d", "2000"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         assert trap.proc is not None
         seen: set[int] = set()
