@@ -215,11 +215,17 @@ def target_of(msg: Message) -> str:
     return request_user(msg) or to_user
 
 
+_USERNAME = re.compile(r'^\s*Digest\s+(?:[^"]*?[\s,])?username\s*=\s*"([^"\\]*)"', re.I)
+
+
 def auth_user(msg: Message) -> str:
     """The username of the request's Authorization (or Proxy-Authorization), if any."""
     value = msg.header("authorization") or msg.header("proxy-authorization")
     if value is None:
         return ""
+    plain = _USERNAME.match(value, 0, MAX_VALUE_CHARS)  # the usual form, quickly
+    if plain is not None:
+        return plain.group(1)
     return parse_credentials(value[:MAX_VALUE_CHARS]).username or ""
 
 
@@ -314,6 +320,17 @@ class Evaluator:
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
         # how Check_Fingerprint() asks the catalogue (the engine passes a cached one)
         self.identify = identify if identify is not None else self.catalogue.identify
+        # rules that only run when the message has one defect: skipped at once otherwise
+        self._needs_defect = {
+            id(r): r.condition.value.name
+            for r in rules
+            if isinstance(r.condition, In)
+            and r.condition.collection == "DEFECTS"
+            and not r.condition.negate
+            and isinstance(r.condition.value, Word)
+            and not r.pre_actions
+            and not r.actions_if_false
+        }
         self._memo: (
             tuple[Message, tuple[Source, str], Mapping[str, str] | None, dict[str, str]] | None
         ) = None
@@ -337,7 +354,14 @@ class Evaluator:
 
         `facts` sets variables the analysis engine worked out (see FACT_VARIABLES)."""
         run = self._start(msg, source, context, facts)
+        defects: frozenset[str] | None = None
         for rule in self.rules.for_context(run.context, "Classification"):
+            needed = self._needs_defect.get(id(rule))
+            if needed is not None:  # `condition = NAME in DEFECTS`, nothing else to run
+                if defects is None:
+                    defects = frozenset(msg.defect_names)
+                if needed not in defects:
+                    continue
             self._apply(rule, run, branch=None)
         return run.outcome()
 
@@ -355,6 +379,8 @@ class Evaluator:
     ) -> bool:
         """Whether a message meets a rule's condition (after its pre-actions)."""
         run = self._start(msg, source, context, facts)
+        if rule.pre_actions:
+            run.variables = dict(run.variables)  # the shared dict is never written to
         self._actions(rule, rule.pre_actions, run)
         return rule.condition is None or self._condition(rule.condition, run)
 
@@ -381,7 +407,9 @@ class Evaluator:
         context: str | None = None,
         facts: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        """Every variable a rule starts with for this message (predefined and facts)."""
+        """Every variable a rule starts with for this message (predefined and facts).
+
+        The dict is shared with the rules run on the same message: read it, do not change it."""
         return self._start(msg, source, context, facts).variables
 
     def _start(
@@ -394,20 +422,25 @@ class Evaluator:
         ctx = (context or message_context(msg)).upper()
         memo = self._memo
         if memo is not None and memo[0] is msg and memo[1] == (source, ctx) and memo[2] is facts:
-            return _Run(msg, source, ctx, dict(memo[3]))
+            return _Run(msg, source, ctx, memo[3])  # shared: rules copy it before assigning
         variables = predefined_variables(msg, source, ctx)
         if facts:
             for name in FACT_VARIABLES.intersection(facts):
                 variables[name] = facts[name][:MAX_VALUE_CHARS]
         # rules run one after another on one message: its variables are worked out once
         self._memo = (msg, (source, ctx), facts, variables)
-        return _Run(msg, source, ctx, dict(variables))
+        return _Run(msg, source, ctx, variables)
 
     def _apply(self, rule: Rule, run: _Run, branch: bool | None) -> None:
         """Run one rule; `branch` None means: decided by the condition."""
-        # a rule's assignments must not leak into the next rule
-        assigns = any(isinstance(a, Assign) for a in rule.pre_actions + rule.actions)
-        saved = dict(run.variables) if assigns or rule.actions_if_false else run.variables
+        # a rule's assignments must not leak into the next rule (nor into the shared dict)
+        saved = run.variables
+        if (
+            rule.pre_actions
+            or rule.actions_if_false
+            or any(isinstance(a, Assign) for a in rule.actions)
+        ):
+            run.variables = dict(saved)
         try:
             self._actions(rule, rule.pre_actions, run)
             if branch is None:

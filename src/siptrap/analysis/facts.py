@@ -33,16 +33,17 @@ class ToolCache:
     """`identify` with a bounded cache keyed by the message's shape.
 
     The shape is the raw message with every run of digits, and every run of six or more
-    hex digits, replaced by its length, so the messages of one tool run (SIPp's numbered
-    tags and Call-IDs, SIPVicious's hex tags, a flood's counters, digests) are identified
-    once. Messages that differ only in such values are taken to come from the same tool:
-    the catalogue's signatures look at those values' formats, and formats of one length
-    rarely differ within one tool's run. A cache, not a proof: `size` bounds it."""
+    hex digits, replaced by a mark, and the message's length; so the messages of one tool
+    run (SIPp's numbered tags and Call-IDs, SIPVicious's hex tags, a flood's counters,
+    digests) are identified once. Messages of one length that differ only in such values
+    are taken to come from the same tool: the catalogue's signatures look at those values'
+    formats, which rarely differ within one tool's run. A cache, not a proof: `size`
+    bounds it."""
 
     def __init__(self, catalogue: Catalogue, size: int = 4096) -> None:
         self.catalogue = catalogue
         self.size = size
-        self._cache: OrderedDict[bytes, list[Match]] = OrderedDict()
+        self._cache: OrderedDict[tuple[bytes, int], list[Match]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self._last: tuple[Message, list[Match]] | None = None
@@ -58,7 +59,7 @@ class ToolCache:
         raw = msg.raw
         if len(raw) > MAX_SHAPE:
             return self.catalogue.identify(msg)
-        key = _VARYING.sub(lambda m: b"#%d" % len(m.group()), raw)
+        key = (_VARYING.sub(b"#", raw), len(raw))
         found = self._cache.get(key)
         if found is not None:
             self.hits += 1
