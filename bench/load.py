@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ SCENARIOS = {
     "register": Scenario(
         "register", ("-sf", str(SCENARIOS_DIR / "register.xml"), "-s", "500"), 2, 2, 400
     ),
-    "calls": Scenario("calls", ("-sn", "uac", "-s", "400"), 2, 3, 200),
+    "calls": Scenario("calls", ("-sn", "uac", "-s", "400"), 2, 3, 100),
 }
 
 
@@ -438,11 +437,37 @@ class Outcome:
     recorded: dict[str, int] = field(default_factory=dict)
 
 
-def rates(start: float, factor: float, limit: float) -> Iterator[float]:
-    rate = start
-    while rate <= limit:
-        yield rate
-        rate = round(rate * factor, -1) if rate >= 100 else round(rate * factor)
+def step_up(rate: float, factor: float) -> float:
+    return round(rate * factor, -1) if rate >= 100 else round(rate * factor)
+
+
+def ramp(
+    hp: Honeypot, scenario: Scenario, args: argparse.Namespace, workdir: Path, out: Outcome
+) -> None:
+    """Rising rates from the start rate until a step fails (each failure tried once more,
+    the machine being noisy); if the very first rate fails, halve it until one holds."""
+    rate = args.start.get(scenario.name, scenario.start)
+    going_down = False
+    while 1 <= rate <= args.max_rate:
+        step = run_step(hp, scenario, rate, args.seconds, workdir)
+        print(step.row(scenario), flush=True)
+        out.steps.append(step)
+        if not step.clean and step.alive and not args.quick:
+            step = run_step(hp, scenario, rate, args.seconds, workdir)  # noise? once more
+            print(step.row(scenario) + "  (repeat)", flush=True)
+            out.steps.append(step)
+        if not step.alive:
+            return
+        if step.clean:
+            out.held = step
+            if going_down:
+                return
+            rate = step_up(rate, args.factor)
+        elif out.held is not None or args.quick:
+            return
+        else:
+            going_down = True
+            rate = round(rate / 2)
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> Outcome:
@@ -455,18 +480,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
     )
     print(HEADER)
     try:
-        start = args.start.get(scenario.name, scenario.start)
-        for rate in rates(start, args.factor, args.max_rate):
-            step = run_step(hp, scenario, rate, args.seconds, workdir)
-            print(step.row(scenario), flush=True)
-            out.steps.append(step)
-            if not step.clean and step.alive and not args.quick:
-                step = run_step(hp, scenario, rate, args.seconds, workdir)  # noise? once more
-                print(step.row(scenario) + "  (repeat)", flush=True)
-                out.steps.append(step)
-            if not step.clean:
-                break
-            out.held = step
+        ramp(hp, scenario, args, workdir, out)
         if out.held is not None and not args.no_flood:
             print(f"-- flood at twice {out.held.rate:,.0f}/s")
             out.flood = run_step(hp, scenario, out.held.rate * 2, args.seconds, workdir)
