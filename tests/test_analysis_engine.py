@@ -461,6 +461,7 @@ def test_fuzzing_with_the_defects_and_input_that_is_not_sip():
     assert len(fuzz) == 1 and fuzz[0].src_ip == "203.0.113.60" and fuzz[0].count == 2
     assert any(c.startswith("Malformed message") for c in fuzz[0].conclusions)
     assert "Not a SIP message: no start line" in fuzz[0].conclusions
+    assert set(parse(torture).defect_names) <= set(fuzz[0].values)  # the defects, by name
     assert any(r.startswith("fuzz_") for r in fuzz[0].rules)
 
 

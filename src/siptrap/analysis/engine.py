@@ -265,6 +265,7 @@ class AnalysisEngine:
                 targets=(facts.target,) if facts.target else (),
                 rules=tuple(fired),
                 evidence=facts.tool.evidence if facts.tool is not None else (),
+                values=tuple(msg.defect_names) if "fuzzing" in categories else (),
                 call_id=msg.call_id or "",
                 first_seen=first_seen,
                 messages=1,
