@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .analysis.live import analysis_sinks
+from .analysis.live import analysis_sinks, stop_analysis
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.uas import Endpoint
@@ -213,6 +213,7 @@ class Honeypot:
         if self.config.credentials.recover:
             await asyncio.to_thread(self.recovery.stop)
         self._report_shed()  # what was shed since the last summary (or ever, without them)
+        await asyncio.to_thread(stop_analysis, self.bus)  # its last alerts before the end
         g = self.endpoint.guard
         self._emit(
             "sensor.stopped",

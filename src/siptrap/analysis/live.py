@@ -29,7 +29,7 @@ from .rules import RuleSet, load_builtin_rules, load_rules
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..events.bus import Sink
+    from ..events.bus import EventBus, Sink
 
 log = logging.getLogger(__name__)
 TICK = 0.25
@@ -157,6 +157,15 @@ class AnalysisSink:
             self.engine.call_ended(str(f.get("call_id") or ""), event.ts, int(packets or 0))
         else:
             self.engine.tick(event.ts)
+
+
+def stop_analysis(bus: EventBus) -> None:
+    """Stop the analysis sinks before the others: each takes every event queued for it,
+    closes its windows and alerts, and puts its last alerts on the bus while the other
+    sinks still run; then it leaves the bus. Call it before `sensor.stopped`."""
+    for runner in [r for r in bus.runners if isinstance(r.sink, AnalysisSink)]:
+        runner.stop()
+        bus.runners.remove(runner)
 
 
 def _parse(raw: bytes, peer: Peer) -> Request | Response | None:
