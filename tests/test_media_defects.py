@@ -14,8 +14,10 @@ NAME = re.compile(r'"((?:rtp|rtcp|dtmf)_[a-z0-9_]+)"')
 def test_catalogue_matches_the_code():
     used = set()
     for path in MEDIA_SRC.glob("*.py"):
-        if path.name != "defects.py":
-            used |= set(NAME.findall(path.read_text()))
+        text = path.read_text()
+        # only the modules that record defects: elsewhere rtp_* names are summary fields
+        if path.name != "defects.py" and "defects" in text:
+            used |= set(NAME.findall(text))
     assert used
     assert used <= set(MEDIA_DEFECTS), used - set(MEDIA_DEFECTS)
     assert set(MEDIA_DEFECTS) <= used, set(MEDIA_DEFECTS) - used
