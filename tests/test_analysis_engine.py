@@ -596,3 +596,18 @@ def test_system_actions_time_out_and_are_bounded():
     runner2(sleeper)
     runner2.close(wait=True)
     assert runner2.timed_out == 1
+
+
+def test_tables_stay_bounded_under_many_sources_methods_and_calls():
+    eng = engine(max_dialogs=50, max_alerts=40, max_windows=200)
+    for i in range(3000):
+        ip = f"10.{i // 60000}.{(i // 250) % 240}.{i % 250}"
+        method = f"X{i}" if i % 3 == 0 else "INVITE"
+        data = request("INVITE", f"55{i}", from_ip=ip).replace(b"INVITE", method.encode())
+        eng.request(parse(data), src(ip), float(i) * 0.01)
+        eng.take()
+    assert len(eng.watches) <= 50
+    assert len(eng.book.open) <= 40
+    assert len(eng.correlator) <= 200
+    assert len(eng.evaluator._by_context) <= 4  # unknown methods share one entry
+    assert len(eng.correlator._by_context) <= 3

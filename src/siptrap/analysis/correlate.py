@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .evaluate import Evaluator, Outcome, Source, expand_text, message_context, scope_key
 from .fields import MAX_VALUE_CHARS, Message
-from .rules import Rule, RuleError, RuleSet
+from .rules import CONTEXTS, Rule, RuleError, RuleSet
 
 MAX_WINDOWS = 50_000
 DISTINCT_CAP = 10_000  # distinct values a window remembers (a distinct threshold above: refused)
@@ -119,12 +119,13 @@ class RuleCorrelator:
         return len(self.windows)
 
     def _rules_for(self, context: str) -> tuple[Rule, ...]:
-        found = self._by_context.get(context)
+        key = context if context in CONTEXTS else "*"  # unknown methods: the ANY rules
+        found = self._by_context.get(key)
         if found is None:
             listening = self.evaluator.rules.for_context(context)
             ids = {id(r) for r in listening}
             found = tuple(r for r in self.rules if id(r) in ids)
-            self._by_context[context] = found
+            self._by_context[key] = found
         return found
 
     # -- input ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Protocol
 from ..sip.auth import parse_credentials
 from .fields import MAX_VALUE_CHARS, Message, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
-from .rule_model import FACT_VARIABLES
+from .rule_model import CONTEXTS, FACT_VARIABLES
 from .rules import (
     FIELD_REF,
     VARIABLE,
@@ -320,6 +320,7 @@ class Evaluator:
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
         # how Check_Fingerprint() asks the catalogue (the engine passes a cached one)
         self.identify = identify if identify is not None else self.catalogue.identify
+        self._by_context: dict[tuple[str, str], tuple[Rule, ...]] = {}
         # rules that only run when the message has one defect: skipped at once otherwise
         self._needs_defect = {
             id(r): r.condition.value.name
@@ -355,7 +356,7 @@ class Evaluator:
         `facts` sets variables the analysis engine worked out (see FACT_VARIABLES)."""
         run = self._start(msg, source, context, facts)
         defects: frozenset[str] | None = None
-        for rule in self.rules.for_context(run.context, "Classification"):
+        for rule in self._rules_of(run.context, "Classification"):
             needed = self._needs_defect.get(id(rule))
             if needed is not None:  # `condition = NAME in DEFECTS`, nothing else to run
                 if defects is None:
@@ -430,6 +431,15 @@ class Evaluator:
         # rules run one after another on one message: its variables are worked out once
         self._memo = (msg, (source, ctx), facts, variables)
         return _Run(msg, source, ctx, variables)
+
+    def _rules_of(self, context: str, type: str) -> tuple[Rule, ...]:
+        """`RuleSet.for_context`, kept per context and type (rule sets never change).
+        Methods siptrap does not know all get the ANY rules: one entry, however many."""
+        key = (context if context in CONTEXTS else "*", type)
+        found = self._by_context.get(key)
+        if found is None:
+            found = self._by_context[key] = self.rules.for_context(context, type)
+        return found
 
     def _apply(self, rule: Rule, run: _Run, branch: bool | None) -> None:
         """Run one rule; `branch` None means: decided by the condition."""
@@ -519,7 +529,7 @@ class Evaluator:
         if run.fingerprint is not None:
             return run.fingerprint
         result = ""
-        for rule in self.rules.for_context(run.context, "Fingerprinting"):
+        for rule in self._rules_of(run.context, "Fingerprinting"):
             if rule.regex is None or rule.where is None:
                 continue
             if search_values(rule.regex, field_values(rule.where, run.msg)) is not None:
