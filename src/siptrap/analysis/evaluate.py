@@ -15,7 +15,7 @@ catalogue's best attack tool (its family name, such as "SIPVicious"), or "".
 For correlation rules, `check` (does one message meet a rule's condition) and `fire` (run a
 rule's action or action-if-false) evaluate a rule on a given message, and `scope_key` says
 which window a message belongs to; the windows themselves are the correlator's job (see
-`Correlator`).
+`correlate.RuleCorrelator`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ..sip.auth import parse_credentials
 from .fields import MAX_VALUE_CHARS, Message, field_values, parse_field, search_values
@@ -103,21 +102,6 @@ class Outcome:
 
 class SystemArgumentRefused(ValueError):
     """An expanded `system` argument that could be misread: it is not run."""
-
-
-class Correlator(Protocol):
-    """The engine for Correlation.* rules, to be written: windows over several messages.
-
-    It keeps, per rule and per `scope_key`, a window opened by a message of the rule's
-    context and `timer` seconds long; it counts messages meeting `Evaluator.check` (or
-    waits for one, for EventInWindow) and calls `Evaluator.fire` when the threshold is
-    reached or, with `if_false=True`, when the window expires without the condition. Its
-    tables are keyed by attacker data and must be bounded. `now` comes from the caller.
-    """
-
-    def observe(self, msg: Message, source: Source, now: float) -> Outcome: ...
-
-    def expire(self, now: float) -> Outcome: ...
 
 
 # -- per-message values ------------------------------------------------------------------------
