@@ -172,8 +172,12 @@ def test_sipsak_register_right_and_wrong_password(pbx: Siptrap) -> None:
     assert re.search(r"^SIP/2.0 403 Forbidden", bad, re.M), bad
     found = pbx.wait_for(lambda e: e["event"] == "sip.register.success" and e["username"] == "201")
     assert found
-    results = {e["result"] for e in pbx.events("sip.auth.attempt") if e["username"] == "201"}
-    assert {"success", "failure"} <= results
+    for result in ("success", "failure"):
+        assert pbx.wait_for(
+            lambda e, r=result: (
+                e["event"] == "sip.auth.attempt" and e["username"] == "201" and e["result"] == r
+            )
+        ), result
 
 
 def sipp(target: Siptrap, *args: str, timeout: float = 60) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 from ..analysis.alerts import Alert, final_states
 from ..analysis.engine import AnalysisEngine, EngineSettings
 from ..analysis.evaluate import Source
+from ..analysis.live import alert_event as live_alert_event
 from ..analysis.rules import RuleError, RuleSet, load_builtin_rules, load_rules
-from ..events.record import Event, Peer
+from ..events.record import Event
 from ..sip import ParseError, Request, parse
 from .capture import CaptureError, CaptureStats, Datagram, looks_like_sip, open_inputs, probably_sip
 
@@ -131,12 +132,8 @@ def analyze_paths(
 
 
 def alert_event(alert: Alert, sensor: str) -> Event:
-    peer = None
-    if alert.transport and alert.src_port is not None:
-        peer = Peer(
-            alert.transport, alert.src_ip, alert.src_port, alert.dst_ip or "", alert.dst_port or 0
-        )
-    return Event("analysis.alert.raised", alert.last_seen, sensor, peer, alert.fields())
+    """An alert as the event the live honeypot emits, stamped with the capture's time."""
+    return live_alert_event(alert, sensor, alert.last_seen)
 
 
 # -- the command ---------------------------------------------------------------------------------
