@@ -372,6 +372,7 @@ class Step:
     shed: int
     alive: bool = True
     max_backlog: float = 1.0
+    seconds: float = 5.0  # how long SIPp was asked to send
 
     @property
     def clean(self) -> bool:
@@ -436,6 +437,7 @@ def run_step(
         shed=stats.get("shed", 0) - stats_before.get("shed", 0),
         alive=alive,
         max_backlog=max_backlog,
+        seconds=seconds,
     )
 
 
@@ -525,7 +527,7 @@ def summary(outcome: Outcome) -> None:
             f" for {held.sipp.wall:.1f} s with 0 failed; siptrap CPU {busy:.0f} % of a core"
             f" while loaded, {per_tx:.0f} µs CPU per transaction including the backlog"
             f" ({held.drain:.1f} s after), RSS {held.rss:.1f} MiB;"
-            f" {held.sipp.successful * s.transactions / (held.sipp.wall + held.drain):,.0f}"
+            f" {held.sipp.successful * s.transactions / (held.seconds + held.drain):,.0f}"
             " transactions/s counting the time to write everything out"
         )
     flood = outcome.flood
