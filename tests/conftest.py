@@ -7,6 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# No per-example deadline (the 2-core machine is shared and noisy); in CI, the same
+# examples every run, so that a red run can be reproduced.
+settings.register_profile("siptrap", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "siptrap")
 
 DATA = Path(__file__).parent / "data"
 RFC4475 = DATA / "rfc4475"
