@@ -21,6 +21,37 @@ DATA = Path(__file__).parent / "data"
 RFC4475 = DATA / "rfc4475"
 
 
+# What a careful server answers to each invalid or semantically wrong RFC 4475 request
+# (sections 3.1.2 and 3.3).
+RFC4475_STATUS = {
+    "badinv01": 400,
+    "clerr": 400,
+    "ncl": 400,
+    "scalar02": 400,
+    "quotbal": 400,
+    "ltgtruri": 400,
+    "lwsruri": 400,
+    "lwsstart": 400,
+    "trws": 400,
+    "escruri": 400,
+    "baddate": 400,
+    "regbadct": 400,
+    "badaspec": 400,
+    "baddn": 400,
+    "badvers": 505,
+    "mismatch01": 400,
+    "mismatch02": 400,
+    "insuf": 400,
+    "unkscm": 416,
+    "novelsc": 416,
+    "multi01": 400,
+    "mcl01": 400,
+    "zeromf": 483,
+    "bext01": 420,
+    "invut": 415,
+}
+
+
 def rfc4475(name: str) -> bytes:
     return (RFC4475 / f"{name}.dat").read_bytes()
 

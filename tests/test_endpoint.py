@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import rfc4475
+from conftest import RFC4475_STATUS, rfc4475
 from siptrap.config import config_from_dict
 from siptrap.endpoint.uas import Endpoint
 from siptrap.events.catalogue import CATALOGUE
@@ -1067,36 +1067,6 @@ def test_invite_without_content_type_or_with_broken_sdp_is_still_a_call() -> Non
     broken = request("INVITE", "400", body=b"v=0\r\nm=garbage\r\n", transport="TCP")
     assert status_of(box2.deliver(broken, TCP_ATTACKER)) == [100]
     assert only(box2.advance(1.5), 200).body  # an SDP offer of our own
-
-
-# What each invalid or semantically wrong RFC 4475 request gets (sections 3.1.2 and 3.3).
-RFC4475_STATUS = {
-    "badinv01": 400,
-    "clerr": 400,
-    "ncl": 400,
-    "scalar02": 400,
-    "quotbal": 400,
-    "ltgtruri": 400,
-    "lwsruri": 400,
-    "lwsstart": 400,
-    "trws": 400,
-    "escruri": 400,
-    "baddate": 400,
-    "regbadct": 400,
-    "badaspec": 400,
-    "baddn": 400,
-    "badvers": 505,
-    "mismatch01": 400,
-    "mismatch02": 400,
-    "insuf": 400,
-    "unkscm": 416,
-    "novelsc": 416,
-    "multi01": 400,
-    "mcl01": 400,
-    "zeromf": 483,
-    "bext01": 420,
-    "invut": 415,
-}
 
 
 @pytest.mark.parametrize("name", sorted(RFC4475_STATUS))

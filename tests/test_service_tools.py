@@ -15,7 +15,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from conftest import DATA, RFC4475, require_tool, rfc4475
+from conftest import DATA, RFC4475, RFC4475_STATUS, require_tool, rfc4475
 from siptrap.sip import Request, Response, parse
 from siptrap.sip.transaction import transaction_key
 from siptrap_proc import Siptrap, free_port, run_tool
@@ -310,36 +310,6 @@ def test_tls_call_invite_ack_bye(phone: Siptrap) -> None:
     assert ended and ended[0]["reason"] == "bye" and ended[0]["transport"] == "tls"
 
 
-# What a careful server answers to each RFC 4475 request (None: no answer possible).
-RFC4475_ANSWERS = {
-    "badinv01": 400,
-    "clerr": 400,
-    "ncl": 400,
-    "scalar02": 400,
-    "quotbal": 400,
-    "ltgtruri": 400,
-    "lwsruri": 400,
-    "lwsstart": 400,
-    "trws": 400,
-    "escruri": 400,
-    "baddate": 400,
-    "regbadct": 400,
-    "badaspec": 400,
-    "baddn": 400,
-    "badvers": 505,
-    "mismatch01": 400,
-    "mismatch02": 400,
-    "insuf": 400,
-    "unkscm": 416,
-    "novelsc": 416,
-    "multi01": 400,
-    "mcl01": 400,
-    "zeromf": 483,
-    "bext01": 420,
-    "invut": 415,
-}
-
-
 def _reply_key(data: bytes) -> tuple[str, str]:
     msg = parse(data)
     via = msg.top_via
@@ -369,7 +339,7 @@ def test_rfc4475_over_udp(pbx: Siptrap) -> None:
         if isinstance(msg, Request) and msg.top_via is not None:
             first_of_key.setdefault(transaction_key(msg), path.stem)
     checked = 0
-    for name, status in RFC4475_ANSWERS.items():
+    for name, status in RFC4475_STATUS.items():
         msg = parse(rfc4475(name))
         assert isinstance(msg, Request)
         if first_of_key[transaction_key(msg)] != name:

@@ -135,31 +135,7 @@ def split_commas(value: str) -> list[str]:
     """Split a header value on commas outside quotes and angle brackets."""
     if "," not in value:
         return [value.strip()]
-    items: list[str] = []
-    start = 0
-    quoted = False
-    angle = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle += 1
-        elif ch == ">":
-            angle = max(0, angle - 1)
-        elif ch == "," and angle == 0:
-            items.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    items.append(value[start:].strip())
-    return items
+    return [item.strip() for item in _split_outside(value, ",", angle_brackets=True)]
 
 
 def unquote(text: str) -> str:
@@ -221,11 +197,19 @@ def split_semicolons(text: str) -> list[str]:
     """Split on semicolons outside quoted strings."""
     if '"' not in text:
         return text.split(";")
+    return _split_outside(text, ";", angle_brackets=False)
+
+
+def _split_outside(text: str, sep: str, *, angle_brackets: bool) -> list[str]:
+    """Split `text` on `sep` where it stands outside quoted strings (and, if asked,
+    outside <...>); backslash escapes inside quotes are honoured."""
     parts: list[str] = []
     start = 0
     quoted = False
+    angle = 0
     i = 0
-    while i < len(text):
+    n = len(text)
+    while i < n:
         ch = text[i]
         if quoted:
             if ch == "\\":
@@ -234,7 +218,11 @@ def split_semicolons(text: str) -> list[str]:
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif ch == ";":
+        elif angle_brackets and ch == "<":
+            angle += 1
+        elif angle_brackets and ch == ">":
+            angle = max(0, angle - 1)
+        elif ch == sep and angle == 0:
             parts.append(text[start:i])
             start = i + 1
         i += 1
