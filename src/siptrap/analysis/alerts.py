@@ -168,6 +168,7 @@ class _Open:
     closed_windows: dict[str, int] = field(default_factory=dict)
     windows: dict[str, dict[int, int]] = field(default_factory=dict)
     peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
+    plan: MessagePlan | None = None  # the last plan merged in full (see report_message)
     update: int = -1
     emitted_count: int = 0
     emitted_at: float = float("-inf")
@@ -245,6 +246,24 @@ class Report:
     peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
 
 
+@dataclass(frozen=True, slots=True)
+class MessagePlan:
+    """What every message of one kind adds to its message alert besides its own target,
+    Call-ID, time and defects: worked out once for the messages of a tool run."""
+
+    category: str
+    categories: tuple[str, ...]
+    tool: str | None
+    severity: str
+    conclusions: tuple[str, ...]
+    rules: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+    @property
+    def fuzzing(self) -> bool:
+        return "fuzzing" in self.categories
+
+
 def new_id_factory() -> Callable[[], str]:
     """Alert ids unique across runs: a random run prefix and a counter."""
     prefix = secrets.token_hex(4)
@@ -298,6 +317,68 @@ class AlertBook:
         while len(self.open) > self.max_open:
             _key, oldest = self.open.popitem(last=False)
             self._close(oldest, now)
+        return alert.alert_id
+
+    def report_message(
+        self,
+        plan: MessagePlan,
+        src_ip: str,
+        ts: float,
+        now: float,
+        *,
+        targets: tuple[str, ...] = (),
+        values: tuple[str, ...] = (),
+        call_id: str = "",
+        first_seen: float | None = None,
+        peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None),
+    ) -> str:
+        """One message: the same as `report` of its `Report` (key: "message", the category,
+        the source and the tool). When the alert merged this plan already, its categories,
+        conclusions, rules, evidence, tool, source and severity cannot change (an alert only
+        grows): only what is the message's own is merged."""
+        key = ("message", plan.category, src_ip, plan.tool or "")
+        alert = self.open.get(key)
+        if alert is None or alert.plan is not plan:
+            rep = Report(
+                kind="message",
+                category=plan.category,
+                src_ip=src_ip,
+                ts=ts,
+                key=key,
+                categories=plan.categories,
+                tool=plan.tool,
+                severity=plan.severity,
+                conclusions=plan.conclusions,
+                targets=targets,
+                rules=plan.rules,
+                evidence=plan.evidence,
+                values=values,
+                call_id=call_id,
+                first_seen=first_seen,
+                messages=1,
+                peer=peer,
+            )
+            alert_id = self.report(rep, now)
+            merged = self.open.get(key)
+            if merged is not None:
+                merged.plan = plan
+            return alert_id
+        self.open.move_to_end(key)
+        alert.last_seen = max(alert.last_seen, ts)
+        if first_seen is not None:
+            alert.first_seen = min(alert.first_seen, first_seen)
+        if targets:
+            _add(alert.targets, targets)
+        if values:
+            _add(alert.values, values)
+        call_ids = alert.call_ids
+        if call_id and call_id not in call_ids and len(call_ids) < MAX_LIST:
+            call_ids[call_id] = None
+        alert.messages += 1
+        alert.dirty = True
+        if alert.messages >= max(2, 2 * alert.emitted_count):
+            alert.urgent = True
+        self._maybe_emit(alert, now)
         return alert.alert_id
 
     def _merge(self, alert: _Open, rep: Report) -> None:

@@ -26,18 +26,23 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .evaluate import Evaluator, Outcome, Source, expand_text, message_context, scope_key
+from .evaluate import Evaluator, Outcome, Source, message_context, scope_key
 from .fields import MAX_VALUE_CHARS, Message
+from .program import Run
 from .rules import CONTEXTS, Rule, RuleError, RuleSet
+from .variables import MessageVariables, compile_template
 
 MAX_WINDOWS = 50_000
 DISTINCT_CAP = 10_000  # distinct values a window remembers (a distinct threshold above: refused)
 MAX_TARGETS = 100  # targets, sources and tools a window reports
 MAX_SOURCES = 50
 MAX_TOOLS = 8
+# a rule as a context's listener: index, rule, scope, is EventInWindow, and its condition
+# when it has no pre-action (None: checked with Evaluator.check)
+_Listener = tuple[int, Rule, str, bool, Callable[[Run], bool] | None]
 
 
 @dataclass(slots=True)
@@ -108,8 +113,12 @@ class RuleCorrelator:
                     f"a distinct threshold can be at most {DISTINCT_CAP}",
                 )
         self._index = {id(rule): n for n, rule in enumerate(self.rules)}
-        self._waiting = tuple(r for r in self.rules if r.type == "Correlation.EventInWindow")
-        self._by_context: dict[str, tuple[Rule, ...]] = {}
+        self._waiting = tuple(
+            (self._index[id(r)], r, r.scope or "IPSrc")
+            for r in self.rules
+            if r.type == "Correlation.EventInWindow"
+        )
+        self._by_context: dict[str, tuple[_Listener, ...]] = {}
         self.windows: OrderedDict[tuple[int, str], Window] = OrderedDict()
         self._heap: list[tuple[float, int, tuple[int, str]]] = []
         self._seq = itertools.count(1)
@@ -118,15 +127,23 @@ class RuleCorrelator:
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _rules_for(self, context: str) -> tuple[Rule, ...]:
+    def _rules_for(self, context: str) -> tuple[_Listener, ...]:
+        """The rules listening to a context: (index, rule, scope, is EventInWindow, its
+        condition when it has no pre-action, else None)."""
         key = context if context in CONTEXTS else "*"  # unknown methods: the ANY rules
         found = self._by_context.get(key)
         if found is None:
             listening = self.evaluator.rules.for_context(context)
             ids = {id(r) for r in listening}
-            found = tuple(r for r in self.rules if id(r) in ids)
+            found = tuple(self._listener(r) for r in self.rules if id(r) in ids)
             self._by_context[key] = found
         return found
+
+    def _listener(self, rule: Rule) -> _Listener:
+        compiled = self.evaluator.compiled(rule)
+        plain = compiled.condition if not compiled.pre else None
+        waits = rule.type == "Correlation.EventInWindow"
+        return (self._index[id(rule)], rule, rule.scope or "IPSrc", waits, plain)
 
     # -- input ---------------------------------------------------------------------------
     def observe(
@@ -141,52 +158,68 @@ class RuleCorrelator:
         """Feed one message (or event: `context` MEDIA on the INVITE that had media)."""
         ctx = (context or message_context(msg)).upper()
         out: list[Firing] = []
-        variables: dict[str, str] | None = None
-        for rule in self._waiting:
-            key = _key(rule, msg, source)
-            window = self.windows.get((self._index[id(rule)], key)) if key else None
+        keys: dict[str, str | None] = {}  # the message's key in each scope
+        evaluator = self.evaluator
+        windows = self.windows
+        for index, rule, scope in self._waiting:
+            key = keys[scope] if scope in keys else self._key(scope, msg, source, keys)
+            window = windows.get((index, key)) if key else None
             if window is None or window.opener is None or window.opener[0] is msg:
                 continue
-            if self.evaluator.check(rule, msg, source, ctx, facts):
+            if evaluator.check(rule, msg, source, ctx, facts):
                 if rule.actions:
-                    outcome = self.evaluator.fire(rule, msg, source, ctx, facts=facts)
+                    outcome = evaluator.fire(rule, msg, source, ctx, facts=facts)
                     window.count += 1
                     out.append(self._firing(window, "action", outcome))
                 self._close(window)
-        for rule in self._rules_for(ctx):
-            key = _key(rule, msg, source)
+        variables: MessageVariables | None = None
+        run: Run | None = None  # shared by the conditions (they change nothing)
+        for index, rule, scope, waits, condition in self._rules_for(ctx):
+            key = keys[scope] if scope in keys else self._key(scope, msg, source, keys)
             if key is None:
                 continue
-            table_key = (self._index[id(rule)], key)
-            window = self.windows.get(table_key)
+            table_key = (index, key)
+            window = windows.get(table_key)
             if window is not None and window.deadline <= now:
                 out += self._expire_one(window)
                 window = None
-            if rule.type == "Correlation.EventInWindow":
+            if waits:
                 if window is None:
                     self._open(rule, key, now, (msg, source, dict(facts or {})))
                 continue
-            if not self.evaluator.check(rule, msg, source, ctx, facts):
+            if condition is not None:
+                if run is None:
+                    run = evaluator.start(msg, source, ctx, facts)
+                if not condition(run):
+                    continue
+            elif not evaluator.check(rule, msg, source, ctx, facts):
                 continue
             if window is None:
                 window = self._open(rule, key, now, None)
             else:
-                self.windows.move_to_end(table_key)
+                windows.move_to_end(table_key)
             if variables is None:
-                variables = self.evaluator.variables(msg, source, ctx, facts)
+                variables = evaluator.message_variables(msg, source, ctx, facts)
             self._count(window, variables, source, now, tool)
             if rule.actions_if_false and window.opener is None:
                 window.opener = (msg, source, dict(facts or {}))
             if not window.fired and window.measure >= (rule.threshold or 1):
                 window.fired = True
-                outcome = self.evaluator.fire(rule, msg, source, ctx, facts=facts)
+                outcome = evaluator.fire(rule, msg, source, ctx, facts=facts)
                 out.append(self._firing(window, "action", outcome))
         return out
+
+    @staticmethod
+    def _key(scope: str, msg: Message, source: Source, keys: dict[str, str | None]) -> str | None:
+        """The message's window key in a scope (remembered in `keys`)."""
+        key = scope_key(scope, msg, source)
+        key = keys[scope] = key[:MAX_VALUE_CHARS] if key else None
+        return key
 
     def _count(
         self,
         window: Window,
-        variables: dict[str, str],
+        variables: MessageVariables,
         source: Source,
         now: float,
         tool: str | None,
@@ -195,10 +228,10 @@ class RuleCorrelator:
         window.last_seen = now
         rule = window.rule
         if rule.distinct and len(window.values) < DISTINCT_CAP:
-            value = expand_text(rule.distinct, variables)[:MAX_VALUE_CHARS]
+            value = compile_template(rule.distinct)(variables.__getitem__)[:MAX_VALUE_CHARS]
             if value:
                 window.values[value] = None
-        target = variables.get("Target", "")
+        target = variables["Target"]
         if target and len(window.targets) < MAX_TARGETS:
             window.targets[target[:200]] = None
         if source.ip in window.sources or len(window.sources) < MAX_SOURCES:
@@ -280,8 +313,3 @@ class RuleCorrelator:
         )
         call_id = (window.opener[0].call_id or "") if window.opener is not None else ""
         return Firing(window.rule, window.key, kind, outcome, stats, window.seq, call_id)
-
-
-def _key(rule: Rule, msg: Message, source: Source) -> str | None:
-    key = scope_key(rule.scope or "IPSrc", msg, source)
-    return key[:MAX_VALUE_CHARS] if key else None

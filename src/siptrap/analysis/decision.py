@@ -174,8 +174,8 @@ def invite_decision(msg: Message, facts: Facts, seen: CallObservation) -> Decisi
     return Decision(tuple(tree.out), tuple(tree.categories))
 
 
-def message_decision(msg: Message, facts: Facts) -> Decision:
-    """The first nodes of the tree, for requests other than INVITE."""
+def message_decision(facts: Facts) -> Decision:
+    """The first nodes of the tree, for requests other than INVITE (from the facts alone)."""
     tree = _Tree()
     if facts.tool is not None:
         tree.say(f"Tool identified as: {facts.tool.tool}")

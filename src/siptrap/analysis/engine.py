@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..sip import Response
 from ..sip.sdp import parse_sdp
-from .alerts import Alert, AlertBook, Report, main_category
+from .alerts import Alert, AlertBook, MessagePlan, Report, main_category
 from .correlate import Firing, RuleCorrelator
 from .decision import CallObservation, invite_decision, message_decision
 from .evaluate import Command, Evaluator, Outcome, Source
@@ -41,6 +41,8 @@ MISSING = frozenset({404, 484, 604})
 MAX_SEEN = 8192  # recent transactions remembered to skip retransmissions in captures
 MAX_MEDIA_ADDRESSES = 8192
 MAX_LEDGER = 4096
+MAX_PLANS = 4096  # message plans remembered (see AnalysisEngine._plan)
+MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ class AnalysisEngine:
         self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
+        self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
         self.now = float("-inf")
         self._next_tick = float("-inf")
         self.messages = 0
@@ -228,50 +231,74 @@ class AnalysisEngine:
         tool: str | None,
         now: float,
     ) -> None:
-        decision = message_decision(msg, facts)
-        categories = list(decision.categories) + self._categories(outcome.fired)
-        if not categories:
-            return
-        conclusions = _merge_conclusions(list(decision.conclusions) + list(outcome.conclusions))
-        self._file_message(msg, source, facts, tool, categories, conclusions, outcome.fired, now)
+        plan = self._plan(facts, outcome, tool)
+        if plan is not None:
+            self._file(msg, source, facts, plan, now)
 
-    def _file_message(
+    def _plan(self, facts: Facts, outcome: Outcome, tool: str | None) -> MessagePlan | None:
+        """What a request other than a watched INVITE adds to its message alert (None:
+        nothing to report). A function of the tool and spoofing found and of the rules'
+        outcome (the message decision reads nothing else), so it is worked out once for
+        the messages of a tool run: kept by those objects' identity, a few thousand at
+        most, and only when the conclusions are short (they may quote attacker data)."""
+        key = (id(facts.tool), id(facts.spoof), tool, outcome.conclusions, outcome.fired)
+        found = self._plans.get(key)
+        if found is not None and found[0] is facts.tool and found[1] is facts.spoof:
+            return found[2]
+        decision = message_decision(facts)
+        categories = list(decision.categories) + self._categories(outcome.fired)
+        plan = None
+        if categories:
+            conclusions = list(decision.conclusions) + list(outcome.conclusions)
+            plan = self._make_plan(
+                facts, tool, categories, _merge_conclusions(conclusions), outcome.fired
+            )
+        if sum(len(c) for c in outcome.conclusions) <= MAX_PLAN_TEXT:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = (facts.tool, facts.spoof, plan)
+        return plan
+
+    def _make_plan(
         self,
-        msg: Message,
-        source: Source,
         facts: Facts,
         tool: str | None,
         categories: list[str],
         conclusions: list[str],
         fired: tuple[str, ...] | list[str],
+    ) -> MessagePlan:
+        severities = [self._rule_by_name[n].severity for n in fired if n in self._rule_by_name]
+        return MessagePlan(
+            category=main_category(categories),
+            categories=tuple(categories),
+            tool=tool,
+            severity=max((s for s in severities if s), key=_severity_rank, default=""),
+            conclusions=tuple(conclusions),
+            rules=tuple(fired),
+            evidence=facts.tool.evidence if facts.tool is not None else (),
+        )
+
+    def _file(
+        self,
+        msg: Message,
+        source: Source,
+        facts: Facts,
+        plan: MessagePlan,
         now: float,
         first_seen: float | None = None,
         last_seen: float | None = None,
     ) -> None:
-        category = main_category(categories)
-        severities = [self._rule_by_name[n].severity for n in fired if n in self._rule_by_name]
-        severity = max((s for s in severities if s), key=_severity_rank, default="")
-        self.book.report(
-            Report(
-                kind="message",
-                category=category,
-                src_ip=source.ip,
-                ts=last_seen if last_seen is not None else now,
-                key=("message", category, source.ip, tool or ""),
-                categories=tuple(categories),
-                tool=tool,
-                severity=severity,
-                conclusions=tuple(conclusions),
-                targets=(facts.target,) if facts.target else (),
-                rules=tuple(fired),
-                evidence=facts.tool.evidence if facts.tool is not None else (),
-                values=tuple(msg.defect_names) if "fuzzing" in categories else (),
-                call_id=msg.call_id or "",
-                first_seen=first_seen,
-                messages=1,
-                peer=(source.transport, source.port, source.dst_ip or None, source.dst_port),
-            ),
+        """File one message under its message alert."""
+        self.book.report_message(
+            plan,
+            source.ip,
+            last_seen if last_seen is not None else now,
             now,
+            targets=(facts.target,) if facts.target else (),
+            values=tuple(msg.defect_names) if plan.fuzzing else (),
+            call_id=msg.call_id or "",
+            first_seen=first_seen,
+            peer=(source.transport, source.port, source.dst_ip or None, source.dst_port),
         )
 
     def _categories(self, fired: tuple[str, ...] | list[str]) -> list[str]:
@@ -433,14 +460,12 @@ class AnalysisEngine:
         )
         tool = facts.attack_tool or (watch.outcome.tools[0] if watch.outcome.tools else None)
         fired = list(watch.outcome.fired) + watch.rules
-        self._file_message(
+        plan = self._make_plan(facts, tool, categories, conclusions, fired)
+        self._file(
             watch.msg,
             watch.source,
             facts,
-            tool,
-            categories,
-            conclusions,
-            fired,
+            plan,
             self.now,
             first_seen=watch.opened,
             last_seen=watch.last_seen,

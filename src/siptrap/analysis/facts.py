@@ -24,8 +24,11 @@ from .tollfraud import NumberInfo, classify_number
 # Tools that operators use as much as attackers: naming one is not an alert by itself.
 DUAL_USE = frozenset({"sipsak", "SIPp", "Nmap"})
 MAX_SHAPE = 4096  # messages longer than this are identified without the cache
-# digit runs, and hex runs (tags, nonces, digests) of 6 or more
-_VARYING = re.compile(rb"[0-9a-fA-F]{6,}|[0-9]+")
+# digit runs, and hex runs (tags, nonces, digests) of 6 or more (the lookahead only
+# skips, faster, the places where neither can start)
+_VARYING = re.compile(rb"(?=[0-9a-fA-F])(?:[0-9a-fA-F]{6,}|[0-9]+)")
+MAX_LINES = 4096  # line shapes remembered (lines of MAX_LINE bytes at most)
+MAX_LINE = 256
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -38,12 +41,17 @@ class ToolCache:
     digests) are identified once. Messages of one length that differ only in such values
     are taken to come from the same tool: the catalogue's signatures look at those values'
     formats, which rarely differ within one tool's run. A cache, not a proof: `size`
-    bounds it."""
+    bounds it.
+
+    A run never spans a line end (CR and LF are not digits), so the shape is worked out
+    line by line, and the shapes of recent lines are remembered: most lines of a tool's
+    messages (User-Agent, Max-Forwards...) come again byte for byte."""
 
     def __init__(self, catalogue: Catalogue, size: int = 4096) -> None:
         self.catalogue = catalogue
         self.size = size
-        self._cache: OrderedDict[tuple[bytes, int], list[Match]] = OrderedDict()
+        self._cache: OrderedDict[tuple[tuple[bytes, ...], int], list[Match]] = OrderedDict()
+        self._lines: dict[bytes, bytes] = {}
         self.hits = 0
         self.misses = 0
         self._last: tuple[Message, list[Match]] | None = None
@@ -59,7 +67,7 @@ class ToolCache:
         raw = msg.raw
         if len(raw) > MAX_SHAPE:
             return self.catalogue.identify(msg)
-        key = (_VARYING.sub(b"#", raw), len(raw))
+        key = (self._shape(raw), len(raw))
         found = self._cache.get(key)
         if found is not None:
             self.hits += 1
@@ -70,6 +78,21 @@ class ToolCache:
         if len(self._cache) > self.size:
             self._cache.popitem(last=False)
         return found
+
+    def _shape(self, raw: bytes) -> tuple[bytes, ...]:
+        """The raw message's lines with their varying runs replaced by a mark."""
+        lines = self._lines
+        out = []
+        for line in raw.split(b"\r\n"):
+            shape = lines.get(line)
+            if shape is None:
+                shape = _VARYING.sub(b"#", line)
+                if len(line) <= MAX_LINE:
+                    if len(lines) >= MAX_LINES:
+                        lines.clear()
+                    lines[line] = shape
+            out.append(shape)
+        return tuple(out)
 
 
 class Directory:

@@ -30,6 +30,7 @@ from .fields import Message
 PLACEHOLDERS = frozenset({"1.1.1.1", "1.2.3.4", "2.2.2.2", "0.0.0.0"})
 DEAD_PORTS = {0: "0", 9: "9 (discard)"}
 MAX_SDP = 8192
+MAX_CACHED = 512  # characters of addresses whose verdict is remembered
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -73,11 +74,16 @@ def _unusable(ip: Address, source: Address | None) -> str | None:
     return None
 
 
-def _sdp_addresses(msg: Message) -> list[tuple[str, str, int | None]]:
+def _sdp_addresses(msg: Message) -> tuple[tuple[str, str, int | None], ...]:
     """(line, address, media port) for the SDP's o= and c= lines, and the first audio m=."""
     if not msg.body or b"v=0" not in msg.body[:64]:
-        return []
-    sdp = parse_sdp(msg.body[:MAX_SDP])
+        return ()
+    return _sdp_of(msg.body[:MAX_SDP])
+
+
+@functools.lru_cache(maxsize=512)  # bounded; a flood sends one body again and again
+def _sdp_of(body: bytes) -> tuple[tuple[str, str, int | None], ...]:
+    sdp = parse_sdp(body)
     out: list[tuple[str, str, int | None]] = []
     origin = sdp.origin
     if origin is not None and origin.address:
@@ -89,7 +95,7 @@ def _sdp_addresses(msg: Message) -> list[tuple[str, str, int | None]]:
         conn = sdp.connection
     if conn is not None and conn.address:
         out.append(("SDP connection (c=)", conn.address, port))
-    return out
+    return tuple(out)
 
 
 def check_spoofing(msg: Message, source_ip: str) -> SpoofCheck:
@@ -97,12 +103,6 @@ def check_spoofing(msg: Message, source_ip: str) -> SpoofCheck:
 
     `source_ip` is where the packet came from ("" or 0.0.0.0 when unknown, as for a
     message read from a file)."""
-    source = _ip(source_ip)
-    if source is not None and source.is_unspecified:
-        source = None
-    evidence: list[str] = []
-    remarks: list[str] = []
-    unchecked: list[str] = []
     signalling: list[tuple[str, str, int | None]] = []
     via = msg.top_via
     if via is not None and via.host:
@@ -111,6 +111,27 @@ def check_spoofing(msg: Message, source_ip: str) -> SpoofCheck:
     if contact is not None and contact.uri.host and not contact.wildcard:
         signalling.append(("Contact", contact.uri.host, contact.uri.port))
     media = _sdp_addresses(msg)
+    via_host = via.host if via is not None else None
+    received = via is not None and via.received is not None
+    size = len(source_ip) + sum(len(host) for _w, host, _p in (*signalling, *media))
+    if size > MAX_CACHED:  # only short addresses are remembered: the cache stays small
+        return _verdict(source_ip, tuple(signalling), media, via_host, received)
+    return _cached_verdict(source_ip, tuple(signalling), media, via_host, received)
+
+
+def _verdict(
+    source_ip: str,
+    signalling: tuple[tuple[str, str, int | None], ...],
+    media: tuple[tuple[str, str, int | None], ...],
+    via_host: str | None,
+    via_received: bool,
+) -> SpoofCheck:
+    source = _ip(source_ip)
+    if source is not None and source.is_unspecified:
+        source = None
+    evidence: list[str] = []
+    remarks: list[str] = []
+    unchecked: list[str] = []
     names: list[str] = []
     for what, host, port in signalling + media:
         ip = _ip(host)
@@ -122,14 +143,14 @@ def check_spoofing(msg: Message, source_ip: str) -> SpoofCheck:
             evidence.append(f"the {what} address {reason}")
         if port in DEAD_PORTS and what in ("top Via", "Contact"):
             evidence.append(f"the {what} port is {DEAD_PORTS[port]}: nothing answers there")
-    via_ip = _ip(via.host) if via is not None else None
+    via_ip = _ip(via_host)
     if (
         source is not None
         and via_ip is not None
         and via_ip != source
         and via_ip.is_global
         and source.is_global
-        and (via.received if via is not None else None) is None
+        and not via_received
     ):
         evidence.append(f"the top Via says {via_ip}, but the packet came from {source}")
     known = {ip for _w, h, _p in signalling if (ip := _ip(h)) is not None}
@@ -153,3 +174,7 @@ def check_spoofing(msg: Message, source_ip: str) -> SpoofCheck:
     return SpoofCheck(
         bool(evidence), tuple(dict.fromkeys(evidence)), tuple(remarks), tuple(unchecked)
     )
+
+
+# The verdict is a function of the addresses alone; a scan or flood repeats them.
+_cached_verdict = functools.lru_cache(maxsize=4096)(_verdict)
