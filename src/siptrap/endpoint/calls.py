@@ -69,6 +69,7 @@ class Call:
     dialog: Dialog | None = None
     media_key: str | None = None
     answer_sdp: bytes = b""
+    offer: SessionDescription | None = None  # the SDP of the INVITE being answered
     status: int | None = None
     timers: dict[str, float] = field(default_factory=dict)  # action -> when it is due
 
@@ -158,6 +159,7 @@ class CallManager:
             call = self._new_call(inc, called)
         else:
             call.inc, call.peer = inc, inc.peer
+            call.offer = _offer(inc)
         self.r.respond(inc, 100)
         if self.p.challenge_invite:
             check = self.authenticate(inc)
@@ -196,8 +198,8 @@ class CallManager:
             behaviour=self._behaviour(ext),
             started=inc.now,
         )
+        call.offer = offer = _offer(inc)
         self.calls[call.call_id] = call
-        offer = parse_sdp(inc.request.body) if inc.request.body else None
         media = (
             [f"{m.kind} {m.port} {m.proto} {' '.join(m.formats)}" for m in offer.media]
             if offer
@@ -295,7 +297,7 @@ class CallManager:
     def _sdp_answer(self, call: Call, now: float) -> bytes | None:
         """The SDP of the 200 OK, with RTP ports opened for it; None when there is none."""
         local_ip = self.r.public_address or call.peer.dst_ip
-        offer = parse_sdp(call.inc.request.body) if call.inc.request.body else None
+        offer = call.offer
         call.media_key = call.call_id
         codecs = self.p.codecs
         if self.sessions is not None:
@@ -480,3 +482,8 @@ class CallManager:
         self.r.emit(
             Event(event_id, now, self.r.sensor, call.peer, {"call_id": call.call_id, **fields})
         )
+
+
+def _offer(inc: Incoming) -> SessionDescription | None:
+    """The SDP offer an INVITE carries (parsed once per INVITE), or None."""
+    return parse_sdp(inc.request.body) if inc.request.body else None

@@ -87,13 +87,19 @@ def allocate_files(data_dir: Path, call_id: str, started: float) -> RecordingFil
     base = recording_stem(call_id, started)
     stem = base
     for n in range(2, MAX_SUFFIX):
-        # the stem holds only [A-Za-z0-9._@-]: no glob metacharacters
-        if not any(directory.glob(f"{stem}.*")) and not any(directory.glob(f"{stem}_s*")):
+        if not _stem_taken(directory, stem):
             break
         stem = f"{base}-{n}"
     else:
         stem = f"{base}-{os.urandom(4).hex()}"
     return RecordingFiles(data_dir, directory, stem)
+
+
+def _stem_taken(directory: Path, stem: str) -> bool:
+    """Does a recording already use this stem? Looks at the names a recording starts
+    with (its pcap, its first stream's WAVs), not at the whole day's folder."""
+    files = RecordingFiles(directory.parent.parent, directory, stem)
+    return any(path.exists() for path in (files.pcap, files.wav(0, "in"), files.wav(0, "out")))
 
 
 def disk_usage(root: Path) -> int:

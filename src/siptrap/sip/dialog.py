@@ -332,13 +332,14 @@ class DialogTable:
         """Terminate and return the dialogs idle for too long."""
         shortest = min(self.early_timeout, self.idle_timeout)
         expired: list[Dialog] = []
-        for dialog in list(self._dialogs.values()):
+        for dialog in self._dialogs.values():
             if dialog.last_activity + shortest > now:
                 break  # ordered by activity: nothing later can have expired
             limit = self.early_timeout if dialog.state is D.EARLY else self.idle_timeout
             if dialog.last_activity + limit <= now:
-                self.terminate(dialog, "timeout")
                 expired.append(dialog)
+        for dialog in expired:  # not while iterating: terminating changes the table
+            self.terminate(dialog, "timeout")
         return expired
 
     def next_deadline(self) -> float | None:
