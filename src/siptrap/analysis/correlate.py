@@ -28,21 +28,32 @@ import itertools
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .evaluate import Evaluator, Outcome, Source, message_context, scope_key
 from .fields import MAX_VALUE_CHARS, Message
 from .program import Run
 from .rules import CONTEXTS, Rule, RuleError, RuleSet
-from .variables import MessageVariables, compile_template
+from .variables import MessageVariables, Template, compile_template
 
 MAX_WINDOWS = 50_000
 DISTINCT_CAP = 10_000  # distinct values a window remembers (a distinct threshold above: refused)
 MAX_TARGETS = 100  # targets, sources and tools a window reports
 MAX_SOURCES = 50
 MAX_TOOLS = 8
-# a rule as a context's listener: index, rule, scope, is EventInWindow, and its condition
-# when it has no pre-action (None: checked with Evaluator.check)
-_Listener = tuple[int, Rule, str, bool, Callable[[Run], bool] | None]
+
+
+class _Listener(NamedTuple):
+    """A correlation rule as a context's listener, with what observing needs at hand."""
+
+    index: int
+    rule: Rule
+    scope: str
+    waits: bool  # EventInWindow: opens a window, waits for a later message
+    always: bool  # no condition, no pre-action: every message counts
+    condition: Callable[[Run], bool] | None  # without pre-actions (else: Evaluator.check)
+    distinct: Template | None
+    threshold: int
 
 
 @dataclass(slots=True)
@@ -142,8 +153,17 @@ class RuleCorrelator:
     def _listener(self, rule: Rule) -> _Listener:
         compiled = self.evaluator.compiled(rule)
         plain = compiled.condition if not compiled.pre else None
-        waits = rule.type == "Correlation.EventInWindow"
-        return (self._index[id(rule)], rule, rule.scope or "IPSrc", waits, plain)
+        always = not compiled.pre and compiled.condition is None
+        return _Listener(
+            self._index[id(rule)],
+            rule,
+            rule.scope or "IPSrc",
+            rule.type == "Correlation.EventInWindow",
+            always,
+            plain,
+            compile_template(rule.distinct) if rule.distinct else None,
+            rule.threshold or 1,
+        )
 
     # -- input ---------------------------------------------------------------------------
     def observe(
@@ -174,7 +194,9 @@ class RuleCorrelator:
                 self._close(window)
         variables: MessageVariables | None = None
         run: Run | None = None  # shared by the conditions (they change nothing)
-        for index, rule, scope, waits, condition in self._rules_for(ctx):
+        for index, rule, scope, waits, always, condition, distinct, threshold in self._rules_for(
+            ctx
+        ):
             key = keys[scope] if scope in keys else self._key(scope, msg, source, keys)
             if key is None:
                 continue
@@ -187,7 +209,9 @@ class RuleCorrelator:
                 if window is None:
                     self._open(rule, key, now, (msg, source, dict(facts or {})))
                 continue
-            if condition is not None:
+            if always:
+                pass
+            elif condition is not None:
                 if run is None:
                     run = evaluator.start(msg, source, ctx, facts)
                 if not condition(run):
@@ -200,10 +224,10 @@ class RuleCorrelator:
                 windows.move_to_end(table_key)
             if variables is None:
                 variables = evaluator.message_variables(msg, source, ctx, facts)
-            self._count(window, variables, source, now, tool)
+            self._count(window, distinct, variables, source, now, tool)
             if rule.actions_if_false and window.opener is None:
                 window.opener = (msg, source, dict(facts or {}))
-            if not window.fired and window.measure >= (rule.threshold or 1):
+            if not window.fired and window.measure >= threshold:
                 window.fired = True
                 outcome = evaluator.fire(rule, msg, source, ctx, facts=facts)
                 out.append(self._firing(window, "action", outcome))
@@ -216,9 +240,10 @@ class RuleCorrelator:
         key = keys[scope] = key[:MAX_VALUE_CHARS] if key else None
         return key
 
+    @staticmethod
     def _count(
-        self,
         window: Window,
+        distinct: Template | None,
         variables: MessageVariables,
         source: Source,
         now: float,
@@ -226,9 +251,8 @@ class RuleCorrelator:
     ) -> None:
         window.count += 1
         window.last_seen = now
-        rule = window.rule
-        if rule.distinct and len(window.values) < DISTINCT_CAP:
-            value = compile_template(rule.distinct)(variables.__getitem__)[:MAX_VALUE_CHARS]
+        if distinct is not None and len(window.values) < DISTINCT_CAP:
+            value = distinct(variables.__getitem__)[:MAX_VALUE_CHARS]
             if value:
                 window.values[value] = None
         target = variables["Target"]

@@ -126,10 +126,11 @@ class AnalysisEngine:
         self.watches: OrderedDict[str, Watch] = OrderedDict()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count(1)
-        self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
         self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
+        self._last_facts: tuple[Facts | None, dict[str, str]] = (None, {})
         self.now = float("-inf")
         self._next_tick = float("-inf")
         self.messages = 0
@@ -187,7 +188,9 @@ class AnalysisEngine:
         method = (msg.method or "").upper()
         call_id = msg.call_id or ""
         facts = self.finder.facts(msg, source)
-        variables = facts.variables()
+        if facts is not self._last_facts[0]:  # a tool run's messages share their Facts
+            self._last_facts = (facts, facts.variables())
+        variables = self._last_facts[1]  # read-only for rules and windows
         outcome = self.evaluator.classify(msg, source, facts=variables)
         self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
@@ -209,10 +212,10 @@ class AnalysisEngine:
         cseq = msg.cseq
         key = (
             source.ip,
-            str(source.port),
+            source.port,
             msg.call_id or "",
             via.branch or "" if via else "",
-            str(cseq.seq) if cseq else "",
+            cseq.seq if cseq else None,
             msg.method or "",
         )
         if key in self._seen:
@@ -237,26 +240,25 @@ class AnalysisEngine:
 
     def _plan(self, facts: Facts, outcome: Outcome, tool: str | None) -> MessagePlan | None:
         """What a request other than a watched INVITE adds to its message alert (None:
-        nothing to report). A function of the tool and spoofing found and of the rules'
-        outcome (the message decision reads nothing else), so it is worked out once for
-        the messages of a tool run: kept by those objects' identity, a few thousand at
-        most, and only when the conclusions are short (they may quote attacker data)."""
-        key = (id(facts.tool), id(facts.spoof), tool, outcome.conclusions, outcome.fired)
+        nothing to report). A function of the facts (the message decision reads nothing
+        else) and of the rules' outcome, so it is worked out once for the messages of a
+        tool run (they share Facts and Outcome objects): kept by those objects' identity,
+        a few thousand at most, and only when the conclusions are short (they may quote
+        attacker data)."""
+        key = (id(facts), id(outcome), tool)
         found = self._plans.get(key)
-        if found is not None and found[0] is facts.tool and found[1] is facts.spoof:
+        if found is not None and found[0] is facts and found[1] is outcome:
             return found[2]
         decision = message_decision(facts)
         categories = list(decision.categories) + self._categories(outcome.fired)
         plan = None
         if categories:
-            conclusions = list(decision.conclusions) + list(outcome.conclusions)
-            plan = self._make_plan(
-                facts, tool, categories, _merge_conclusions(conclusions), outcome.fired
-            )
+            conclusions = _merge_conclusions(list(decision.conclusions) + list(outcome.conclusions))
+            plan = self._make_plan(facts, tool, categories, conclusions, outcome.fired)
         if sum(len(c) for c in outcome.conclusions) <= MAX_PLAN_TEXT:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            self._plans[key] = (facts.tool, facts.spoof, plan)
+            self._plans[key] = (facts, outcome, plan)
         return plan
 
     def _make_plan(

@@ -162,6 +162,8 @@ class Facts:
 
 NO_FACTS = Facts(None, None, None, "", "unknown", "", None)
 MIN_TOOL_CONFIDENCE = 0.5
+MAX_KNOWN = 4096  # Facts remembered (for targets of MAX_KNOWN_TARGET characters at most)
+MAX_KNOWN_TARGET = 256
 
 
 def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
@@ -183,13 +185,10 @@ class FactFinder:
         self.directory = directory
         self.proxies = proxies
         self.home_region = home_region
+        self._known: dict[tuple[object, ...], tuple[object, object, object, Facts]] = {}
 
     def facts(self, msg: Message, source: Source) -> Facts:
         matches = self.identify(msg)
-        tool = next(
-            (m for m in matches if m.is_attack and m.confidence >= MIN_TOOL_CONFIDENCE), None
-        )
-        client = next((m for m in matches if not m.is_attack), None)
         method = (msg.method or "").upper()
         target = target_of(msg)
         spoof = (
@@ -198,15 +197,30 @@ class FactFinder:
         number = None
         if target and method in ("INVITE", "MESSAGE", "REFER", "SUBSCRIBE"):
             number = classify_number(target, self.home_region)
-        return Facts(
-            tool=tool,
-            client=client,
+        extension = self.directory.status(target) if target else "unknown"
+        route = self.route(msg, source) if target else ""
+        # the messages of a tool run share their matches, spoofing verdict and number
+        # objects (the caches return the same ones): they share one Facts too
+        key = (id(matches), id(spoof), id(number), target, extension, route)
+        found = self._known.get(key)
+        if found is not None and found[0] is matches and found[1] is spoof and found[2] is number:
+            return found[3]
+        facts = Facts(
+            tool=next(
+                (m for m in matches if m.is_attack and m.confidence >= MIN_TOOL_CONFIDENCE), None
+            ),
+            client=next((m for m in matches if not m.is_attack), None),
             spoof=spoof,
             target=target,
-            extension=self.directory.status(target) if target else "unknown",
-            route=self.route(msg, source) if target else "",
+            extension=extension,
+            route=route,
             number=number,
         )
+        if len(target) <= MAX_KNOWN_TARGET:
+            if len(self._known) >= MAX_KNOWN:
+                self._known.clear()
+            self._known[key] = (matches, spoof, number, facts)
+        return facts
 
     def route(self, msg: Message, source: Source) -> str:
         """ "proxy" if the source or a Via hop is one of the domain's proxies, else "direct"."""

@@ -47,6 +47,10 @@ MAX_CONCLUSIONS = 100  # per message
 MAX_TEXT = 1000  # characters of one conclusion
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+MAX_SHARED = 4096  # outcomes shared between messages (see Run.outcome)
+MAX_SHARED_TEXT = 2000  # characters of conclusions and tools a shared outcome may hold
+_OUTCOMES: dict[tuple[tuple[str, ...], ...], Outcome] = {}
+
 Value = Callable[["Run"], str]
 Test = Callable[["Run"], bool]
 Step = Callable[["Run"], None]
@@ -160,15 +164,26 @@ class Run:
         return self.variables[name]
 
     def outcome(self) -> Outcome:
+        """What the rules concluded. Outcomes without commands or problems are shared:
+        the messages of a tool run get the same Outcome object (a few thousand kept)."""
         from .evaluate import Outcome
 
-        return Outcome(
+        conclusions, tools, fired = (
             tuple(self.conclusions),
             tuple(dict.fromkeys(self.tools)),
-            tuple(self.commands),
-            tuple(self.problems),
             tuple(self.fired),
         )
+        if self.commands or self.problems:
+            return Outcome(conclusions, tools, tuple(self.commands), tuple(self.problems), fired)
+        key = (conclusions, tools, fired)
+        found = _OUTCOMES.get(key)
+        if found is None:
+            found = Outcome(conclusions, tools, (), (), fired)
+            if sum(len(c) for c in conclusions) + sum(len(t) for t in tools) <= MAX_SHARED_TEXT:
+                if len(_OUTCOMES) >= MAX_SHARED:
+                    _OUTCOMES.clear()
+                _OUTCOMES[key] = found
+        return found
 
 
 class Host(Protocol):

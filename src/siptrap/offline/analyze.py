@@ -75,6 +75,7 @@ def analyze_datagrams(
 ) -> tuple[list[Alert], int, int, int]:
     """Feed datagrams to the engine in order; return every alert emission and counts."""
     sides = _Sides()
+    sources = _Sources()
     emitted: list[Alert] = []
     count = media = 0
     last_ts = 0.0
@@ -86,29 +87,42 @@ def analyze_datagrams(
             if engine.media_packet(d.dst_ip, d.dst_port, d.ts):
                 media += 1
             elif probably_sip(d) and payload.strip():
-                engine.malformed(payload, _source(d), d.ts, "not a SIP message")
+                engine.malformed(payload, sources.of(d), d.ts, "not a SIP message")
             continue
         try:
             msg = parse(payload, stream=d.transport != "udp")
         except ParseError as exc:
-            engine.malformed(payload, _source(d), d.ts, exc.reason)
+            engine.malformed(payload, sources.of(d), d.ts, exc.reason)
             continue
         if isinstance(msg, Request):
             if sides.is_server(d) and msg.to_addr is not None and msg.to_addr.tag:
                 engine.own_request(msg, d.ts)
             else:
                 sides.request(msg, d)
-                engine.request(msg, _source(d), d.ts)
+                engine.request(msg, sources.of(d), d.ts)
         elif not sides.is_client(d):
-            engine.response(msg, _source(d), d.ts)
+            engine.response(msg, sources.of(d), d.ts)
         emitted += engine.take()
     engine.finish(last_ts)
     emitted += engine.take()
     return emitted, count, media, engine.messages
 
 
-def _source(d: Datagram) -> Source:
-    return Source(d.src_ip, d.src_port, d.transport, d.dst_ip, d.dst_port)
+class _Sources:
+    """The `Source` of a datagram: one object per address pair, the latest kept."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, int, str, str, int], Source] = {}
+
+    def of(self, d: Datagram) -> Source:
+        key = (d.src_ip, d.src_port, d.transport, d.dst_ip, d.dst_port)
+        found = self.known.get(key)
+        if found is None:
+            found = Source(*key)
+            if len(self.known) >= MAX_ENDPOINTS:
+                self.known.clear()
+            self.known[key] = found
+        return found
 
 
 def analyze_paths(
