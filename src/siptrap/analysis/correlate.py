@@ -46,7 +46,7 @@ MAX_TOOLS = 8
 class _Listener(NamedTuple):
     """A correlation rule as a context's listener, with what observing needs at hand."""
 
-    index: int
+    position: int  # the rule's place in the rule set (a window table key)
     rule: Rule
     scope: str
     waits: bool  # EventInWindow: opens a window, waits for a later message
