@@ -17,6 +17,8 @@ passive mode; the tree says so in its conclusions ("Not checked (passive mode): 
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..sip import Request
@@ -187,10 +189,16 @@ def message_decision(facts: Facts) -> Decision:
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
+    return _is_short_ip(host) if len(host) <= 64 else _is_address(host)
 
+
+def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
     return True
+
+
+# a flood's INVITEs name the same few hosts: remembered (short ones, bounded)
+_is_short_ip = functools.lru_cache(maxsize=4096)(_is_address)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .fields import Field, Message, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
+from .outcome import Command, Outcome, Source
 from .program import (
     MAX_COLLECTION,
     MAX_CONCLUSIONS,
@@ -73,45 +74,6 @@ __all__ = [
 MAX_ARGUMENT = 1024  # characters of one expanded command argument
 MIN_CATALOGUE_CONFIDENCE = 0.5
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a message came from."""
-
-    ip: str
-    port: int = 0
-    transport: str = "UDP"
-    dst_ip: str = ""  # where it arrived (the honeypot's address), when known
-    dst_port: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A command a `system` action asks for: a rule name and an argument vector."""
-
-    rule: str
-    argv: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What running rules on a message concluded and asked for."""
-
-    conclusions: tuple[str, ...] = ()
-    tools: tuple[str, ...] = ()
-    commands: tuple[Command, ...] = ()
-    problems: tuple[str, ...] = ()
-    fired: tuple[str, ...] = ()  # names of rules whose action (or action-if-false) ran
-
-    def __add__(self, other: Outcome) -> Outcome:
-        return Outcome(
-            _merge(self.conclusions, other.conclusions),
-            _merge(self.tools, other.tools),
-            self.commands + other.commands,
-            self.problems + other.problems,
-            self.fired + other.fired,
-        )
 
 
 class SystemArgumentRefused(ValueError):
@@ -394,7 +356,3 @@ class Evaluator:
         if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
             return best.family or best.tool
         return ""
-
-
-def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(a + b))

@@ -16,9 +16,10 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .fields import MAX_VALUE_CHARS, Field, Message, field_values
+from .outcome import Command, Outcome, Source
 from .rules import (
     Action,
     Add,
@@ -38,9 +39,6 @@ from .rules import (
     Word,
 )
 from .variables import MessageVariables, compile_template, has_variables
-
-if TYPE_CHECKING:
-    from .evaluate import Command, Outcome, Source
 
 MAX_COLLECTION = 10_000  # entries per user collection (they hold attacker data)
 MAX_CONCLUSIONS = 100  # per message
@@ -166,20 +164,18 @@ class Run:
     def outcome(self) -> Outcome:
         """What the rules concluded. Outcomes without commands or problems are shared:
         the messages of a tool run get the same Outcome object (a few thousand kept)."""
-        from .evaluate import Outcome
-
-        conclusions, tools, fired = (
-            tuple(self.conclusions),
-            tuple(dict.fromkeys(self.tools)),
-            tuple(self.fired),
-        )
+        tools = self.tools
+        conclusions, fired = tuple(self.conclusions), tuple(self.fired)
+        tools_once = tuple(tools) if len(tools) < 2 else tuple(dict.fromkeys(tools))
         if self.commands or self.problems:
-            return Outcome(conclusions, tools, tuple(self.commands), tuple(self.problems), fired)
-        key = (conclusions, tools, fired)
+            commands, problems = tuple(self.commands), tuple(self.problems)
+            return Outcome(conclusions, tools_once, commands, problems, fired)
+        key = (conclusions, tools_once, fired)
         found = _OUTCOMES.get(key)
         if found is None:
-            found = Outcome(conclusions, tools, (), (), fired)
-            if sum(len(c) for c in conclusions) + sum(len(t) for t in tools) <= MAX_SHARED_TEXT:
+            found = Outcome(conclusions, tools_once, (), (), fired)
+            text = sum(len(c) for c in conclusions) + sum(len(t) for t in tools_once)
+            if text <= MAX_SHARED_TEXT:
                 if len(_OUTCOMES) >= MAX_SHARED:
                     _OUTCOMES.clear()
                 _OUTCOMES[key] = found

@@ -13,14 +13,11 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from ..sip.auth import parse_credentials
 from .fields import MAX_VALUE_CHARS, Message
+from .outcome import Source
 from .rule_model import FACT_VARIABLES, VARIABLE
-
-if TYPE_CHECKING:
-    from .evaluate import Source
 
 Lookup = Callable[[str], str]
 Template = Callable[[Lookup], str]
@@ -77,7 +74,7 @@ def auth_user(msg: Message) -> str:
 
 
 # -- the predefined variables, one function each -------------------------------------------------
-Getter = Callable[[Message, "Source", str], str]
+Getter = Callable[[Message, Source, str], str]
 
 
 def _from_user(msg: Message, _s: Source, _c: str) -> str:
