@@ -8,35 +8,48 @@ address), plus OPTIONS keep-alives of an ordinary phone, then times:
 
 - reading the capture alone;
 - reading and `siptrap.sip.parse`;
+- reading, parsing and the SIP core's lazily parsed parts the analysis always reads (the
+  defect check, the top Via, CSeq, From, To, Contact): what the analysis costs at least;
 - the whole analysis (`siptrap.offline.analyze.analyze_paths` with the built-in rules):
   facts, Classification rules, correlation windows, decision tree, alerts.
 
-Prints messages/s and µs per message for each, and the alerts found.
+Prints messages/s and µs per message for each (process CPU time, best of `--rounds`), and
+the alerts found.
 
-    .venv/bin/python bench/bench_analyze.py [--count 20000]
+`--against REV` also times the analysis of the git revision REV (its
+`src/siptrap/analysis/` and `src/siptrap/offline/analyze.py`, everything else as in the
+working tree) against the working tree's, in child processes run alternately on the same
+capture, and checks that both raise the same alerts:
+
+    .venv/bin/python bench/bench_analyze.py [--count 20000] [--against d97ae30 --rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
+import os
 import re
+import shutil
 import socket
+import statistics
 import struct
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dpkt
 
-from siptrap.analysis.engine import EngineSettings
-from siptrap.analysis.rules import load_builtin_rules
-from siptrap.offline import read_capture
-from siptrap.offline.analyze import analyze_paths
-from siptrap.sip import ParseError, parse
-
-TOOLS = Path(__file__).resolve().parents[1] / "tests" / "data" / "tools"
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = REPO / "tests" / "data" / "tools"
 HONEYPOT = socket.inet_aton("198.51.100.7")
 PHONE_OPTIONS = (
     b"OPTIONS sip:100@198.51.100.7 SIP/2.0\r\n"
@@ -104,40 +117,155 @@ def write_capture(path: Path, count: int) -> None:
             writer.writepkt(ip + udp + payload, ts=1_700_000_000 + i * 0.0005)
 
 
+def best_time(fn: Callable[[], int], rounds: int) -> tuple[int, float]:
+    """(count, seconds of process CPU time): the best of `rounds` runs."""
+    best, count = float("inf"), 0
+    for _ in range(rounds):
+        start = time.process_time()
+        count = fn()
+        best = min(best, time.process_time() - start)
+    return count, best
+
+
 def timed(label: str, count: int, seconds: float) -> float:
     rate = count / seconds if seconds else float("inf")
-    print(f"{label:<40} {rate:>10,.0f} msgs/s {1e6 * seconds / count:>9.1f} µs/msg")
+    print(f"{label:<48} {rate:>10,.0f} msgs/s {1e6 * seconds / count:>9.1f} µs/msg")
     return rate
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20000)
-    args = parser.parse_args()
+def stages(path: Path, rounds: int) -> None:
+    from siptrap.analysis.engine import EngineSettings
+    from siptrap.analysis.rules import load_builtin_rules
+    from siptrap.offline import read_capture
+    from siptrap.offline.analyze import AnalyzeResult, analyze_paths
+    from siptrap.sip import ParseError, parse
+
+    def read() -> int:
+        return sum(1 for _ in read_capture(path, accept=None))
+
+    def read_parse(fields: bool) -> Callable[[], int]:
+        def run() -> int:
+            parsed = 0
+            for d in read_capture(path, accept=None):
+                try:
+                    msg = parse(d.payload)
+                except ParseError:
+                    continue
+                parsed += 1
+                if fields:
+                    _ = (msg.defect_names, msg.top_via, msg.cseq, msg.from_addr, msg.to_addr)
+                    _ = (msg.contacts, msg.call_id)
+            return parsed
+
+        return run
+
     rules = load_builtin_rules()
+    found: list[AnalyzeResult] = []
+
+    def analyse() -> int:
+        result = analyze_paths([path], rules, EngineSettings())
+        found[:] = [result]
+        return int(result.messages)
+
+    timed("read the capture", *best_time(read, rounds))
+    timed("read + parse", *best_time(read_parse(False), rounds))
+    timed("read + parse + defect check and fields read", *best_time(read_parse(True), rounds))
+    timed("read + parse + analyse (siptrap analyze)", *best_time(analyse, rounds))
+    result = found[0]
+    kinds = Counter((a.kind, a.category, a.tool or "-") for a in result.alerts)
+    print(f"{len(result.alerts)} alerts ({result.emissions} emissions):")
+    for (kind, category, tool), number in sorted(kinds.items()):
+        print(f"  {number:>4} x {kind:<9} {category:<14} {tool}")
+
+
+# -- old against new ------------------------------------------------------------------------------
+def child(path: Path) -> None:
+    """Run in a child process: analyse the capture, print counts, CPU time, alert digest."""
+    import dataclasses
+    import itertools
+
+    from siptrap.analysis.engine import AnalysisEngine, EngineSettings
+    from siptrap.analysis.rules import load_builtin_rules
+    from siptrap.offline.analyze import analyze_datagrams
+    from siptrap.offline.capture import open_inputs
+
+    counter = itertools.count(1)
+    engine = AnalysisEngine(
+        load_builtin_rules(), EngineSettings(), ids=lambda: f"a{next(counter):06d}"
+    )
+    datagrams = list(open_inputs([str(path)], accept=None))
+    start = time.process_time()
+    emitted, _count, _media, analysed = analyze_datagrams(iter(datagrams), engine)
+    seconds = time.process_time() - start
+    text = json.dumps([dataclasses.asdict(a) for a in emitted], sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    print(json.dumps({"messages": analysed, "seconds": seconds, "alerts": digest}))
+
+
+def tree_of(revision: str, where: Path) -> Path:
+    """The working tree's `src/` with the analysis (and `siptrap analyze`) of a revision."""
+    src = where / "src"
+    shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(src / "siptrap" / "analysis")
+    paths = ["src/siptrap/analysis", "src/siptrap/offline/analyze.py"]
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision, "--", *paths],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    return src
+
+
+def run_child(src: Path, path: Path) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return result
+
+
+def against(revision: str, path: Path, rounds: int, where: Path) -> None:
+    old_src = tree_of(revision, where / "old")
+    sides = {revision: old_src, "working tree": REPO / "src"}
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    digests: dict[str, set[object]] = {name: set() for name in sides}
+    for _ in range(rounds):
+        for name, src in sides.items():  # alternately, so both see the same load
+            result = run_child(src, path)
+            rates[name].append(result["messages"] / result["seconds"])
+            digests[name].add(result["alerts"])
+    print(f"\nanalysis, {revision} against the working tree ({rounds} rounds, CPU time):")
+    for name in sides:
+        best, median = max(rates[name]), statistics.median(rates[name])
+        print(f"  {name:<14} best {best:>8,.0f} msgs/s  median {median:>8,.0f} msgs/s")
+    ratio = max(rates["working tree"]) / max(rates[revision])
+    same = digests[revision] == digests["working tree"] and len(digests[revision]) == 1
+    print(f"  ratio (best) {ratio:.2f}x; same alerts, emission by emission: {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="REV", help="git revision to compare with")
+    parser.add_argument("--child", metavar="PCAP", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "attacks.pcap"
         write_capture(path, args.count)
-        start = time.perf_counter()
-        n = sum(1 for _ in read_capture(path, accept=None))
-        timed("read the capture", n, time.perf_counter() - start)
-        start = time.perf_counter()
-        parsed = 0
-        for d in read_capture(path, accept=None):
-            try:
-                parse(d.payload)
-                parsed += 1
-            except ParseError:
-                pass
-        timed("read + parse", parsed, time.perf_counter() - start)
-        start = time.perf_counter()
-        result = analyze_paths([path], rules, EngineSettings())
-        elapsed = time.perf_counter() - start
-        timed("read + parse + analyse (siptrap analyze)", result.messages, elapsed)
-        kinds = Counter((a.kind, a.category, a.tool or "-") for a in result.alerts)
-        print(f"{len(result.alerts)} alerts ({result.emissions} emissions):")
-        for (kind, category, tool), number in sorted(kinds.items()):
-            print(f"  {number:>4} x {kind:<9} {category:<14} {tool}")
+        stages(path, args.rounds)
+        if args.against:
+            against(args.against, path, args.rounds, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .fields import Field, Message, field_values, parse_field, search_values
+from .fields import Field, Message, canonical, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
 from .outcome import Command, Outcome, Source
 from .program import (
@@ -35,7 +35,6 @@ from .program import (
     CompiledRule,
     MessageCache,
     Run,
-    canonical,
     compile_rule,
 )
 from .rule_model import CONTEXTS

@@ -166,6 +166,16 @@ def _check_part(name: str, part: str, written: str) -> str:
     raise FieldError(f"{written!r}: unknown part {part!r} (known: {', '.join(sorted(allowed))})")
 
 
+_CANONICAL: dict[tuple[str, str, str], Field] = {}
+
+
+def canonical(field: Field) -> Field:
+    """One Field object for every spelling of the same field (`UserAgent`, `User-Agent`,
+    `SipMsg.User-Agent`), so that their values are worked out once per message. Fields
+    come from rule and fingerprint files, never from messages: the table stays small."""
+    return _CANONICAL.setdefault((field.kind, field.name, field.part), field)
+
+
 # -- reading values from a message -----------------------------------------------------------
 def field_values(field: Field, msg: Message) -> list[str]:
     """Every value the field has in this message (an empty list if it has none)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from .fields import (
     FieldError,
     Message,
     PatternError,
+    canonical,
     compile_pattern,
     field_values,
     parse_field,
@@ -34,6 +35,7 @@ MAX_CONFIDENCE = 0.99
 MAX_SHOWN = 80  # characters of a matched value quoted in evidence
 SPOOF_FACTOR = 0.5  # a client named only by User-Agent, next to an attack tool's shapes
 _AGENT_FIELDS = frozenset({"agent", "user-agent", "server"})
+Values = Callable[[Field], list[str]]
 
 
 class CatalogueError(ValueError):
@@ -78,19 +80,22 @@ class Signature:
             c.field.kind == "agent" or c.field.name in _AGENT_FIELDS for c in self.conditions
         )
 
-    def check(self, msg: Message) -> str | None:
-        """The evidence sentence if the signature holds for the message, else None."""
+    def check(self, msg: Message, values: Values | None = None) -> str | None:
+        """The evidence sentence if the signature holds for the message, else None.
+        `values` gives a field's values in the message (default: `field_values`)."""
+        if values is None:
+            values = functools.partial(_values_of, msg)
         first: str | None = None
         for cond in self.conditions:
-            found = search_values(cond.pattern, field_values(cond.field, msg))
+            found = search_values(cond.pattern, values(cond.field))
             if found is None:
                 return None
             first = found if first is None else first
         for left, right in self.equal:
-            a, b = field_values(left, msg), field_values(right, msg)
+            a, b = values(left), values(right)
             if not a or not b or a[0] != b[0]:
                 return None
-        if any(field_values(f, msg) for f in self.absent):
+        if any(values(f) for f in self.absent):
             return None
         return self.evidence.replace("{value}", _shown(first or ""))
 
@@ -117,8 +122,9 @@ class Catalogue:
         """Every tool with at least one signature holding, most likely first."""
         found: dict[str, Match] = {}
         agent_only: set[str] = set()
+        values = _FieldValues(msg)  # signatures share the fields they read
         for tool in self.tools:
-            held = [(s, ev) for s in tool.signatures if (ev := s.check(msg)) is not None]
+            held = [(s, ev) for s in tool.signatures if (ev := s.check(msg, values)) is not None]
             if not held:
                 continue
             miss = 1.0
@@ -132,6 +138,25 @@ class Catalogue:
         matches = _merge_families(found)
         matches = _discount_spoofed(matches, agent_only)
         return sorted(matches, key=lambda m: (-m.confidence, m.kind != "attack_tool", m.tool))
+
+
+def _values_of(msg: Message, field: Field) -> list[str]:
+    return field_values(field, msg)
+
+
+class _FieldValues:
+    """A message's field values, each worked out once (the catalogue's fields are
+    `canonical`: every spelling of a field shares its entry)."""
+
+    def __init__(self, msg: Message) -> None:
+        self.msg = msg
+        self.known: dict[int, tuple[Field, list[str]]] = {}
+
+    def __call__(self, field: Field) -> list[str]:
+        found = self.known.get(id(field))
+        if found is None or found[0] is not field:
+            found = self.known[id(field)] = (field, field_values(field, self.msg))
+        return found[1]
 
 
 def _merge_families(found: dict[str, Match]) -> list[Match]:
@@ -251,7 +276,7 @@ def _signature(entry: Any, label: str) -> Signature:
 
 def _field(text: Any, label: str) -> Field:
     try:
-        return parse_field(str(text))
+        return canonical(parse_field(str(text)))
     except FieldError as exc:
         raise CatalogueError(f"{label}: {exc}") from exc
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .fields import MAX_VALUE_CHARS, Field, Message, field_values
+from .fields import MAX_VALUE_CHARS, Field, Message, canonical, field_values
 from .outcome import Command, Outcome, Source
 from .rules import (
     Action,
@@ -75,16 +75,6 @@ class Collections:
 
     def contains(self, name: str, value: str) -> bool:
         return value[:MAX_VALUE_CHARS] in self.data.get(name, {})
-
-
-_CANONICAL: dict[tuple[str, str, str], Field] = {}
-
-
-def canonical(field: Field) -> Field:
-    """One Field object for every spelling of the same field (`UserAgent`, `User-Agent`,
-    `SipMsg.User-Agent`), so that their values are worked out once per message. Fields
-    come from rule and fingerprint files, never from messages: the table stays small."""
-    return _CANONICAL.setdefault((field.kind, field.name, field.part), field)
 
 
 class MessageCache:
