@@ -1,0 +1,118 @@
+"""The analysis engine's fast paths do what the plain ones did, and the tables they keep
+(keyed by attacker data) stay bounded: compiled `%var` templates, the tool cache's shape
+worked out line by line, lazily worked out variables, and the remembered spoofing
+verdicts, facts, outcomes and message plans."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from siptrap.analysis import engine as engine_module
+from siptrap.analysis import facts as facts_module
+from siptrap.analysis import program as program_module
+from siptrap.analysis import spoofing
+from siptrap.analysis.engine import AnalysisEngine, EngineSettings
+from siptrap.analysis.evaluate import Evaluator, Source
+from siptrap.analysis.facts import ToolCache
+from siptrap.analysis.fingerprints import load_catalogue
+from siptrap.analysis.rule_model import FACT_VARIABLES, PREDEFINED_VARIABLES, VARIABLE
+from siptrap.analysis.rules import load_builtin_rules
+from siptrap.analysis.variables import GETTERS, MessageVariables, compile_template
+from siptrap.sip import parse
+
+DATA = Path(__file__).parent / "data"
+SHAPE = re.compile(rb"[0-9a-fA-F]{6,}|[0-9]+")  # the tool cache's shape, as first written
+
+
+def _raw_messages() -> list[bytes]:
+    paths = sorted((DATA / "tools").glob("*.sip")) + sorted((DATA / "rfc4475").glob("*.dat"))
+    return [p.read_bytes() for p in paths]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["", "plain", "%a", "%a%", "%a%b", "x%a y", "100%", "%%", "%%a", "%a%%", "%%%a", "%", "a%-b",
+     "%_x1%y", "%a%%b%c", "%%%%", "%a%a%a", "--ip=%IPSrc --user %FromUser"],
+)  # fmt: skip
+def test_compiled_templates_expand_as_the_variable_pattern(template: str) -> None:
+    values = {"a": "A", "b": "", "c": "C%", "y": "Y", "_x1": "X", "IPSrc": "1.2.3.4"}
+    expected = VARIABLE.sub(
+        lambda m: "%" if m.group(1) is None else values.get(m.group(1), ""), template
+    )
+    assert compile_template(template)(lambda name: values.get(name, "")) == expected
+
+
+def test_the_shape_line_by_line_is_the_shape_of_the_whole_message() -> None:
+    cache = ToolCache(load_catalogue())
+    tricky = [b"", b"\r\n", b"a\r\r\nb12345678\r\n\nabc\r\n", b"\r\n\r\n123", b"abcdef\r\n0"]
+    for raw in _raw_messages() + tricky:
+        for _ in range(2):  # worked out, then from the remembered lines
+            assert b"\r\n".join(cache._shape(raw)) == SHAPE.sub(b"#", raw)
+
+
+def test_lazy_variables_read_in_any_order_match_all_of_them_at_once() -> None:
+    source = Source("203.0.113.9", 5061, "udp", "192.0.2.1", 5060)
+    facts = {"Tool": "SIPp", "Number": "+441632960000", "Route": "direct"}
+    assert set(GETTERS) | FACT_VARIABLES == PREDEFINED_VARIABLES
+    for raw in _raw_messages():
+        msg = parse(raw)
+        everything = MessageVariables(msg, source, "INVITE", facts).everything()
+        assert set(everything) == PREDEFINED_VARIABLES
+        lazy = MessageVariables(msg, source, "INVITE", facts)
+        for name in sorted(PREDEFINED_VARIABLES, reverse=True):
+            assert lazy[name] == everything[name]
+        assert lazy["not_a_variable"] == "" and "not_a_variable" not in lazy
+    assert everything["Tool"] == "SIPp" and everything["Spoofed"] == ""
+
+
+def test_check_fingerprint_is_the_same_with_the_message_values_shared() -> None:
+    evaluator = Evaluator(load_builtin_rules())
+    source = Source("203.0.113.9")
+    for raw in _raw_messages():
+        msg = parse(raw)
+        once = evaluator.check_fingerprint(msg, source)
+        evaluator._cache = None  # nothing remembered: worked out again
+        assert evaluator.check_fingerprint(msg, source) == once
+
+
+def _invite(i: int, host: str = "198.51.100.9", method: str = "INVITE") -> bytes:
+    return (
+        f"{method} sip:{1000 + i}@192.0.2.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:5060;branch=z9hG4bK{i:08x}\r\n"
+        f"From: <sip:u{i}@192.0.2.1>;tag={i}\r\nTo: <sip:{1000 + i}@192.0.2.1>\r\n"
+        f"Call-ID: c{i}@{host}\r\nCSeq: 1 {method}\r\nContact: <sip:u{i}@{host}:5060>\r\n"
+        f"User-Agent: agent-{i % 97}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_remembered_tables_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(facts_module, "MAX_LINES", 64)
+    monkeypatch.setattr(facts_module, "MAX_KNOWN", 16)
+    monkeypatch.setattr(engine_module, "MAX_PLANS", 16)
+    monkeypatch.setattr(program_module, "MAX_SHARED", 16)
+    eng = AnalysisEngine(load_builtin_rules(), EngineSettings(max_dialogs=10))
+    peak = [0, 0, 0, 0]
+    for i in range(400):
+        msg = parse(_invite(i, method="OPTIONS" if i % 2 else "INVITE"))
+        eng.request(msg, Source(f"10.0.{i // 200}.{i % 200}"), float(i))
+        eng.take()
+        sizes = (len(eng.tools._lines), len(eng.finder._known), len(eng._plans))
+        sizes += (len(program_module._OUTCOMES),)
+        assert sizes[0] <= 64 and max(sizes[1:]) <= 16
+        peak = [max(p, s) for p, s in zip(peak, sizes, strict=True)]
+    assert eng.messages == 400
+    assert peak[0] > 32 and peak[1] > 8 and peak[2] > 8  # each table was in use
+
+
+def test_long_attacker_addresses_are_not_remembered() -> None:
+    host = "h" * 600 + ".example"
+    before = spoofing._cached_verdict.cache_info().currsize
+    msg = parse(_invite(1, host=host))
+    verdict = spoofing.check_spoofing(msg, "198.51.100.9")
+    assert spoofing._cached_verdict.cache_info().currsize == before
+    assert f"DNS of {host!r}" in verdict.unchecked
+    short = spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9")
+    assert spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9") is short  # remembered
