@@ -192,12 +192,15 @@ class AnalysisEngine:
             self._last_facts = (facts, facts.variables())
         variables = self._last_facts[1]  # read-only for rules and windows
         outcome = self.evaluator.classify(msg, source, facts=variables)
-        self._commands(outcome)
+        if outcome.commands or outcome.problems:
+            self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
         self._learn_auth(msg, source)
-        self._dialog_event(method, call_id, msg)
+        if call_id in self.watches:
+            self._dialog_event(method, call_id, msg)
         firings = self.correlator.observe(msg, source, now, variables, tool=tool)
-        firings += self.correlator.evict()
+        if len(self.correlator) > self.correlator.max_windows:
+            firings += self.correlator.evict()
         watched = False
         if method == "INVITE" and call_id and not (msg.to_addr and msg.to_addr.tag):
             watched = self._watch(msg, source, facts, outcome, now)

@@ -160,10 +160,7 @@ class _Program:
     rules: tuple[CompiledRule, ...]
     clean: tuple[CompiledRule, ...]
     fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...]  # Fingerprinting rules
-
-    @property
-    def tests_defects(self) -> bool:
-        return len(self.clean) != len(self.rules)
+    tests_defects: bool  # some rules only test one defect (`clean` leaves them out)
 
 
 class Evaluator:
@@ -321,7 +318,8 @@ class Evaluator:
                 if r.rule.regex is not None and r.rule.where is not None
             )
             clean = tuple(r for r in rules if r.defect is None)
-            found = self._by_context[key] = _Program(rules, clean, fingerprints)
+            tests = len(clean) != len(rules)
+            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests)
         return found
 
     def system(self, rule: Rule, action: System, run: Run) -> None:
