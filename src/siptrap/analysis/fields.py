@@ -23,6 +23,7 @@ expression never runs over more text than that.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from dataclasses import dataclass
@@ -275,8 +276,23 @@ def _hex_text(tag: str | None) -> str | None:
 def _sdp_values(msg: Message, letter: str) -> list[str]:
     if not msg.body:
         return []
-    text = msg.body[:MAX_MESSAGE_CHARS].decode("utf-8", "replace").replace("\r\n", "\n")
-    return [m.group(2)[:MAX_VALUE_CHARS] for m in _SDP_LINE.finditer(text) if m.group(1) == letter]
+    body = msg.body[:MAX_MESSAGE_CHARS]
+    lines = _sdp_lines(body) if len(body) <= MAX_SDP_REMEMBERED else _sdp_lines_of(body)
+    return list(lines.get(letter, ()))
+
+
+def _sdp_lines_of(body: bytes) -> dict[str, tuple[str, ...]]:
+    """Every SDP line's value (cut to MAX_VALUE_CHARS), by its letter, in order."""
+    text = body.decode("utf-8", "replace").replace("\r\n", "\n")
+    out: dict[str, list[str]] = {}
+    for m in _SDP_LINE.finditer(text):
+        out.setdefault(m.group(1), []).append(m.group(2)[:MAX_VALUE_CHARS])
+    return {letter: tuple(values) for letter, values in out.items()}
+
+
+# a flood sends one body again and again: short bodies' lines are remembered (bounded)
+MAX_SDP_REMEMBERED = 4096
+_sdp_lines = functools.lru_cache(maxsize=256)(_sdp_lines_of)
 
 
 # -- the regular expressions searched in fields ----------------------------------------------
