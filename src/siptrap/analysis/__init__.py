@@ -4,6 +4,8 @@ correlation, the INVITE decision tree, and alerts.
 - `rules`, `rule_model`: read and check rule files into typed `Rule`s and a `RuleSet`;
 - `fields`: the message fields rules and fingerprints search (`User-Agent`, `sdp.o`...);
 - `evaluate`: run Classification and Fingerprinting rules on one message;
+- `program`, `variables`, `outcome`: rules compiled into closures once, the variables a
+  message's rules read worked out lazily, and what running rules gives (`Outcome`);
 - `fingerprints`: name the tool or client that sent a message, with evidence;
 - `facts`, `spoofing`, `tollfraud`: what the engine works out about a request (tool,
   spoofed or not, extension, route, the number dialled);
