@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from ..config import Config
@@ -414,7 +415,7 @@ class Endpoint:
         for binding in self.registrar.of(user, inc.now):
             left = max(0, int(binding.expires_at - inc.now))
             headers.append(("Contact", f"<{binding.contact}>;expires={left}"))
-        headers.append(("Date", _http_date(inc.now)))
+        headers.append(("Date", formatdate(inc.now, usegmt=True)))
         self.r.respond(inc, 200, headers)
 
     def on_options(self, inc: Incoming) -> None:
@@ -470,9 +471,3 @@ class Endpoint:
             now,
             {"username": binding.username, "contact": binding.contact, "reason": reason},
         )
-
-
-def _http_date(now: float) -> str:
-    from email.utils import formatdate
-
-    return formatdate(now, usegmt=True)
