@@ -1,21 +1,26 @@
-"""The `siptrap` command and its subcommands."""
+"""The `siptrap` command and its subcommands.
+
+Each command family that is not one of the core commands below lives in a module of this
+package exposing `add_parser(sub)`, and is registered by one line in `FAMILIES`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from . import __version__
-from .analysis.commands import add_rules_parser
-from .config import Config, load_config, render
-from .endpoint.extensions import ConfigError
-from .offline.analyze import add_analyze_parser
-from .sip import ParseError, parse
-from .sip.describe import describe
+from .. import __version__
+from ..analysis.commands import add_rules_parser
+from ..config import Config, load_config, render
+from ..endpoint.extensions import ConfigError
+from ..offline.analyze import add_analyze_parser
+from ..sip import ParseError, parse
+from ..sip.describe import describe
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -59,11 +64,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from .app import install_uvloop, run_honeypot
+    from ..app import install_uvloop, run_honeypot
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .analysis.live import rules_in_force
-    from .analysis.rules import RuleError
+    from ..analysis.live import rules_in_force
+    from ..analysis.rules import RuleError
 
     try:
         config = _load(args)
@@ -106,7 +111,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_export_hashes(args: argparse.Namespace) -> int:
     """Write captured MD5 digest responses in hashcat mode 11400 format."""
-    from .store.hashes import export_hashes
+    from ..store.hashes import export_hashes
 
     db = Path(args.data_dir) / "siptrap.db"
     if not db.exists():
@@ -132,6 +137,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="udp:ADDR:PORT, tcp:ADDR:PORT, tls:ADDR:PORT or ADDR:PORT (UDP+TCP); repeatable",
     )
     p.add_argument("--personality", help="asterisk, freepbx, cisco, yealink, polycom, or your own")
+
+
+# Command families in modules of their own, each `add_parser(sub)`; one line per family.
+FAMILIES: tuple[Callable[[Any], None], ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rules_parser(sub)
     add_analyze_parser(sub)
+    for add_parser in FAMILIES:
+        add_parser(sub)
     return parser
 
 
