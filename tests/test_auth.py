@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import rfc4475
+from siptrap.endpoint import forensics
+from siptrap.endpoint.forensics import decode_sipvicious_tag, hashcat_line
 from siptrap.sip import auth as auth_mod
 from siptrap.sip import parse
 from siptrap.sip.auth import (
@@ -27,15 +29,15 @@ from siptrap.sip.auth import (
     basic_credentials,
     canonical_algorithm,
     compute_response,
-    decode_sipvicious_tag,
     ha1,
-    hashcat_line,
     parse_challenge,
     parse_credentials,
     recover_password,
     verify,
     verify_ha1,
 )
+from siptrap.sip.auth import hashes as hashes_mod
+from siptrap.sip.auth import headers as headers_mod
 
 # --- a reference implementation written straight from RFC 7616 section 3.4 ------------
 
@@ -124,11 +126,11 @@ def test_sha512_256_is_fips_sha512_256_not_truncated_sha512() -> None:
     assert "SHA-512-256" in ALGORITHMS, auth_mod.SHA512_256_SOURCE
     # FIPS 180-4 example "abc"
     fips = "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23"
-    assert auth_mod._sha512_256_hashlib(b"abc") == fips
+    assert hashes_mod._sha512_256_hashlib(b"abc") == fips
     assert hashlib.sha512(b"abc").hexdigest()[:64] != fips
     # the cryptography fallback agrees with hashlib
     for data in (b"", b"abc", b"x" * 1000, "J\u00e4s\u00f8n".encode()):
-        assert auth_mod._sha512_256_cryptography(data) == auth_mod._sha512_256_hashlib(data)
+        assert hashes_mod._sha512_256_cryptography(data) == hashes_mod._sha512_256_hashlib(data)
 
 
 def test_sha512_256_vector_from_reference() -> None:
@@ -289,7 +291,7 @@ def test_hashcat_line_with_qop_and_refusals() -> None:
 
 @given(st.text(alphabet="sip:@.0123456789[]abc", min_size=1, max_size=30))
 def test_hashcat_uri_split_rebuilds_the_uri(uri: str) -> None:
-    prefix, resource, suffix = auth_mod._split_uri_for_hashcat(uri)
+    prefix, resource, suffix = forensics._split_uri_for_hashcat(uri)
     assert resource
     rebuilt = (prefix + ":" if prefix else "") + resource + (":" + suffix if suffix else "")
     assert rebuilt == uri
@@ -515,7 +517,7 @@ def test_basic_credentials() -> None:
 
 
 def test_every_defect_name_used_is_catalogued() -> None:
-    source = Path(auth_mod.__file__).read_text()
+    source = Path(headers_mod.__file__).read_text()
     used = set(re.findall(r'_note\(found, "([a-z0-9_]+)"\)', source))
     used |= {f"missing_{n}" for n in ("username", "realm", "nonce", "uri", "response")}
     assert used and used <= set(AUTH_DEFECTS)
@@ -718,17 +720,17 @@ def test_recover_password_respects_limit() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_piece | st.text(max_size=3), max_size=30).map("".join))
 def test_fast_param_scanner_agrees_with_careful_one(text: str) -> None:
-    fast = auth_mod._scan_fast(text)
+    fast = headers_mod._scan_fast(text)
     if fast is not None:
         careful: list[str] = []
-        assert fast == auth_mod._scan_careful(text, careful)
+        assert fast == headers_mod._scan_careful(text, careful)
         assert careful == []
 
 
 def test_fast_param_scanner_takes_the_common_case() -> None:
-    assert auth_mod._scan_fast(RFC2617_MUFASA.removeprefix("Digest ")) is not None
-    assert auth_mod._scan_fast('username="a\\"b", realm=r') is not None
-    assert auth_mod._scan_fast('username="u" junk') is None
+    assert headers_mod._scan_fast(RFC2617_MUFASA.removeprefix("Digest ")) is not None
+    assert headers_mod._scan_fast('username="a\\"b", realm=r') is not None
+    assert headers_mod._scan_fast('username="u" junk') is None
 
 
 _name = st.text(alphabet="abcnoqu*-_1", min_size=1, max_size=8)
@@ -741,11 +743,11 @@ _item = st.tuples(_name, _value, st.booleans(), st.sampled_from([",", ", ", " , 
 def test_fast_scanner_on_well_formed_lists(items: list[tuple[str, str, bool, str]]) -> None:
     text = ""
     for name, value, quoted, sep in items:
-        shown = auth_mod._quote(value) if quoted else value.replace('"', "").replace(",", "")
+        shown = headers_mod.quote_string(value) if quoted else value.replace('"', "").replace(",", "")
         text += f"{sep if text else ''}{name}={shown}"
-    fast = auth_mod._scan_fast(text)
+    fast = headers_mod._scan_fast(text)
     careful: list[str] = []
-    slow = auth_mod._scan_careful(text, careful)
+    slow = headers_mod._scan_careful(text, careful)
     if fast is not None:
         assert fast == slow and careful == []
     if all(q for _, _, q, _ in items):

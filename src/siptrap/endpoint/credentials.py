@@ -23,12 +23,12 @@ from ..sip.auth import (
     Challenge,
     DigestCredentials,
     NonceFactory,
-    decode_sipvicious_tag,
     parse_credentials,
     recover_password,
     verify,
 )
 from .extensions import Extension
+from .forensics import decode_sipvicious_tag
 from .passwords import candidate_passwords, common_passwords
 from .personality import Personality
 

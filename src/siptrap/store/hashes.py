@@ -1,7 +1,7 @@
 """Captured digest responses as hashcat lines (mode 11400, SIP digest authentication).
 
 Mode 11400 is MD5 only: rows with another algorithm, qop=auth-int, or a missing field
-are skipped (siptrap.sip.auth.hashcat_line decides). Each distinct response is given
+are skipped (siptrap.endpoint.forensics.hashcat_line decides). Each distinct response is given
 once, with the addresses of the first attempt that sent it.
 """
 
@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..sip.auth import DigestCredentials, hashcat_line
+from ..endpoint.forensics import hashcat_line
+from ..sip.auth import DigestCredentials
 from .sqlite import StoreError, check_version
 
 _QUERY = """
