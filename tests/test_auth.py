@@ -743,7 +743,9 @@ _item = st.tuples(_name, _value, st.booleans(), st.sampled_from([",", ", ", " , 
 def test_fast_scanner_on_well_formed_lists(items: list[tuple[str, str, bool, str]]) -> None:
     text = ""
     for name, value, quoted, sep in items:
-        shown = headers_mod.quote_string(value) if quoted else value.replace('"', "").replace(",", "")
+        shown = (
+            headers_mod.quote_string(value) if quoted else value.replace('"', "").replace(",", "")
+        )
         text += f"{sep if text else ''}{name}={shown}"
     fast = headers_mod._scan_fast(text)
     careful: list[str] = []
