@@ -39,18 +39,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .codecs import Codec, make_decoder
+from .call_files import PlayedSummary, PlayedWav, SafeRecorder
+from .codecs import Codec
 from .dtmf import DtmfEvent
 from .ivr import DigitCollector
 from .negotiation import StreamPlan
 from .pcap import PcapWriter
 from .playback import Player
 from .prompts import Clip, ClipLibrary, PromptError
-from .recorder import RecordingSummary, StreamRecorder
+from .recorder import RecordingSummary
 from .rtp import RtpPacket, looks_like_rtcp, parse_rtp
 from .storage import RecordingFiles
-from .stream import PcmFrame
-from .wav import WavWriter
 
 MODES = ("play", "silence", "echo", "ivr")
 MAX_FOREIGN_SOURCES = 8
@@ -59,7 +58,6 @@ FOREIGN_ALLOWANCE_SECONDS = 1.0  # what may go to another host beyond what came 
 CHECK_INTERVAL = 1.0  # seconds between checks of the WAV caps
 WAV_HEADER = 44
 RTP_HEADER = 12
-MAX_PLAYED_GAP = 2  # seconds: a longer timestamp gap in what siptrap sent is not filled
 
 Address = tuple[str, int]
 
@@ -113,97 +111,6 @@ class RecordingPlan:
     scope: str = "call"
 
 
-class _Recorder(StreamRecorder):
-    """A StreamRecorder that can decode, count and find DTMF without writing a WAV file:
-    when the call is not recorded (`writing` False), or once writing failed (a full
-    disk: `failed`), so that a disk error never stops the call or its statistics."""
-
-    def __init__(self, *args: Any, writing: bool = True, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.writing = writing
-        self.failed = False
-
-    def _write(self, frames: list[PcmFrame]) -> None:
-        if not self.writing:
-            return
-        try:
-            super()._write(frames)
-        except OSError:
-            self.writing = False
-            self.failed = True
-
-    @property
-    def truncated(self) -> bool:
-        """Whether the WAV cap has cut the file."""
-        return self._wav is not None and self._wav.truncated
-
-    def close(self) -> RecordingSummary:
-        try:
-            return super().close()
-        except OSError:  # the WAV header could not be finished
-            self.failed = True
-            return super().close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Played:
-    """What `_PlayedWav.close` reports, as a RecordingSummary does for the caller's side."""
-
-    wav_path: str | None
-    wav_truncated: bool
-
-
-class _PlayedWav:
-    """The "out" WAV of a stream: what siptrap played, written straight from its own
-    packets. They come in order with siptrap's own timestamps, so unlike the caller's
-    they need no reassembly: a timestamp gap (packet slots skipped when the ticker fell
-    behind) becomes silence. Like `_Recorder`, it stops writing on a disk error."""
-
-    def __init__(self, path: str | os.PathLike[str], codec: Codec, max_wav_bytes: int) -> None:
-        self.path = os.fspath(path)
-        self.codec = codec
-        self.decode = make_decoder(codec)
-        self.ratio = max(1, codec.sample_rate // codec.clock_rate)
-        self.max_wav_bytes = max_wav_bytes
-        self.failed = False
-        self._wav: WavWriter | None = None
-        self._next: int | None = None  # the RTP timestamp that follows what was written
-
-    @property
-    def truncated(self) -> bool:
-        return self._wav is not None and self._wav.truncated
-
-    def push_datagram(self, now: float, data: bytes) -> None:
-        """Take one packet siptrap sent (12-byte header: it adds no CSRC or extension)."""
-        if self.failed or self.decode is None or len(data) <= RTP_HEADER:
-            return
-        timestamp = int.from_bytes(data[4:8], "big")
-        pcm = self.decode(data[RTP_HEADER:])
-        try:
-            if self._wav is None:
-                self._wav = WavWriter(
-                    self.path, sample_rate=self.codec.sample_rate, max_bytes=self.max_wav_bytes
-                )
-            if self._next is not None:
-                gap = (timestamp - self._next) & 0xFFFFFFFF
-                if 0 < gap <= MAX_PLAYED_GAP * self.codec.clock_rate:
-                    self._wav.write(bytes(2 * self.ratio * gap))
-            self._wav.write(pcm)
-        except OSError:
-            self.failed = True
-            return
-        self._next = (timestamp + len(pcm) // 2 // self.ratio) & 0xFFFFFFFF
-
-    def close(self) -> _Played:
-        if self._wav is None:
-            return _Played(None, False)
-        try:
-            self._wav.close()
-        except OSError:
-            self.failed = True
-        return _Played(self._wav.path, self._wav.truncated)
-
-
 def _endpoint(addr: Address | None) -> str | None:
     if addr is None:
         return None
@@ -225,10 +132,10 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class _Stream:
     """The state of one stream (one accepted m= line)."""
 
-    def __init__(self, plan: StreamPlan, incoming: _Recorder) -> None:
+    def __init__(self, plan: StreamPlan, incoming: SafeRecorder) -> None:
         self.plan = plan
         self.incoming = incoming
-        self.outgoing: _Recorder | _PlayedWav | None = None
+        self.outgoing: SafeRecorder | PlayedWav | None = None
         self.player: Player | None = None
         self.rtp_source: Address | None = None
         self.rtcp_source: Address | None = None
@@ -289,11 +196,11 @@ class MediaSession:
         self.streams = [self._make_stream(plan) for plan in setup.streams]
 
     # -- setting up ----------------------------------------------------------------------
-    def _recorder(self, plan: StreamPlan, direction: str) -> _Recorder:
+    def _recorder(self, plan: StreamPlan, direction: str) -> SafeRecorder:
         files = self.recording.files
         if files is None:
-            return _Recorder(os.devnull, payload_types=plan.payload_types, writing=False)
-        return _Recorder(
+            return SafeRecorder(os.devnull, payload_types=plan.payload_types, writing=False)
+        return SafeRecorder(
             files.wav(plan.index, direction),
             payload_types=plan.payload_types,
             max_wav_bytes=self._wav_cap,
@@ -320,7 +227,7 @@ class MediaSession:
         if self.mode == "echo" or files is None:  # echo plays the caller's payload types
             stream.outgoing = self._recorder(plan, "out")
         else:
-            stream.outgoing = _PlayedWav(files.wav(plan.index, "out"), codec, self._wav_cap)
+            stream.outgoing = PlayedWav(files.wav(plan.index, "out"), codec, self._wav_cap)
         if self.mode in ("play", "ivr"):
             stream.player.play(self._prompt(codec, plan.ptime))
         return stream
@@ -656,7 +563,7 @@ class MediaSession:
         return summary
 
     @staticmethod
-    def _wav_size(summary: RecordingSummary | _Played | None) -> int:
+    def _wav_size(summary: RecordingSummary | PlayedSummary | None) -> int:
         if summary is None or summary.wav_path is None:
             return 0
         try:
@@ -668,7 +575,7 @@ class MediaSession:
         self,
         stream: _Stream,
         incoming: RecordingSummary,
-        outgoing: RecordingSummary | _Played | None,
+        outgoing: RecordingSummary | PlayedSummary | None,
     ) -> dict[str, Any]:
         st = incoming.stats
         plan = stream.plan
