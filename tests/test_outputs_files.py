@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import require_tool
 from outputs_helpers import ATTACKER, HONEYPOT, alert_event, request_event, response_event
-
 from siptrap.offline.capture import read_capture
 from siptrap.outputs.ecs import EcsSink, ecs_document
 from siptrap.outputs.pcap import PcapSink

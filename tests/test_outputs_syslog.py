@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import require_tool
 from outputs_helpers import (
     ATTACKER,
@@ -20,7 +21,6 @@ from outputs_helpers import (
     request_event,
     response_event,
 )
-
 from siptrap.outputs.settings import SyslogOutput
 from siptrap.outputs.syslog import SyslogSink, escape
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from outputs_helpers import ATTACKER, alert_event, auth_event, request_event
 
+from outputs_helpers import ATTACKER, alert_event, auth_event, request_event
 from siptrap.outputs.settings import WebhookOutput
 from siptrap.outputs.webhook import WebhookSink
 
