@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from outputs_helpers import ATTACKER, HONEYPOT, alert_event, request_event, response_event
+from outputs_helpers import ATTACKER, HONEYPOT, TS, alert_event, request_event, response_event
 from siptrap.offline.capture import read_capture
 from siptrap.outputs.ecs import EcsSink, ecs_document
 from siptrap.outputs.pcap import PcapSink
@@ -159,3 +159,14 @@ def test_ecs_sink_writes_and_rotates(tmp_path: Path) -> None:
     lines = [json.loads(x) for f in (rotated, path) for x in f.read_text().splitlines()]
     assert lines and all(d["event"]["action"] == "sip.request.received" for d in lines)
     assert sink.sent == 20
+
+
+def test_ecs_keeps_sip_names_for_sip_events() -> None:
+    ended = request_event()
+    closed = type(ended)(
+        "transport.connection.closed", TS, "s1", ended.peer, {"reason": "idle", "messages": 2}
+    )
+    doc = ecs_document(closed)
+    assert "sip" not in doc and doc["siptrap"] == {"reason": "idle", "messages": 2}
+    assert doc["event"]["category"] == ["network"]
+    assert ecs_document(response_event())["sip"]["status_code"] == 401

@@ -51,6 +51,7 @@ FIELD_MAP: dict[str, tuple[str, ...]] = {
     "first_seen": ("event", "start"),
     "last_seen": ("event", "end"),
 }
+SIP_ONLY = frozenset({"status", "reason"})  # of other events, these stay under siptrap.*
 _CATEGORY = {
     ("sip", "auth"): ["authentication"],
     ("sip", "register"): ["authentication"],
@@ -115,10 +116,11 @@ def ecs_document(event: Event) -> dict[str, Any]:
     if alert:
         doc["event"]["severity"] = ALERT_SEVERITY.get(str(event.fields.get("severity")), 0)
     own: dict[str, Any] = {}
+    sip = event.id.startswith("sip.")
     for key, value in event.fields.items():
         if value is None:
             continue
-        target = FIELD_MAP.get(key)
+        target = FIELD_MAP.get(key) if sip or key not in SIP_ONLY else None
         if target is not None:
             _put(doc, target, value)
         elif not (alert and key == "src_ip"):
