@@ -4,6 +4,7 @@ attacker text escaped; the shipped fail2ban filter bans on the lines (fail2ban-r
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -210,4 +211,30 @@ def test_fail2ban_filter_bans_on_the_received_lines(tmp_path: Path) -> None:
         hosts = re.findall(r"^\|\s+(\S+)\s+\w{3} \w{3} \d\d \d\d:\d\d", result.stdout, re.M)
         assert sorted(hosts) == sorted(["203.0.113.5", "203.0.113.5", "2001:db8::9", ATTACKER])
         assert "6.6.6.6" not in hosts
-    assert "filter    = siptrap" in JAIL.read_text()
+
+
+@pytest.mark.tools
+def test_fail2ban_accepts_the_jail(tmp_path: Path) -> None:
+    """fail2ban-client's configuration test over the system's fail2ban configuration with
+    only the shipped filter and jail in it (logpath pointed at a file of the test's)."""
+    tool = require_tool("fail2ban-client")
+    system = Path("/etc/fail2ban")
+    if not (system / "jail.conf").exists():
+        pytest.fail("fail2ban is installed without /etc/fail2ban/jail.conf")
+    conf = tmp_path / "fail2ban"
+    shutil.copytree(system, conf)
+    for old in (conf / "jail.d").iterdir():
+        old.unlink()
+    log = tmp_path / "siptrap.log"
+    log.touch()
+    shutil.copy(FILTER, conf / "filter.d" / "siptrap.conf")
+    jail = JAIL.read_text().replace("/var/log/siptrap.log", str(log))
+    (conf / "jail.d" / "siptrap.conf").write_text(jail)
+    test = subprocess.run([tool, "-c", str(conf), "-t"], capture_output=True, text=True, timeout=60)
+    assert test.returncode == 0 and "configuration test is successful" in test.stdout, (
+        test.stdout + test.stderr
+    )
+    dump = subprocess.run([tool, "-c", str(conf), "-d"], capture_output=True, text=True, timeout=60)
+    assert "['add', 'siptrap', 'auto']" in dump.stdout
+    assert "['set', 'siptrap', 'addaction', 'nftables-allports']" in dump.stdout
+    assert "l4proto \\\\{ tcp, udp \\\\}" in dump.stdout  # UDP sources are banned too
