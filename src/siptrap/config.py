@@ -404,7 +404,11 @@ def render(config: Config) -> str:
     out.append("# Outputs: [[outputs]] with kind = " + " | ".join(KINDS) + " (README: Outputs).")
     for output in config.outputs:
         out += ["[[outputs]]", f"kind = {_toml(output.kind)}"]
-        out += [f"{f.name} = {_toml(getattr(output, f.name))}" for f in fields(output)]
+        for f in fields(output):
+            out += [
+                f"# {f.metadata.get('doc', '')}",
+                f"{f.name} = {_toml(getattr(output, f.name))}",
+            ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
