@@ -26,6 +26,7 @@ from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
+from .outputs.plugin import output_sinks, report
 from .store.sqlite import SqliteSink
 from .transport.media import MediaEndpoint
 from .transport.stream import StreamListener
@@ -62,6 +63,8 @@ class Honeypot:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
         if config.console.enabled:
             sinks.append(ConsoleSink())
+        self.outputs = output_sinks(config.outputs, self.data_dir)
+        sinks += self.outputs
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(
@@ -226,6 +229,7 @@ class Honeypot:
             },
         )
         await asyncio.to_thread(self.bus.stop)
+        report(self.outputs)
 
 
 async def run_honeypot(config: Config) -> None:

@@ -23,6 +23,7 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .outputs.settings import KINDS, OutputBase, check_output
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -191,6 +192,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: tuple[OutputBase, ...] = ()
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
@@ -296,7 +298,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
-    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities"}
+    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "outputs"}
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -314,6 +316,7 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config = Config(
         extensions=tuple(extensions),
         personalities=dict(personalities),
+        outputs=load_outputs(data.get("outputs", [])),
         **sections,
     )
     config.listen()
@@ -323,6 +326,27 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     if problem is not None:
         raise ConfigError(problem)
     return config
+
+
+def load_outputs(entries: Any) -> tuple[OutputBase, ...]:
+    """The [[outputs]] tables, each into the settings class of its kind (issue 12)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError("outputs: a list of tables ([[outputs]])")
+    outputs = []
+    for i, entry in enumerate(entries):
+        kind = entry.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"outputs[{i}].kind: one of {', '.join(KINDS)}")
+        rest = {k: v for k, v in entry.items() if k != "kind"}
+        output = _section(KINDS[kind], rest, f"outputs[{i}]")
+        problem = check_output(output)
+        if problem is not None:
+            raise ConfigError(problem)
+        outputs.append(output)
+    names = [o.label for o in outputs]
+    if len(set(names)) != len(names):
+        raise ConfigError("outputs: two outputs of a kind need different names (name = ...)")
+    return tuple(outputs)
 
 
 def _section(cls: type, values: Any, name: str) -> Any:
@@ -376,6 +400,15 @@ def render(config: Config) -> str:
     for pname, values in config.personalities.items():
         out.append(f"[personalities.{_key(pname)}]")
         out += [f"{_key(key)} = {_toml(value)}" for key, value in values.items()]
+        out.append("")
+    out.append("# Outputs: [[outputs]] with kind = " + " | ".join(KINDS) + " (README: Outputs).")
+    for output in config.outputs:
+        out += ["[[outputs]]", f"kind = {_toml(output.kind)}"]
+        for f in fields(output):
+            out += [
+                f"# {f.metadata.get('doc', '')}",
+                f"{f.name} = {_toml(getattr(output, f.name))}",
+            ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -99,7 +99,8 @@ class EventBus:
     """Fans events out to the sink runners; also to in-process listeners (callbacks)."""
 
     def __init__(self, sinks: list[Sink], maxsize: int) -> None:
-        self.runners = [SinkRunner(sink, maxsize) for sink in sinks]
+        # A sink may size its own queue (the [[outputs]] entries' queue_size).
+        self.runners = [SinkRunner(s, getattr(s, "queue_size", None) or maxsize) for s in sinks]
 
     def start(self) -> None:
         for runner in self.runners:
