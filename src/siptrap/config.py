@@ -23,6 +23,7 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .recon.settings import ReconConfig, check_recon
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -91,6 +92,11 @@ class SensorConfig:
     )
     public_address: str = doc(
         "address written into Contact and SDP; empty: the address the request arrived on", ""
+    )
+    mode: str = doc(
+        "passive (sends nothing but replies), active (recon of attack sources) or a custom "
+        "mode of recon.modes",
+        "passive",
     )
 
 
@@ -189,6 +195,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -279,6 +286,7 @@ SECTIONS = {
     "media": MediaConfig,
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
+    "recon": ReconConfig,
 }
 
 
@@ -320,6 +328,9 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config.personality()
     config.extension_list()
     problem = check_sections(config.analysis, config.alerts)
+    if problem is not None:
+        raise ConfigError(problem)
+    problem = check_recon(config.recon, config.sensor.mode)
     if problem is not None:
         raise ConfigError(problem)
     return config

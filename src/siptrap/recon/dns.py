@@ -1,0 +1,63 @@
+"""DNS: forward and reverse lookups with dnspython's asyncio resolver.
+
+Queries go only to the configured resolvers (or the system's); a name is looked up only
+after `guard.valid_hostname` accepted it. A name that does not resolve is evidence of
+spoofing (the Artemisa paper's Figure 6 analysis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+import dns.reversename
+
+MAX_ANSWERS = 16
+
+
+class Lookups:
+    def __init__(self, resolvers: tuple[str, ...], timeout: float) -> None:
+        resolver = dns.asyncresolver.Resolver(configure=not resolvers)
+        if resolvers:
+            resolver.nameservers = [r.strip() for r in resolvers]
+        resolver.timeout = timeout
+        resolver.lifetime = timeout
+        self.resolver = resolver
+
+    async def forward(self, name: str) -> tuple[str, dict[str, Any]]:
+        """(outcome, detail): the name's A and AAAA addresses, or why there are none."""
+        addresses: list[str] = []
+        errors: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.resolver.resolve(name, rdtype, search=False)
+            except dns.resolver.NXDOMAIN:
+                return "failed", {"error": "NXDOMAIN: the name does not exist"}
+            except (dns.resolver.NoAnswer, dns.resolver.NoNameservers) as exc:
+                errors.append(type(exc).__name__)
+                continue
+            except dns.exception.Timeout:
+                errors.append("Timeout")
+                continue
+            addresses += [rr.to_text() for rr in answer][:MAX_ANSWERS]
+        if addresses:
+            return "ok", {"addresses": addresses}
+        if errors and all(e == "Timeout" for e in errors):
+            return "timeout", {"error": "the resolvers did not answer"}
+        return "failed", {"error": "no address records"}
+
+    async def reverse(self, address: str) -> tuple[str, dict[str, Any]]:
+        """(outcome, detail): the address's PTR names."""
+        try:
+            answer = await self.resolver.resolve(
+                dns.reversename.from_address(address), "PTR", search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return "failed", {"error": "NXDOMAIN: no reverse name"}
+        except (dns.resolver.NoAnswer, dns.resolver.NoNameservers) as exc:
+            return "failed", {"error": type(exc).__name__}
+        except dns.exception.Timeout:
+            return "timeout", {"error": "the resolvers did not answer"}
+        names = [rr.to_text().rstrip(".") for rr in answer][:MAX_ANSWERS]
+        return "ok", {"names": names}
