@@ -112,8 +112,10 @@ def plan(msg: Message, source: Source) -> ReconAsk:
     for rr in msg.record_routes[:2]:
         if rr.uri.host:
             probes.append(Probe("dns", rr.uri.host.strip("[]"), "Record-Route"))
-    unique = list(OrderedDict((p.key, p) for p in probes).values())
-    return ReconAsk(src, tuple(unique[:MAX_PROBES]), msg.call_id or "")
+    unique: dict[tuple[str, str, int, str], Probe] = {}
+    for probe in probes:  # the first role a host is named in is the one kept
+        unique.setdefault(probe.key, probe)
+    return ReconAsk(src, tuple(unique.values())[:MAX_PROBES], msg.call_id or "")
 
 
 def _sdp_hosts(msg: Message) -> list[tuple[str, str, int]]:

@@ -151,6 +151,8 @@ class Reconnaissance:
     ) -> tuple[str, dict[str, Any], str | None, bool]:
         got = self._cache.get(probe.key)
         if got is not None and got[0] > time.monotonic():
+            if probe.check == "dns" and parse_address(probe.target) is None:
+                pinned[probe.target.lower()] = self._pin(got[2].get("addresses") or [], {})
             return got[1], got[2], got[3], True
         if probe.check not in self.checks:
             return "skipped", {"reason": f"not a check of mode {self.mode}"}, None, False
@@ -215,11 +217,12 @@ class Reconnaissance:
         ip = parse_address(target)
         if ip is not None:
             return str(ip), self.guard.refusal(ip)
+        if not valid_hostname(target):
+            return None, "not a valid host name"
         name = target.lower()
-        if name not in pinned:
-            _outcome, _detail, _address = await self._dns(target, pinned)
-            if name not in pinned:
-                return None, "not a valid host name"
+        if name not in pinned:  # no dns probe of it came first: resolve it now, and pin
+            _outcome, detail = await self._timed(self.lookups.forward(target), "dns", target)
+            pinned[name] = self._pin(detail.get("addresses") or [], detail)
         return pinned[name]
 
     async def _checked(self, probe: Probe, address: str) -> tuple[str, dict[str, Any]]:
