@@ -64,19 +64,20 @@ class Finding:
 
     def summary(self) -> str:
         d = self.detail
-        parts = [f"{k}={_short(d[k])}" for k in ("reason", "error") if d.get(k)]
-        for key in ("addresses", "names", "status", "user_agent", "server", "ports", "country"):
+        parts = [f"{k}={_short(d[k], 160)}" for k in ("reason", "error") if d.get(k)]
+        keys = ("addresses", "names", "status", "user_agent", "server", "ports", "handle")
+        for key in (*keys, "country", "asn", "city", "os_name", "hops"):
             if d.get(key) not in (None, "", [], {}):
                 parts.append(f"{key}={_short(d[key])}")
         return ", ".join(parts)
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, size: int = 80) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {v}" for k, v in list(value.items())[:6]) + "}"
     if isinstance(value, list):
         return ",".join(str(v) for v in value[:4])
-    return str(value)[:80]
+    return str(value)[:size]
 
 
 def _is_ip(host: str) -> bool:

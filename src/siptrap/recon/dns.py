@@ -33,6 +33,8 @@ class Lookups:
             try:
                 answer = await self.resolver.resolve(name, rdtype, search=False)
             except dns.resolver.NXDOMAIN:
+                if addresses:  # an A answer, then NXDOMAIN for AAAA: keep the answer
+                    break
                 return "failed", {"error": "NXDOMAIN: the name does not exist"}
             except (dns.resolver.NoAnswer, dns.resolver.NoNameservers) as exc:
                 errors.append(type(exc).__name__)
