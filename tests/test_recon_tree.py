@@ -224,3 +224,24 @@ def test_results_known_are_not_asked_for_again() -> None:
         )
     eng.request(parse(request("INVITE", "556", from_ip=ATTACKER, call_id="k2")), src(ATTACKER), 2.0)
     assert len(asks) == 1  # everything the second INVITE calls for is known
+
+
+def test_in_passive_mode_the_board_plans_nothing() -> None:
+    asks: list[ReconAsk] = []
+    mode = ["passive"]
+    board = ReconBoard(
+        lambda ask: asks.append(ask) or None,
+        idle=lambda: "passive mode" if mode[0] == "passive" else None,
+    )
+    eng = AnalysisEngine(
+        load_builtin_rules(), EngineSettings(extensions=frozenset({"100"})), recon=board
+    )
+    eng.request(parse(request("INVITE", "555", from_ip=ATTACKER, call_id="n1")), src(ATTACKER), 1.0)
+    assert asks == [] and not board.asks
+    (alert,) = alerts_of(eng, 30.0)
+    assert any(c.startswith("Not checked (passive mode)") for c in alert.conclusions)
+    mode[0] = "active"  # switched at runtime: the next INVITE is asked about
+    eng.request(
+        parse(request("INVITE", "555", from_ip=ATTACKER, call_id="n2")), src(ATTACKER), 40.0
+    )
+    assert len(asks) == 1 and asks[0].call_id == "n2"

@@ -67,7 +67,10 @@ class Honeypot:
             own=_own_addresses(config),
         )
         board = ReconBoard(
-            self.recon.submit, wait=config.recon.timeout * 4 + 2, ttl=config.recon.ttl
+            self.recon.submit,
+            idle=self.recon.idle,
+            wait=config.recon.timeout * 4 + 2,
+            ttl=config.recon.ttl,
         )
         sinks: list[Sink] = analysis_sinks(
             config, self.data_dir, lambda e: self.bus.emit(e), recon=board

@@ -90,7 +90,7 @@ def _is_ip(host: str) -> bool:
 
 def plan(msg: Message, source: Source) -> ReconAsk:
     """The probes for an INVITE: the source's DNS, RDAP, GeoIP, ports, route and OS; for
-    each host the message names, its DNS; a SIP probe of the Contact and the top Via; a
+    each host the message names (Contact, top Via, SDP c= and o=, From, Record-Route), its DNS; a SIP probe of the Contact and the top Via; a
     port check of the SDP media address."""
     src = source.ip
     probes: list[Probe] = [Probe(c, src) for c in ("dns", "rdap", "geoip", "port", "route", "os")]
@@ -110,6 +110,9 @@ def plan(msg: Message, source: Source) -> ReconAsk:
         probes.append(Probe("dns", host, role))
         if port:
             probes.append(Probe("port", host, role, port, "udp"))
+    sender = msg.from_addr
+    if sender is not None and sender.uri.host:
+        probes.append(Probe("dns", sender.uri.host.strip("[]"), "From"))
     for rr in msg.record_routes[:2]:
         if rr.uri.host:
             probes.append(Probe("dns", rr.uri.host.strip("[]"), "Record-Route"))
@@ -147,10 +150,12 @@ class ReconBoard:
         self,
         request: Callable[[ReconAsk], str | None],
         *,
+        idle: Callable[[], str | None] | None = None,
         wait: float = 10.0,
         ttl: float = 3600.0,
     ) -> None:
         self.request = request
+        self.idle = idle  # why recon takes nothing now (passive mode), checked first: cheap
         self.wait = wait
         self.ttl = ttl
         self.results: OrderedDict[tuple[str, str, int, str], tuple[float, str, dict[str, Any]]]
@@ -159,6 +164,8 @@ class ReconBoard:
 
     def ask(self, msg: Message, source: Source, now: float) -> None:
         """Ask for what this INVITE calls for and is not known already."""
+        if self.idle is not None and self.idle() is not None:
+            return  # no view: the tree says "Not checked (passive mode)", as without recon
         full = plan(msg, source)
         missing = tuple(p for p in full.probes if not self._fresh(p, now))
         refused = None

@@ -91,6 +91,10 @@ class Reconnaissance:
         self._loop = None
         self.geoip.close()
 
+    def idle(self) -> str | None:
+        """Why no ask would be taken now (passive mode), or None."""
+        return None if self.checks else f"{self.mode} mode"
+
     def submit(self, ask: ReconAsk) -> str | None:
         """Take an ask (from any thread): None when taken, else why not."""
         if not self.checks:
