@@ -89,9 +89,10 @@ def _is_ip(host: str) -> bool:
 
 
 def plan(msg: Message, source: Source) -> ReconAsk:
-    """The probes for an INVITE: the source's DNS, RDAP, GeoIP, ports, route and OS; for
-    each host the message names (Contact, top Via, SDP c= and o=, From, Record-Route), its DNS; a SIP probe of the Contact and the top Via; a
-    port check of the SDP media address."""
+    """The probes for an INVITE: the source's DNS, RDAP, GeoIP, ports, route and OS;
+    the DNS of each host the message names (Contact, top Via, SDP c= and o=, From,
+    Record-Route); a SIP probe of the Contact and the top Via; a port check of the SDP
+    media address."""
     src = source.ip
     probes: list[Probe] = [Probe(c, src) for c in ("dns", "rdap", "geoip", "port", "route", "os")]
     transport = (source.transport or "udp").lower()
