@@ -159,6 +159,7 @@ def test_pacer_spaces_probes_globally_and_per_target() -> None:
     assert pacer.reserve("a") == 0.0
     assert pacer.reserve("b") == pytest.approx(0.1)  # global: 10 a second
     assert pacer.reserve("a") == pytest.approx(0.5)  # per target: 2 a second
+    assert pacer.reserve(None) == pytest.approx(0.6)  # a DNS lookup: the global rate only
     now[0] = 200.0
     assert pacer.reserve("a") == 0.0
 

@@ -311,3 +311,23 @@ def test_forbidden_targets_never_reach_a_program_or_a_resolver(probe: Probe) -> 
     (event,) = asyncio.run(main())
     assert event.fields["outcome"] == "refused_by_guard"
     assert "never" in event.fields["detail"]["reason"]
+
+
+def test_lookups_of_attacker_names_spend_the_source_budget() -> None:
+    async def main() -> list[Event]:
+        events: list[Event] = []
+        # resolvers on loopback where nothing listens: the lookups fail at once, locally
+        recon = service(events, budget=2, resolvers=("127.0.0.1",), timeout=0.5)
+        await recon.start()
+        names = ("a.lab.test", "b.lab.test", "c.lab.test")
+        recon.submit(ReconAsk(LAB, tuple(Probe("dns", n, "Contact") for n in names), "b"))
+        await wait_for(events, 3)
+        await recon.aclose()
+        return events
+
+    events = asyncio.run(main())
+    outcomes = {e.fields["target"]: e.fields["outcome"] for e in events}
+    assert list(outcomes.values()).count("skipped") == 1
+    skipped = next(e for e in events if e.fields["outcome"] == "skipped")
+    assert "budget" in skipped.fields["detail"]["reason"]
+    assert all(o in ("failed", "timeout", "skipped") for o in outcomes.values())

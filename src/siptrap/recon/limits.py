@@ -24,18 +24,21 @@ class Pacer:
         self._next_any = 0.0
         self._next: OrderedDict[str, float] = OrderedDict()
 
-    def reserve(self, address: str) -> float:
-        """Book the next slot for `address`; the seconds to wait until it."""
+    def reserve(self, address: str | None) -> float:
+        """Book the next slot (for `address`, or for a check that sends nothing to a
+        host: the global rate only); the seconds to wait until it."""
         now = self.clock()
-        slot = max(now, self._next_any, self._next.get(address, 0.0))
+        slot = max(now, self._next_any)
+        if address is not None:
+            slot = max(slot, self._next.get(address, 0.0))
+            self._next[address] = slot + self.spacing
+            self._next.move_to_end(address)
+            while len(self._next) > MAX_TRACKED:
+                self._next.popitem(last=False)
         self._next_any = slot + 1.0 / self.rate
-        self._next[address] = slot + self.spacing
-        self._next.move_to_end(address)
-        while len(self._next) > MAX_TRACKED:
-            self._next.popitem(last=False)
         return slot - now
 
-    async def wait(self, address: str) -> None:
+    async def wait(self, address: str | None) -> None:
         delay = self.reserve(address)
         if delay > 0:
             await asyncio.sleep(delay)

@@ -31,6 +31,7 @@ from .settings import ReconConfig, mode_checks
 
 log = logging.getLogger(__name__)
 MAX_CACHE = 20_000
+RETRY = 60.0  # seconds before a check that timed out is tried again
 SENDS_TO_TARGET = frozenset({"sip_probe", "port", "route"})
 Key = tuple[str, str, int, str]
 
@@ -144,6 +145,9 @@ class Reconnaissance:
             if outcome in ("refused_by_guard", "skipped"):
                 with self._lock:
                     self._known.pop(probe.key, None)
+            elif outcome == "timeout":  # asked again after a while, not after ttl
+                with self._lock:
+                    self._known[probe.key] = time.monotonic() + RETRY
             self._emit(ask.source, probe, outcome, detail, address, started, cached)
 
     async def _probe(
@@ -153,11 +157,6 @@ class Reconnaissance:
         src_refusal: str | None,
         pinned: dict[str, tuple[str | None, str | None]],
     ) -> tuple[str, dict[str, Any], str | None, bool]:
-        got = self._cache.get(probe.key)
-        if got is not None and got[0] > time.monotonic():
-            if probe.check == "dns" and parse_address(probe.target) is None:
-                pinned[probe.target.lower()] = self._pin(got[2].get("addresses") or [], {})
-            return got[1], got[2], got[3], True
         if probe.check not in self.checks:
             return "skipped", {"reason": f"not a check of mode {self.mode}"}, None, False
         if src_refusal is not None:
@@ -168,9 +167,17 @@ class Reconnaissance:
                 None,
                 False,
             )
+        got = self._cache.get(probe.key)
+        if got is not None and got[0] > time.monotonic():
+            if probe.check == "dns" and parse_address(probe.target) is None:
+                pinned[probe.target.lower()] = self._pin(got[2].get("addresses") or [], {})
+            return got[1], got[2], got[3], True
         if probe.check == "dns":
-            outcome, detail, address = await self._dns(probe.target, pinned)
+            outcome, detail, address = await self._dns(source, probe.target, pinned)
         else:
+            name = parse_address(probe.target) is None and probe.target.lower() not in pinned
+            if name and valid_hostname(probe.target) and not self.budget.take(source):
+                return "skipped", {"reason": f"the budget of source {source} is spent"}, None, False
             address, refusal = await self._address(probe.target, pinned)
             if refusal is not None or address is None:
                 self.refused += 1
@@ -182,19 +189,24 @@ class Reconnaissance:
         return outcome, detail, address, False
 
     async def _dns(
-        self, target: str, pinned: dict[str, tuple[str | None, str | None]]
+        self, source: str, target: str, pinned: dict[str, tuple[str | None, str | None]]
     ) -> tuple[str, dict[str, Any], str | None]:
         ip = parse_address(target)
+        refusal = None
         if ip is not None:
             refusal = self.guard.refusal(ip)
-            if refusal is not None:
-                self.refused += 1
-                return "refused_by_guard", {"reason": refusal}, None
+        elif not valid_hostname(target):
+            refusal = "not a valid host name"
+        if refusal is not None:
+            self.refused += 1
+            return "refused_by_guard", {"reason": refusal}, None
+        if not self.budget.take(source):  # lookups count too: names are the attacker's
+            return "skipped", {"reason": f"the budget of source {source} is spent"}, None
+        if ip is not None:
+            await self.pacer.wait(None)
             outcome, detail = await self._timed(self.lookups.reverse(str(ip)), "dns", str(ip))
             return outcome, detail, str(ip)
-        if not valid_hostname(target):
-            self.refused += 1
-            return "refused_by_guard", {"reason": "not a valid host name"}, None
+        await self.pacer.wait(None)
         outcome, detail = await self._timed(self.lookups.forward(target), "dns", target)
         pinned[target.lower()] = self._pin(detail.get("addresses") or [], detail)
         return outcome, detail, pinned[target.lower()][0]
@@ -230,8 +242,9 @@ class Reconnaissance:
         return pinned[name]
 
     async def _checked(self, probe: Probe, address: str) -> tuple[str, dict[str, Any]]:
-        if probe.check in SENDS_TO_TARGET:
-            await self.pacer.wait(address)
+        # every check counts against the global rate; those that send to the host also
+        # against its own rate
+        await self.pacer.wait(address if probe.check in SENDS_TO_TARGET else None)
         self.probes += 1
         return await self._timed(self._run_check(probe, address), probe.check, address)
 
@@ -271,7 +284,8 @@ class Reconnaissance:
     ) -> None:
         if outcome in ("refused_by_guard", "skipped"):
             return
-        self._cache[key] = (time.monotonic() + self.config.ttl, outcome, detail, address)
+        ttl = min(RETRY, self.config.ttl) if outcome == "timeout" else self.config.ttl
+        self._cache[key] = (time.monotonic() + ttl, outcome, detail, address)
         self._cache.move_to_end(key)
         while len(self._cache) > MAX_CACHE:
             self._cache.popitem(last=False)
