@@ -197,3 +197,23 @@ def test_config_loads_the_mode_and_the_recon_section() -> None:
         config_from_dict({"sensor": {"mode": "loud"}})
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"recon": {"scan_everything": True}})
+
+
+def test_geoip_country_offline_and_the_fields_kept_from_an_mmdb_record() -> None:
+    from siptrap.recon.geoip import GeoIp, _mmdb_fields
+
+    assert GeoIp().lookup("127.0.0.1")[0] == "failed"  # loopback is in no country
+    outcome, detail = GeoIp().lookup("8.8.8.8")  # iptocc's own table: no download
+    assert outcome == "ok" and len(detail["country"]) == 2
+    record = {
+        "city": {"names": {"en": "London", "de": "London"}},
+        "country": {"iso_code": "GB"},
+        "autonomous_system_number": 64500,
+        "autonomous_system_organization": "Example AS",
+    }
+    assert _mmdb_fields(record) == {
+        "city": "London",
+        "country": "GB",
+        "asn": 64500,
+        "as_org": "Example AS",
+    }

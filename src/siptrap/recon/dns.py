@@ -8,25 +8,35 @@ from __future__ import annotations
 
 from typing import Any
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-import dns.reversename
-
 MAX_ANSWERS = 16
 
 
 class Lookups:
+    """The resolver is made (and dnspython imported) at the first lookup, not at start."""
+
     def __init__(self, resolvers: tuple[str, ...], timeout: float) -> None:
-        resolver = dns.asyncresolver.Resolver(configure=not resolvers)
-        if resolvers:
-            resolver.nameservers = [r.strip() for r in resolvers]
-        resolver.timeout = timeout
-        resolver.lifetime = timeout
-        self.resolver = resolver
+        self.resolvers = resolvers
+        self.timeout = timeout
+        self._resolver: Any = None
+
+    @property
+    def resolver(self) -> Any:
+        if self._resolver is None:
+            import dns.asyncresolver
+
+            resolver = dns.asyncresolver.Resolver(configure=not self.resolvers)
+            if self.resolvers:
+                resolver.nameservers = [r.strip() for r in self.resolvers]
+            resolver.timeout = self.timeout
+            resolver.lifetime = self.timeout
+            self._resolver = resolver
+        return self._resolver
 
     async def forward(self, name: str) -> tuple[str, dict[str, Any]]:
         """(outcome, detail): the name's A and AAAA addresses, or why there are none."""
+        import dns.exception
+        import dns.resolver
+
         addresses: list[str] = []
         errors: list[str] = []
         for rdtype in ("A", "AAAA"):
@@ -51,6 +61,10 @@ class Lookups:
 
     async def reverse(self, address: str) -> tuple[str, dict[str, Any]]:
         """(outcome, detail): the address's PTR names."""
+        import dns.exception
+        import dns.resolver
+        import dns.reversename
+
         try:
             answer = await self.resolver.resolve(
                 dns.reversename.from_address(address), "PTR", search=False

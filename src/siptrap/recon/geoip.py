@@ -5,13 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import iptocc
-
-try:  # optional: only needed with [recon] geoip_db
-    import maxminddb
-except ImportError:  # pragma: no cover - exercised only without the package
-    maxminddb = None  # type: ignore[assignment]
-
 
 class GeoIp:
     def __init__(self, db_path: str = "") -> None:
@@ -19,12 +12,18 @@ class GeoIp:
         self._reader: Any = None
 
     def _db(self) -> Any:
-        if self._reader is None and self.db_path and maxminddb is not None:
+        if self._reader is None and self.db_path:
+            try:  # optional (the geoip extra): only needed with [recon] geoip_db
+                import maxminddb
+            except ImportError:
+                return None
             self._reader = maxminddb.open_database(self.db_path)
         return self._reader
 
     def lookup(self, address: str) -> tuple[str, dict[str, Any]]:
         """(outcome, detail): blocking (iptocc loads its table once); run it in a thread."""
+        import iptocc  # imported at the first lookup, not at start
+
         detail: dict[str, Any] = {}
         country = iptocc.country_code(address)
         if country:
