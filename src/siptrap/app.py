@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 
 from . import __version__
 from .analysis.live import analysis_sinks, stop_analysis
+from .analysis.reconnaissance import ReconBoard
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.uas import Endpoint
@@ -27,6 +29,8 @@ from .events.record import Event, Peer
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
+from .recon.service import Reconnaissance
+from .recon.settings import known_mode
 from .store.sqlite import SqliteSink
 from .transport.media import MediaEndpoint
 from .transport.stream import StreamListener
@@ -56,7 +60,22 @@ class Honeypot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
         # stops) must reach the sinks after it.
-        sinks: list[Sink] = analysis_sinks(config, self.data_dir, lambda e: self.bus.emit(e))
+        self.recon = Reconnaissance(
+            config.recon,
+            lambda e: self.bus.emit(e),
+            config.sensor.name,
+            config.sensor.mode,
+            own=_own_addresses(config),
+        )
+        board = ReconBoard(
+            self.recon.submit,
+            idle=self.recon.idle,
+            wait=config.recon.timeout * 4 + 2,
+            ttl=config.recon.ttl,
+        )
+        sinks: list[Sink] = analysis_sinks(
+            config, self.data_dir, lambda e: self.bus.emit(e), recon=board
+        )
         if config.recording.jsonl:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
@@ -106,12 +125,23 @@ class Honeypot:
     def _emit(self, event_id: str, peer: Peer | None, fields: dict[str, Any]) -> None:
         self.bus.emit(Event(event_id, time.time(), self.config.sensor.name, peer, fields))
 
+    def set_mode(self, mode: str, who: str) -> str:
+        """Switch the sensor's mode at runtime (passive, active or a custom mode of
+        recon.modes); emits sensor.mode.changed. Returns the previous mode; raises
+        ValueError for a mode that is not defined."""
+        if not known_mode(self.config.recon, mode):
+            raise ValueError(f"unknown mode {mode!r}: passive, active or one of recon.modes")
+        previous = self.recon.set_mode(mode)
+        self._emit("sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who})
+        return previous
+
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:
         self.bus.start()
+        await self.recon.start()
         if self.config.credentials.recover:
             self.recovery.start()
         for index, listen in enumerate(self.config.listen()):
@@ -216,6 +246,7 @@ class Honeypot:
         if self.config.credentials.recover:
             await asyncio.to_thread(self.recovery.stop)
         self._report_shed()  # what was shed since the last summary (or ever, without them)
+        await self.recon.aclose()
         await asyncio.to_thread(stop_analysis, self.bus)  # its last alerts before the end
         g = self.endpoint.guard
         self._emit(
@@ -230,6 +261,19 @@ class Honeypot:
         )
         await asyncio.to_thread(self.bus.stop)
         report(self.outputs)
+
+
+def _own_addresses(config: Config) -> tuple[str, ...]:
+    """The honeypot's own addresses: never probed, whatever `allow` says."""
+    out = []
+    for host in [config.sensor.public_address] + [item.host for item in config.listen()]:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name, or empty
+        if not ip.is_unspecified:
+            out.append(str(ip))
+    return tuple(dict.fromkeys(out))
 
 
 async def run_honeypot(config: Config) -> None:

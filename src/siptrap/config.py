@@ -24,6 +24,7 @@ from .endpoint.extensions import (
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
 from .outputs.settings import KINDS, OutputBase, check_output
+from .recon.settings import ReconConfig, check_recon
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -92,6 +93,11 @@ class SensorConfig:
     )
     public_address: str = doc(
         "address written into Contact and SDP; empty: the address the request arrived on", ""
+    )
+    mode: str = doc(
+        "passive (sends nothing but replies), active (recon of attack sources) or a custom "
+        "mode of recon.modes",
+        "passive",
     )
 
 
@@ -190,6 +196,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: tuple[OutputBase, ...] = ()
@@ -281,6 +288,7 @@ SECTIONS = {
     "media": MediaConfig,
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
+    "recon": ReconConfig,
 }
 
 
@@ -323,6 +331,9 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config.personality()
     config.extension_list()
     problem = check_sections(config.analysis, config.alerts)
+    if problem is not None:
+        raise ConfigError(problem)
+    problem = check_recon(config.recon, config.sensor.mode)
     if problem is not None:
         raise ConfigError(problem)
     return config

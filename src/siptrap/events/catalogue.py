@@ -265,6 +265,30 @@ _SPECS = (
             "closed",
         ),
     ),
+    # issue 14: active mode (reconnaissance of attack sources) and the mode switch
+    EventSpec(
+        "recon.result",
+        "one check of a host an attack named (active mode): dns, rdap, geoip, sip_probe, "
+        "port, route or os; outcome ok, failed, refused_by_guard (nothing sent), timeout "
+        "or skipped; detail holds what was found (JSON)",
+        (
+            "check",
+            "target",
+            "outcome",
+            "detail",
+            "duration",
+            "source",
+            "address",
+            "port",
+            "protocol",
+            "cached",
+        ),
+    ),
+    EventSpec(
+        "sensor.mode.changed",
+        "the sensor's mode was switched at runtime (passive, active or a custom mode)",
+        ("mode", "previous", "who"),
+    ),
 )
 
 CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}
