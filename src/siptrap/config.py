@@ -23,6 +23,7 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .transport.settings import TransportConfig
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -183,6 +184,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     flood: FloodConfig = field(default_factory=FloodConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -273,6 +275,7 @@ SECTIONS = {
     "sensor": SensorConfig,
     "tls": TlsConfig,
     "flood": FloodConfig,
+    "transport": TransportConfig,
     "credentials": CredentialsConfig,
     "recording": RecordingConfig,
     "console": ConsoleConfig,
