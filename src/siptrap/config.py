@@ -115,7 +115,11 @@ class FloodConfig:
     max_transactions: int = doc("server transactions kept at once", 65536)
     max_dialogs: int = doc("dialogs (calls) kept at once", 16384)
     max_registrations: int = doc("registrations kept at once", 16384)
-    max_connections: int = doc("TCP and TLS connections open at once", 1024)
+    max_connections: int = doc(
+        "TCP and TLS connections open at once, all listeners together; when full the idlest "
+        "is shed for a new one",
+        1024,
+    )
     idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
 
 

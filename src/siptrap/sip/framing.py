@@ -17,7 +17,7 @@ MAX_GARBAGE_KEPT = 65536
 
 def starts_like_sip(data: bytes) -> bool:
     """Whether `data` (a datagram) begins, after any empty lines, with a SIP start line."""
-    start = len(data) - len(data.lstrip(b"\r\n"))
+    start = len(data) - len(data.lstrip(b"\r\n")) if data[:1] in (b"\r", b"\n") else 0
     line_end = data.find(b"\n", start)
     return _START_LINE.match(data, start, len(data) if line_end == -1 else line_end) is not None
 
