@@ -4,6 +4,7 @@ attacker bytes are escaped in HTML alert pages and in every JSON output."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sqlite3
@@ -18,7 +19,11 @@ from siptrap.analysis.actions import CommandRunner
 from siptrap.analysis.outcome import Command
 from siptrap.analysis.rules import RuleError, load_rules
 from siptrap.analysis.system_policy import program_name, refusal
+from siptrap.app import Honeypot
+from siptrap.cli import main
+from siptrap.config import config_from_dict
 from siptrap.outputs.alerts import alert_html, alert_text
+from siptrap.startup import StartupError
 
 SIPTRAP = Path(sys.executable).parent / "siptrap"
 
@@ -34,6 +39,11 @@ def one_line_exit_2(done: subprocess.CompletedProcess[str], says: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert says in lines[0], lines[0]
+
+
+def one_line(capsys: pytest.CaptureFixture[str], says: str) -> None:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
 
 
 def free_udp_port() -> int:
@@ -81,6 +91,13 @@ def _jsonl_directory(tmp: Path) -> Path:
     return tmp / "d"
 
 
+def _db_not_siptraps(tmp: Path) -> Path:
+    (tmp / "d").mkdir()
+    with sqlite3.connect(tmp / "d" / "siptrap.db") as db:
+        db.execute("create table someone_elses (x)")
+    return tmp / "d"
+
+
 def _alerts_a_file(tmp: Path) -> Path:
     (tmp / "d").mkdir()
     (tmp / "d" / "alerts").write_text("x")
@@ -96,24 +113,42 @@ def _alerts_a_file(tmp: Path) -> Path:
         (_db_not_a_database, "is not a SQLite database"),
         (_jsonl_directory, "events.jsonl is a directory"),
         (_alerts_a_file, "must be a directory"),
+        (_db_not_siptraps, "not one siptrap wrote"),
     ],
-    ids=["a-file", "under-a-file", "db-directory", "db-not-sqlite", "jsonl-directory", "alerts"],
+    ids=[
+        "a-file",
+        "under-a-file",
+        "db-directory",
+        "db-not-sqlite",
+        "jsonl-directory",
+        "alerts",
+        "db-not-siptraps",
+    ],
 )
 def test_a_broken_data_directory_is_one_line_and_exit_2(tmp_path: Path, make, says: str) -> None:
-    data_dir = make(tmp_path)
-    one_line_exit_2(run_in(data_dir), says)
+    config = config_from_dict(
+        {"sensor": {"data_dir": str(make(tmp_path)), "listen": ["udp:127.0.0.1:0"]}}
+    )
+
+    async def start() -> None:
+        honeypot = Honeypot(config)
+        await honeypot.start()
+        await honeypot.close()  # reached only if nothing was wrong
+
+    with pytest.raises(StartupError) as raised:
+        asyncio.run(start())
+    message = str(raised.value)
+    assert says in message and "\n" not in message
 
 
-def _real_db(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "real"
-    data_dir.mkdir()
-    with sqlite3.connect(data_dir / "siptrap.db") as db:
-        db.execute("create table t (x)")
-    return data_dir
+def test_the_command_line_prints_a_data_directory_problem_as_one_line(tmp_path: Path) -> None:
+    one_line_exit_2(run_in(_db_not_siptraps(tmp_path)), "not one siptrap wrote")
 
 
 @pytest.mark.parametrize("where", ["missing/dir/out.txt", "."], ids=["no-parent", "a-directory"])
-def test_export_hashes_into_an_impossible_path(tmp_path: Path, where: str) -> None:
+def test_export_hashes_into_an_impossible_path(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from siptrap.store.sqlite import SqliteSink
 
     data_dir = tmp_path / "data"
@@ -122,24 +157,24 @@ def test_export_hashes_into_an_impossible_path(tmp_path: Path, where: str) -> No
     sink.open()
     sink.close()
     out = tmp_path / where
-    done = siptrap("export-hashes", "--data-dir", str(data_dir), "-o", str(out))
-    one_line_exit_2(done, "cannot write")
+    assert main(["export-hashes", "--data-dir", str(data_dir), "-o", str(out)]) == 2
+    one_line(capsys, "cannot write")
 
 
 @pytest.mark.parametrize(
     ("make", "says"),
-    [(_db_directory, "is a directory"), (_db_not_a_database, "is not a SQLite database")],
-    ids=["db-directory", "db-not-sqlite"],
+    [
+        (_db_directory, "is a directory"),
+        (_db_not_a_database, "is not a SQLite database"),
+        (_db_not_siptraps, "not one siptrap wrote"),
+    ],
+    ids=["db-directory", "db-not-sqlite", "db-not-siptraps"],
 )
-def test_export_hashes_from_a_broken_database(tmp_path: Path, make, says: str) -> None:
-    done = siptrap("export-hashes", "--data-dir", str(make(tmp_path)))
-    one_line_exit_2(done, says)
-
-
-def test_export_hashes_from_a_database_that_is_not_siptraps(tmp_path: Path) -> None:
-    done = siptrap("export-hashes", "--data-dir", str(_real_db(tmp_path)))
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_export_hashes_from_a_broken_database(
+    tmp_path: Path, make, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export-hashes", "--data-dir", str(make(tmp_path))]) == 2
+    one_line(capsys, says)
 
 
 # -- 7. system actions never hand attacker text to a shell --------------------------------------
@@ -162,14 +197,14 @@ RULE = "[r]\ntype = Classification\ncontext = ANY\naction = system {}\n"
     ],
 )
 def test_programs_that_run_their_arguments_as_code_are_refused(
-    tmp_path: Path, command: str
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rules = tmp_path / "bad.rules"
     rules.write_text(RULE.format(command))
     with pytest.raises(RuleError, match="system program"):
         load_rules([str(rules)])
-    done = siptrap("rules", "check", str(rules))
-    assert done.returncode != 0 and "system program" in done.stderr
+    assert main(["rules", "check", str(rules)]) == 1
+    one_line(capsys, "system program")
 
 
 def test_run_refuses_a_shell_rule_at_start(tmp_path: Path) -> None:
@@ -263,24 +298,22 @@ def strict_json_lines(output: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_analyze_json_is_valid_utf8_whatever_the_call_id_holds(tmp_path: Path) -> None:
+def test_analyze_json_is_valid_utf8_whatever_the_call_id_holds(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     message = tmp_path / "scan.sip"
     message.write_bytes(NON_UTF8_CALL_ID)
-    done = subprocess.run(
-        [str(SIPTRAP), "analyze", "--json", str(message)], capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    (alert,) = strict_json_lines(done.stdout)
+    assert main(["analyze", "--json", str(message)]) == 0
+    (alert,) = strict_json_lines(capsysbinary.readouterr().out)
     assert alert["event"] == "analysis.alert.raised"
     assert alert["call_ids"] == ["\udcff\udcfe\x1bbad\udcc3(@x"]  # events.jsonl's escaping
 
 
-def test_parse_json_is_valid_utf8_too(tmp_path: Path) -> None:
+def test_parse_json_is_valid_utf8_too(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     message = tmp_path / "scan.sip"
     message.write_bytes(NON_UTF8_CALL_ID)
-    done = subprocess.run(
-        [str(SIPTRAP), "parse", "--json", str(message)], capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    (parsed,) = strict_json_lines(done.stdout)
+    assert main(["parse", "--json", str(message)]) == 0
+    (parsed,) = strict_json_lines(capsysbinary.readouterr().out)
     assert "non_utf8" in json.dumps(parsed)

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .events.record import Event, Peer
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .startup import StartupError, check_data_dir
-from .store.sqlite import SqliteSink
+from .store.sqlite import SqliteSink, StoreError
 from .transport.limits import (
     ConnectionTable,
     StorageBudget,
@@ -123,7 +124,10 @@ class Honeypot:
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:
-        self.bus.start()
+        try:
+            self.bus.start()
+        except (OSError, sqlite3.Error, StoreError) as exc:  # a sink that cannot open
+            raise StartupError(f"cannot start recording: {exc}") from None
         if self.config.credentials.recover:
             self.recovery.start()
         failures: list[str] = []

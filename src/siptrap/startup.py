@@ -8,8 +8,11 @@ line prints it and exits 2 (never a traceback).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import IO
+
+from .store.sqlite import StoreError, check_version
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Entries of the data directory that must be directories when they exist.
@@ -60,8 +63,24 @@ def check_database(db: Path, *, must_exist: bool = True) -> None:
         raise StartupError(f"cannot read {db}: {_reason(exc)}") from None
     if head and head != SQLITE_MAGIC:
         raise StartupError(f"{db} is not a SQLite database")
+    if head:
+        _check_siptrap_database(db)
     if not os.access(db, os.W_OK) and not must_exist:
         raise StartupError(f"{db} is not writable")
+
+
+def _check_siptrap_database(db: Path) -> None:
+    """SQLite, but is it siptrap's, and not from a newer siptrap? (Read only.)"""
+    try:
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StartupError(f"{db} cannot be opened: {exc}") from None
+    try:
+        check_version(conn, db)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    finally:
+        conn.close()
 
 
 def _check_appendable(path: Path) -> None:
