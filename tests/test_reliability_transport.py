@@ -303,6 +303,34 @@ def test_slowloris_is_shed_and_a_fresh_client_is_served(tmp_path: Path) -> None:
         running.stop()
 
 
+def test_a_connection_flood_from_one_source_is_refused_and_reported_sparingly(
+    tmp_path: Path,
+) -> None:
+    running = serve(tmp_path, ["tcp:127.0.0.1:0"], transport={"max_connections_per_source": 1})
+    port = running.port("tcp")
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=5) as held:
+            held.sendall(options("held", "TCP"))
+            (reply,) = read_messages(held, 1)
+            assert reply.status == 200
+            began = time.monotonic()
+            for _ in range(50):
+                with socket.create_connection((LOOPBACK, port), timeout=5) as extra:
+                    extra.settimeout(5)
+                    assert extra.recv(100) == b""  # refused: closed at once
+            elapsed = time.monotonic() - began
+        assert running.honeypot is not None
+        assert running.honeypot.transport_counters.refused == 50
+        assert running.wait_for(lambda e: e.id == "transport.connection.refused")
+        time.sleep(0.3)  # the sinks are written in batches
+        refused = running.of("transport.connection.refused")
+        assert 1 <= len(refused) <= elapsed + 2  # one a second at most, the rest counted
+        assert all(e.fields["reason"] == "source_limit" for e in refused)
+        assert len(refused) + sum(e.fields["unreported"] for e in refused) <= 50
+    finally:
+        running.stop()
+
+
 def test_a_whole_message_deadline_not_reset_by_each_byte(tmp_path: Path) -> None:
     running = serve(
         tmp_path,

@@ -273,9 +273,10 @@ _SPECS = (
     # issue 8 (reliability): connection limits, storage caps, the TLS port's failures
     EventSpec(
         "transport.connection.refused",
-        "a TCP or TLS connection refused (its source at max_connections_per_source) or shed "
+        "a TCP or TLS connection refused (its source at max_connections_per_source; one "
+        "event a second per source, unreported: those refused since without one) or shed "
         "(closed to make room when flood.max_connections are open)",
-        ("reason", "limit", "open"),
+        ("reason", "limit", "open", "unreported"),
     ),
     EventSpec(
         "transport.tls.failed",

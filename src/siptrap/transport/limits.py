@@ -20,6 +20,7 @@ from ..sip.framing import starts_like_sip
 Receive = Callable[[bytes, Peer, float], None]
 
 MAX_BUDGET_SOURCES = 65536
+REFUSAL_REPORT_INTERVAL = 1.0  # seconds: at most one refusal event per source this often
 
 
 @dataclass
@@ -49,6 +50,8 @@ class ConnectionTable:
         self.counters = counters
         self._slots: dict[int, Slot] = {}
         self._per_source: Counter[str] = Counter()
+        # source -> [when its last refusal was reported, refusals not reported since]
+        self._refusals: OrderedDict[str, list[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -69,6 +72,22 @@ class ConnectionTable:
         self._slots[slot.conn_id] = slot
         self._per_source[slot.src_ip] += 1
         return True, victim
+
+    def refusal_report(self, src_ip: str, now: float) -> int | None:
+        """Whether to report this refusal of `src_ip`: None (counted, not reported: one
+        was reported less than REFUSAL_REPORT_INTERVAL ago), or how many refusals went
+        unreported before it. Refusals cost an attacker nothing; their events must not
+        fill the disk. The table is bounded (oldest source forgotten first)."""
+        entry = self._refusals.get(src_ip)
+        if entry is not None and now - entry[0] < REFUSAL_REPORT_INTERVAL:
+            entry[1] += 1
+            return None
+        suppressed = int(entry[1]) if entry is not None else 0
+        if entry is None and len(self._refusals) >= MAX_BUDGET_SOURCES:
+            self._refusals.popitem(last=False)
+        self._refusals[src_ip] = [now, 0]
+        self._refusals.move_to_end(src_ip)
+        return suppressed
 
     def touch(self, conn_id: int, now: float) -> None:
         slot = self._slots.get(conn_id)

@@ -176,18 +176,26 @@ class StreamListener:
         if victim is not None:
             victim.shed()
         if not admitted:
-            fields = {
-                "reason": "source_limit",
-                "limit": self.table.max_per_source,
-                "open": self.table.from_source(peer.src_ip),
-            }
-            self.emit_event("transport.connection.refused", peer, fields)
+            unreported = self.table.refusal_report(peer.src_ip, conn.opened)
+            if unreported is not None:
+                fields = {
+                    "reason": "source_limit",
+                    "limit": self.table.max_per_source,
+                    "open": self.table.from_source(peer.src_ip),
+                    "unreported": unreported,
+                }
+                self.emit_event("transport.connection.refused", peer, fields)
         return admitted
 
     def _shed(self, conn: _Connection) -> None:
         """Closed to make room for a new connection (the table is full)."""
         conn.shed = True
-        fields = {"reason": "shed", "limit": self.table.max_total, "open": len(self.table)}
+        fields = {
+            "reason": "shed",
+            "limit": self.table.max_total,
+            "open": len(self.table),
+            "unreported": 0,
+        }
         self.emit_event("transport.connection.refused", conn.peer, fields)
         conn.writer.close()  # its read loop sees the end of the stream
 
