@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,16 @@ from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
 from .recon.service import Reconnaissance
 from .recon.settings import known_mode
-from .store.sqlite import SqliteSink
+from .startup import StartupError, check_data_dir
+from .store.sqlite import SqliteSink, StoreError
+from .transport.limits import (
+    ConnectionTable,
+    StorageBudget,
+    TransportCounters,
+    storage_gate,
+)
 from .transport.media import MediaEndpoint
-from .transport.stream import StreamListener
+from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, open_udp
 
@@ -57,7 +65,7 @@ class Honeypot:
     def __init__(self, config: Config, extra_sinks: list[Sink] | None = None) -> None:
         self.config = config
         self.data_dir = config.data_path
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        check_data_dir(self.data_dir, sqlite=config.recording.sqlite, jsonl=config.recording.jsonl)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
         # stops) must reach the sinks after it.
         self.recon = Reconnaissance(
@@ -107,6 +115,14 @@ class Honeypot:
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        t = config.transport
+        self.transport_counters = TransportCounters()
+        self.connections = ConnectionTable(
+            config.flood.max_connections, t.max_connections_per_source, self.transport_counters
+        )
+        self.storage = StorageBudget(
+            t.max_stored_per_source, t.stored_window, self.transport_counters
+        )
         self._stopping = asyncio.Event()
         self.started = time.time()
 
@@ -140,15 +156,23 @@ class Honeypot:
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:
-        self.bus.start()
+        try:
+            self.bus.start()
+        except (OSError, sqlite3.Error, StoreError) as exc:  # a sink that cannot open
+            raise StartupError(f"cannot start recording: {exc}") from None
         await self.recon.start()
         if self.config.credentials.recover:
             self.recovery.start()
+        failures: list[str] = []
         for index, listen in enumerate(self.config.listen()):
             try:
                 self.bound.append(await self._open(index, listen))
             except OSError as exc:
                 self._emit("sensor.listen.failed", None, {"listen": str(listen), "error": str(exc)})
+                failures.append(f"{listen}: {exc.strerror or exc}")
+        if not self.bound:  # refuse to run deaf
+            await self.close()
+            raise StartupError("no configured socket could be opened (" + "; ".join(failures) + ")")
         self._emit(
             "sensor.started",
             None,
@@ -164,24 +188,44 @@ class Honeypot:
     async def _open(self, index: int, listen: Listen) -> Bound:
         receive = self.endpoint.receive
         if listen.transport == "udp":
-            udp = await open_udp(index, listen.host, listen.port, receive)
+            gated = storage_gate(receive, self.storage, self._udp_capped)
+            udp = await open_udp(index, listen.host, listen.port, gated)
             self._udp[index] = udp
             return Bound(listen, udp.port, udp)
         context = self._tls_context() if listen.transport == "tls" else None
+        t = self.config.transport
+        limits = StreamLimits(
+            idle_timeout=self.config.flood.idle_timeout,
+            message_timeout=t.message_timeout,
+            max_message=t.max_message_size,
+            max_stored_per_connection=t.max_stored_per_connection,
+            max_tls_bytes_kept=t.max_tls_bytes_kept,
+        )
         stream = StreamListener(
             listen.transport,
             listen.host,
             listen.port,
             receive,
+            self.endpoint.record_malformed,
             self._emit,
             lambda: next(self._conn_ids),
-            self.config.flood.max_connections,
-            self.config.flood.idle_timeout,
+            limits,
+            self.connections,
+            self.storage,
             context,
         )
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
+
+    def _udp_capped(self, peer: Peer, size: int) -> None:
+        fields = {
+            "scope": "source",
+            "cap": self.storage.per_source,
+            "window": self.storage.window,
+            "size": size,
+        }
+        self._emit("transport.storage.capped", peer, fields)
 
     def _tls_context(self) -> Any:
         tls = self.config.tls
@@ -231,8 +275,20 @@ class Honeypot:
                 "dropped_events": self.bus.dropped,
                 "media_calls": self.media.active,
                 "media_refused": self.media.refused,
+                **self._transport_stats(),
             },
         )
+
+    def _transport_stats(self) -> dict[str, int]:
+        """Connection and storage counters since start (issue 8)."""
+        c = self.transport_counters
+        return {
+            "connections": len(self.connections),
+            "connections_refused": c.refused,
+            "connections_shed": c.shed,
+            "tls_failed": c.tls_failed,
+            "unstored_bytes": c.unstored_bytes,
+        }
 
     async def close(self) -> None:
         for udp in self._udp.values():

@@ -25,6 +25,7 @@ from .endpoint.extensions import (
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
 from .outputs.settings import KINDS, OutputBase, check_output
 from .recon.settings import ReconConfig, check_recon
+from .transport.settings import TransportConfig
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -121,7 +122,11 @@ class FloodConfig:
     max_transactions: int = doc("server transactions kept at once", 65536)
     max_dialogs: int = doc("dialogs (calls) kept at once", 16384)
     max_registrations: int = doc("registrations kept at once", 16384)
-    max_connections: int = doc("TCP and TLS connections open at once", 1024)
+    max_connections: int = doc(
+        "TCP and TLS connections open at once, all listeners together; when full the idlest "
+        "is shed for a new one",
+        1024,
+    )
     idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
 
 
@@ -190,6 +195,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     flood: FloodConfig = field(default_factory=FloodConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -282,6 +288,7 @@ SECTIONS = {
     "sensor": SensorConfig,
     "tls": TlsConfig,
     "flood": FloodConfig,
+    "transport": TransportConfig,
     "credentials": CredentialsConfig,
     "recording": RecordingConfig,
     "console": ConsoleConfig,

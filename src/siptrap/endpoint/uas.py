@@ -152,6 +152,33 @@ class Endpoint:
         self.requests += 1
         self._request_in(msg, peer, now, message_id)
 
+    def record_malformed(
+        self,
+        data: bytes,
+        peer: Peer,
+        now: float,
+        error: str | None = None,
+        defects: tuple[str, ...] = (),
+    ) -> str:
+        """Store input as it arrived without handling it (an unfinished stream message, a
+        message cut at the size cap, garbage, what a client sent the TLS port): one
+        sip.message.malformed with the defects parsing finds plus `defects`. Returns its
+        message_id. The transport has already counted it against its storage caps."""
+        message_id = self.r.message_id()
+        fields: dict[str, Any] = {"error": error, "defects": [], "size": len(data)}
+        try:
+            msg = parse(data, stream=peer.reliable)
+        except ParseError as exc:
+            fields["error"] = f"{error}: {exc.reason}" if error else exc.reason
+        else:
+            fields["defects"] = list(msg.defect_names)
+            if isinstance(msg, Request):
+                fields["method"] = msg.method
+        fields["defects"] += [d for d in defects if d not in fields["defects"]]
+        fields["message_id"] = message_id
+        self._emit("sip.message.malformed", peer, now, fields, data)
+        return message_id
+
     def _response_in(self, msg: Response, peer: Peer, now: float, message_id: str) -> None:
         fields = {
             "status": msg.status,

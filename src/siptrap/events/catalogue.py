@@ -42,6 +42,11 @@ _SPECS = (
             "dropped_events",
             "media_calls",
             "media_refused",
+            "connections",
+            "connections_refused",
+            "connections_shed",
+            "tls_failed",
+            "unstored_bytes",
         ),
     ),
     EventSpec(
@@ -165,7 +170,7 @@ _SPECS = (
     EventSpec(
         "transport.connection.closed",
         "a TCP or TLS connection closed",
-        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes"),
+        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes", "malformed_bytes"),
     ),
     EventSpec(
         "rtp.stream.started",
@@ -288,6 +293,26 @@ _SPECS = (
         "sensor.mode.changed",
         "the sensor's mode was switched at runtime (passive, active or a custom mode)",
         ("mode", "previous", "who"),
+    ),
+    # issue 8 (reliability): connection limits, storage caps, the TLS port's failures
+    EventSpec(
+        "transport.connection.refused",
+        "a TCP or TLS connection refused (its source at max_connections_per_source; one "
+        "event a second per source, unreported: those refused since without one) or shed "
+        "(closed to make room when flood.max_connections are open)",
+        ("reason", "limit", "open", "unreported"),
+    ),
+    EventSpec(
+        "transport.tls.failed",
+        "a connection to a TLS port sent no TLS handshake (plain SIP, garbage, nothing); "
+        "its first bytes are stored as sip.message.malformed (message_id)",
+        ("reason", "size", "message_id"),
+    ),
+    EventSpec(
+        "transport.storage.capped",
+        "malformed input over a storage cap (per connection, or per source per window) is "
+        "counted, not stored; once per connection or per source and window",
+        ("scope", "cap", "window", "size"),
     ),
 )
 
