@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .actions.sink import ActionSink
 from .analysis.live import analysis_sinks, stop_analysis
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
@@ -56,6 +57,8 @@ class Honeypot:
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
         # stops) must reach the sinks after it.
         sinks: list[Sink] = analysis_sinks(config, self.data_dir, lambda e: self.bus.emit(e))
+        if config.actions:  # issue 11: responses to alerts (before the recording sinks)
+            sinks.append(self._action_sink(config))
         if config.recording.jsonl:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
@@ -87,6 +90,16 @@ class Honeypot:
         self._conn_ids = itertools.count(1_000_000)
         self._stopping = asyncio.Event()
         self.started = time.time()
+
+    def _action_sink(self, config: Config) -> ActionSink:
+        return ActionSink(
+            config.actions,
+            config.policy,
+            config.analysis.proxies,
+            self.data_dir,
+            lambda e: self.bus.emit(e),
+            config.sensor.name,
+        )
 
     # -- sending and events -----------------------------------------------------------
     def _send(self, peer: Peer, data: bytes) -> None:

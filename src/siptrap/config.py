@@ -13,6 +13,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .actions.settings import (
+    ActionConfigError,
+    ActionSpec,
+    PolicyConfig,
+    action_specs,
+    check_policy,
+)
 from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
@@ -191,6 +198,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    actions: tuple[ActionSpec, ...] = ()
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
@@ -279,6 +288,7 @@ SECTIONS = {
     "media": MediaConfig,
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
+    "policy": PolicyConfig,
 }
 
 
@@ -296,7 +306,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
-    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities"}
+    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "actions"}
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -314,15 +324,28 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config = Config(
         extensions=tuple(extensions),
         personalities=dict(personalities),
+        actions=_actions(data.get("actions", [])),
         **sections,
     )
     config.listen()
     config.personality()
     config.extension_list()
+    try:
+        check_policy(config.policy)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
     problem = check_sections(config.analysis, config.alerts)
     if problem is not None:
         raise ConfigError(problem)
     return config
+
+
+def _actions(entries: Any) -> tuple[ActionSpec, ...]:
+    """[[actions]] (issue 11): the response actions, checked by their own layer."""
+    try:
+        return action_specs(entries)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _section(cls: type, values: Any, name: str) -> Any:
@@ -370,6 +393,7 @@ def render(config: Config) -> str:
         out.append("[[extensions]]")
         out += [f"{_key(key)} = {_toml(value)}" for key, value in entry.items()]
         out.append("")
+    out += _render_actions(config.actions)
     out.append("# Your own personalities: [personalities.NAME] with base = one of")
     out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
     out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
@@ -378,6 +402,20 @@ def render(config: Config) -> str:
         out += [f"{_key(key)} = {_toml(value)}" for key, value in values.items()]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_actions(specs: tuple[ActionSpec, ...]) -> list[str]:
+    out = ["# Response actions (README, Inside a VoIP domain): [[actions]] with kind = one of"]
+    out.append("# kamailio, nftables, blocklist, webhook, program.")
+    default = {f.name: f.default for f in fields(ActionSpec) if f.name != "kind"}
+    for spec in specs:
+        out.append("[[actions]]")
+        out.append(f"kind = {_toml(spec.kind)}")
+        for name, value in default.items():
+            if getattr(spec, name) != value:
+                out.append(f"{name} = {_toml(getattr(spec, name))}")
+        out.append("")
+    return out
 
 
 def _toml(value: Any) -> str:

@@ -68,6 +68,10 @@ _SPECS = (
             "defects",
             "retransmission",
             "message_id",
+            "origin_ip",
+            "origin_port",
+            "origin_transport",
+            "blocked_by_proxy",
         ),
     ),
     EventSpec(
@@ -263,6 +267,46 @@ _SPECS = (
             "call_ids",
             "update",
             "closed",
+        ),
+    ),
+    # Issue 11: inside a VoIP domain (response actions and the policy ladder).
+    EventSpec(
+        "response.policy.changed",
+        "a source moved on the policy ladder (step null: it is free again); reason: alert, "
+        "persisted, relaxed, expired or lifted",
+        ("step", "previous", "category", "alert_id", "expires", "reason"),
+    ),
+    EventSpec(
+        "response.action.executed",
+        "a response action did (or, dry_run, would do) what a ladder change asks",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "operation",
+            "detail",
+            "attempts",
+        ),
+    ),
+    EventSpec(
+        "response.action.failed",
+        "a response action could not be done (after its retries): error says why",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "error",
+            "attempts",
         ),
     ),
 )
