@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -117,6 +118,10 @@ class Kamailio:
                 out[item["name"]] = item["value"]
         return out
 
+    def registered(self) -> set[str]:
+        """The AoRs in Kamailio's location table (`kamcmd ul.dump`)."""
+        return set(re.findall(r"AoR: (\S+)", self.kamcmd("ul.dump")))
+
     def kamcmd(self, *args: str) -> str:
         done = subprocess.run(
             ["kamcmd", "-s", self.ctl, *args], capture_output=True, timeout=10, check=False
@@ -131,6 +136,7 @@ def sip_request(
     source: str,
     timeout: float = 2.0,
     user_agent: str = "test-phone",
+    extra: str = "",
 ) -> str | None:
     """Send one request from `source` (a loopback address) and return the final status line
     (or None when nothing final came back in time)."""
@@ -149,6 +155,7 @@ def sip_request(
             f"CSeq: 1 {method}\r\n"
             f"Contact: <sip:tester@{source}:{port}>\r\n"
             f"User-Agent: {user_agent}\r\n"
+            f"{extra}"
             "Content-Length: 0\r\n\r\n"
         )
         s.sendto(msg.encode(), target)
@@ -163,4 +170,104 @@ def sip_request(
             parts = line.split(" ")
             if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= 200:
                 return data.decode(errors="replace")
+        return None
+
+
+class Phone:
+    """A minimal UAC on a loopback address that follows Record-Route as RFC 3261 says:
+    INVITE, ACK and BYE with the route set, and it answers a BYE that comes to it."""
+
+    def __init__(self, source: str, proxy: tuple[str, int]) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((source, 0))
+        self.source = source
+        self.port = self.sock.getsockname()[1]
+        self.proxy = proxy
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, text: str) -> None:
+        self.sock.sendto(text.encode(), self.proxy)
+
+    def recv(self, timeout: float) -> tuple[str, tuple[str, int]] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data, addr = self.sock.recvfrom(65536)
+        except TimeoutError:
+            return None
+        self.received.append((data, addr))
+        return data.decode(errors="replace"), addr
+
+    def request(self, method: str, uri: str, cseq: int, extra: str = "", to_tag: str = "") -> None:
+        host = f"{self.proxy[0]}:{self.proxy[1]}"
+        to = f"<sip:{self.user}@{host}>" + (f";tag={to_tag}" if to_tag else "")
+        branch = f"z9hG4bK{time.monotonic_ns()}"
+        self._send(
+            f"{method} {uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.source}:{self.port};branch={branch};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:phone@{self.source}>;tag=ph{self.port}\r\n"
+            f"To: {to}\r\n"
+            f"Call-ID: {self.call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:phone@{self.source}:{self.port}>\r\n"
+            f"{extra}"
+            "Content-Length: 0\r\n\r\n"
+        )
+
+    def invite(self, user: str, timeout: float = 10.0) -> str | None:
+        """INVITE through the proxy; the final response's text (ACKed when 2xx)."""
+        self.user = user
+        self.call_id = f"call-{time.monotonic_ns()}@{self.source}"
+        self.request("INVITE", f"sip:{user}@{self.proxy[0]}:{self.proxy[1]}", 1)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = self.recv(max(0.1, deadline - time.time()))
+            if got is None:
+                return None
+            text, _ = got
+            code = text.split(" ", 2)[1]
+            if code.isdigit() and int(code) >= 200:
+                if int(code) < 300:
+                    self.ack(text)
+                return text
+        return None
+
+    def ack(self, ok: str) -> None:
+        headers = ok.split("\r\n\r\n", 1)[0].split("\r\n")
+        self.routes = [
+            h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("record-route:")
+        ]
+        contact = next(
+            h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("contact:")
+        )
+        self.target = contact.strip("<>").split(">")[0]
+        self.to_tag = re.search(r"^To:.*;tag=([^;\s]+)", ok, re.M | re.I).group(1)  # type: ignore[union-attr]
+        route = "".join(f"Route: {r}\r\n" for r in self.routes)
+        self.request("ACK", self.target, 1, route, self.to_tag)
+
+    def answer_bye(self, timeout: float) -> tuple[str, tuple[str, int]] | None:
+        """Wait for a BYE (from wherever it comes) and answer it 200."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = self.recv(max(0.1, deadline - time.time()))
+            if got is None:
+                return None
+            text, addr = got
+            if text.startswith("BYE "):
+                head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+                keep = [
+                    h
+                    for h in head[1:]
+                    if h.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq")
+                ]
+                self.sock.sendto(
+                    (
+                        "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+                    ).encode(),
+                    addr,
+                )
+                return text, addr
         return None

@@ -34,7 +34,7 @@ NAMES = (
     "user_agent",
 )
 MAX_OUTPUT = 4096
-MAX_VALUE = 8192
+MAX_VALUE = 32768  # one argument (Linux takes up to 128 KiB)
 
 
 def values_of(job: Job) -> dict[str, str]:
@@ -70,7 +70,7 @@ def argv_for(command: tuple[str, ...], values: dict[str, str]) -> list[str]:
             raise ActionFailed(f"refused: a value starting with '-' ({text[:32]!r})")
         for value in used:
             if "\x00" in value or len(value) > MAX_VALUE:
-                raise ActionFailed("refused: a value with NUL or over 8 KB")
+                raise ActionFailed("refused: a value with NUL or over 32 KB")
         out.append(text)
     return out
 
