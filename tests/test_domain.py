@@ -16,7 +16,7 @@ import pytest
 
 from conftest import require_tool
 from kamailio_domain import KAMAILIO, Kamailio, Phone, sip_request
-from siptrap_proc import BIN, Siptrap, run_tool
+from siptrap_proc import BIN, Siptrap, free_port, run_tool
 
 pytestmark = pytest.mark.tools
 PHONE = "127.0.0.3"
@@ -281,3 +281,98 @@ def _seconds(later: dict[str, Any], earlier: dict[str, Any]) -> float:
         return datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
 
     return round(ts(later) - ts(earlier), 3)
+
+
+UPSTREAM_USERS = {"100", "101", "102"}
+
+
+def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path) -> None:
+    require_tool(KAMAILIO)
+    require_tool("kamcmd")
+    rundir = tmp_path / "kamailio"
+    rundir.mkdir()
+    honeypot_port_holder = Siptrap(tmp_path / "data", "", ["--quiet"])
+    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}")
+    config = (
+        domain_config(rundir)
+        + f"""
+[[upstream]]
+registrar = "udp:{kamailio.host}:{kamailio.port}"
+users = "100-102"
+password = "secret"
+expires = 10
+"""
+    )
+    honeypot_port_holder.config_path.write_text(config)
+    honeypot = honeypot_port_holder
+    kamailio.start()
+    try:
+        honeypot.start()
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), kamailio.kamcmd(
+            "ul.dump"
+        )
+        registered = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.registered")
+        assert {e["user"] for e in registered} >= UPSTREAM_USERS
+        status = subprocess.run(
+            [
+                str(BIN),
+                "status",
+                "--config",
+                str(honeypot.config_path),
+                "--data-dir",
+                str(honeypot.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert f"upstream udp:{kamailio.host}:{kamailio.port} 100: registered, expires in" in status
+        # A call for a registered extension goes through the registration, not the fallback.
+        reply = sip_request("OPTIONS", "101", (kamailio.host, kamailio.port), PHONE)
+        assert reply is not None and reply.startswith("SIP/2.0 200"), reply
+        seen = honeypot.wait_for(
+            lambda e: e.get("to_user") == "101" and e["event"] == "sip.request.received"
+        )
+        assert seen[0]["request_uri"].startswith("sip:101@127.0.0.1:")  # the Contact
+        assert seen[0]["origin_ip"] == PHONE
+        # Kamailio restarts and forgets: back within the refresh interval (half of 10 s).
+        kamailio.stop()
+        kamailio.start()
+        assert kamailio.registered() == set()
+        t0 = time.time()
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 12)
+        print(f"registrations back {time.time() - t0:.1f} s after Kamailio restarted")
+    finally:
+        honeypot.stop()
+        try:
+            # A clean stop unregistered them (Expires 0).
+            assert kamailio.registered() == set(), kamailio.kamcmd("ul.dump")
+            removed = honeypot.events("sip.upstream.removed")
+            assert {e["user"] for e in removed} == UPSTREAM_USERS
+        finally:
+            kamailio.stop()
+
+
+def test_an_unreachable_registrar_is_a_failure_retried_with_backoff(tmp_path: Path) -> None:
+    port = free_port()
+    honeypot = Siptrap(
+        tmp_path / "data",
+        f"""
+[[upstream]]
+registrar = "udp:127.0.0.1:{port}"
+users = "100"
+password = "x"
+expires = 10
+""",
+        ["--quiet"],
+    )
+    honeypot.start()
+    try:
+        failed = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.failed", 30)
+        assert failed and failed[0]["user"] == "100" and failed[0]["retry_in"] >= 2
+        # The honeypot goes on answering.
+        reply = sip_request("OPTIONS", "100", ("127.0.0.1", honeypot.port), PHONE)
+        assert reply is not None and reply.startswith("SIP/2.0 200")
+    finally:
+        honeypot.stop()

@@ -30,6 +30,7 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .upstream.settings import UpstreamConfig, UpstreamConfigError, upstream_configs
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -200,6 +201,7 @@ class Config:
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     actions: tuple[ActionSpec, ...] = ()
+    upstream: tuple[UpstreamConfig, ...] = ()
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
@@ -306,7 +308,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
-    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "actions"}
+    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "actions", "upstream"}
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -329,7 +331,12 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     )
     config.listen()
     config.personality()
-    config.extension_list()
+    known = {ext.user for ext in config.extension_list()}
+    if "upstream" in data:
+        try:
+            config = replace(config, upstream=upstream_configs(data["upstream"], known))
+        except UpstreamConfigError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         check_policy(config.policy)
     except ActionConfigError as exc:

@@ -21,7 +21,7 @@ from ..endpoint.extensions import ConfigError
 from ..offline.analyze import add_analyze_parser
 from ..sip import ParseError, parse
 from ..sip.describe import describe
-from . import blocks
+from . import blocks, status
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -143,6 +143,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
 FAMILIES: tuple[Callable[[Any], None], ...] = (
     blocks.add_parser,  # issue 11: siptrap blocks list|lift
+    status.add_parser,  # issue 11: siptrap status
 )
 
 

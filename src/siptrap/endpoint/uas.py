@@ -115,6 +115,8 @@ class Endpoint:
         )
         self.requests = 0
         self.proxies = networks(config.analysis.proxies)
+        # Responses to siptrap's own requests at registrars (app.py sets it: upstream/).
+        self.response_hook: Callable[[Response, Peer, float], None] | None = None
         self.handlers: dict[str, Callable[[Incoming], None]] = {
             "REGISTER": self.on_register,
             "INVITE": self.calls.invite,
@@ -166,6 +168,8 @@ class Endpoint:
             "message_id": message_id,
         }
         self._emit("sip.response.received", peer, now, fields, msg.raw)
+        if self.response_hook is not None:
+            self.response_hook(msg, peer, now)
 
     def _request_in(self, msg: Request, peer: Peer, now: float, message_id: str) -> None:
         origin = origin_of(msg, peer.src_ip, self.proxies)

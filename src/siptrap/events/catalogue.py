@@ -309,6 +309,22 @@ _SPECS = (
             "attempts",
         ),
     ),
+    # Issue 11: siptrap registered at the domain's registrars ([[upstream]]).
+    EventSpec(
+        "sip.upstream.registered",
+        "a registrar accepted (or refreshed) the registration of one of siptrap's extensions",
+        ("registrar", "user", "expires"),
+    ),
+    EventSpec(
+        "sip.upstream.failed",
+        "a registration at a registrar failed (refused, no answer...): retried after retry_in",
+        ("registrar", "user", "status", "error", "retry_in"),
+    ),
+    EventSpec(
+        "sip.upstream.removed",
+        "siptrap removed its registration at a registrar (Expires 0, a clean stop)",
+        ("registrar", "user", "reason"),
+    ),
 )
 
 CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}
