@@ -11,7 +11,8 @@ import pytest
 import test_endpoint
 from siptrap.config import config_from_dict
 from siptrap.endpoint.extensions import ConfigError
-from siptrap.events.record import Peer
+from siptrap.events.catalogue import CATALOGUE
+from siptrap.events.record import Event, Peer
 from siptrap.sip import Response, parse
 from siptrap.upstream.client import BACKOFF_FIRST, TIMEOUT, Outgoing, RegistrarClient
 from siptrap.upstream.settings import upstream_configs
@@ -33,11 +34,17 @@ class Domain:
         }
         (config,) = upstream_configs([entry], EXTENSIONS)
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self.client = RegistrarClient((config,), lambda eid, f: self.events.append((eid, f)))
+        self.client = RegistrarClient((config,), self._emit)
         self.client.local = ("198.51.100.50", 5062)
         self.peer = Peer("udp", "198.51.100.50", 5062, REGISTRAR, 5060)
         self.sent: list[bytes] = []
         self.drop = False
+
+    def _emit(self, event_id: str, fields: dict[str, Any]) -> None:
+        # Each event is catalogued and carries only its spec's fields (as Event checks).
+        assert set(fields) <= set(CATALOGUE[event_id].fields), (event_id, fields)
+        Event(event_id, self.box.now, "test", None, fields)
+        self.events.append((event_id, fields))
 
     def pump(self, out: list[Outgoing]) -> None:
         """Deliver datagrams to the registrar and its answers back, until quiet."""
