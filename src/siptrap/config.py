@@ -413,7 +413,7 @@ def render(config: Config) -> str:
 
 def _render_actions(specs: tuple[ActionSpec, ...]) -> list[str]:
     out = ["# Response actions (README, Inside a VoIP domain): [[actions]] with kind = one of"]
-    out.append("# kamailio, nftables, blocklist, webhook, program.")
+    out.append("# kamailio, nftables, blocklist, webhook, program, svcrash.")
     default = {f.name: f.default for f in fields(ActionSpec) if f.name != "kind"}
     for spec in specs:
         out.append("[[actions]]")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..analysis.alerts import SEVERITY_ORDER
 
-KINDS = ("kamailio", "nftables", "blocklist", "webhook", "program")
+KINDS = ("kamailio", "nftables", "blocklist", "webhook", "program", "svcrash")
 STEPS = ("try_later", "forbid", "firewall")
 CATEGORIES = ("scan", "enumeration", "bruteforce", "flood", "spit", "toll_fraud")
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")

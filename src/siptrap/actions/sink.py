@@ -28,6 +28,7 @@ from .policy import Change, Ladder
 from .program import ProgramAction
 from .settings import ActionSpec, PolicyConfig
 from .state import save_state, take_lifts
+from .svcrash import SvcrashAction
 from .webhook import WebhookAction
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def build_enforcer(spec: ActionSpec, data_dir: Path, sensor: str) -> Enforcer:
         return BlocklistAction(spec, data_dir)
     if spec.kind == "webhook":
         return WebhookAction(spec, sensor)
+    if spec.kind == "svcrash":
+        return SvcrashAction(spec)
     return ProgramAction(spec)
 
 
