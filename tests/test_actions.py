@@ -385,3 +385,75 @@ def test_a_blocked_source_that_persists_escalates_through_its_requests(tmp_path:
 def test_action_spec_label() -> None:
     assert ActionSpec("kamailio").label == "kamailio"
     assert ActionSpec("kamailio", name="edge").label == "edge"
+
+
+def test_blocklist_is_served_over_http(tmp_path: Path) -> None:
+    import urllib.request
+
+    sink, collect = sink_with(tmp_path, [{"kind": "blocklist", "listen": "127.0.0.1:0"}])
+    try:
+        sink.write([alert("198.51.100.7"), alert("2001:db8::9")])
+        collect.wait("response.action.executed", 2)
+        port = sink.workers[0].enforcer.port  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/blocklist.txt", timeout=5) as reply:
+            assert reply.read().decode() == "198.51.100.7\n2001:db8::9\n"
+        with urllib.request.urlopen(f"{base}/blocklist.json", timeout=5) as reply:
+            entries = json.loads(reply.read())
+        assert [e["src_ip"] for e in entries] == ["198.51.100.7", "2001:db8::9"]
+        assert all(e["first_seen"] and e["last_seen"] and e["count"] >= 1 for e in entries)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/../etc/passwd", timeout=5)
+    finally:
+        sink.close()
+
+
+class RpcHook(BaseHTTPRequestHandler):
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        RpcHook.calls.append(body)
+        reply = json.dumps({"jsonrpc": "2.0", "result": "Ok.", "id": body["id"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_kamailio_action_over_http_jsonrpc(tmp_path: Path) -> None:
+    RpcHook.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RpcHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/RPC"
+    sink, collect = sink_with(tmp_path, [{"kind": "kamailio", "rpc": url}], expire=30)
+    try:
+        sink.write([alert("198.51.100.7")])
+        collect.wait("response.action.executed")
+        (call,) = RpcHook.calls
+        assert call["method"] == "htable.setxi" and call["jsonrpc"] == "2.0"
+        table, key, value, expire = call["params"]
+        assert (table, key, value) == ("siptrap", "198.51.100.7", 1) and 29 <= expire <= 31
+        assert sink.lift("198.51.100.7")
+        collect.wait("response.action.executed", 2)
+        assert RpcHook.calls[1]["method"] == "htable.delete"
+        assert RpcHook.calls[1]["params"] == ["siptrap", "198.51.100.7"]
+    finally:
+        sink.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_alert_naming_no_address_blocks_nothing(tmp_path: Path) -> None:
+    sink, collect = sink_with(tmp_path, [{"kind": "blocklist"}])
+    try:
+        for text in HOSTILE:
+            sink.write([alert(text[:200])])
+        time.sleep(0.3)
+        assert collect.of("response.policy.changed") == []
+        assert (tmp_path / "blocklist.txt").read_text() == ""
+    finally:
+        sink.close()

@@ -139,3 +139,33 @@ def test_upstream_settings() -> None:
     ):
         with pytest.raises(ConfigError):
             config_from_dict({"extensions": [{"users": "100"}], "upstream": [bad]})
+
+
+def test_config_show_renders_upstream_and_actions_that_load_back_equal() -> None:
+    import tomllib
+
+    from siptrap.config import render
+
+    config = config_from_dict(
+        {
+            "extensions": [{"users": "100-103", "password": "x"}],
+            "upstream": [
+                {
+                    "registrar": "udp:192.0.2.10:5080",
+                    "users": "100-102",
+                    "password": 'p"w',
+                    "expires": 120,
+                    "outbound_proxy": "192.0.2.11:5060",
+                }
+            ],
+            "actions": [
+                {"kind": "kamailio", "rpc": "unix:/run/k.sock", "categories": ["scan"]},
+                {"kind": "program", "command": ["/bin/echo", "{src_ip}"], "dry_run": True},
+            ],
+            "policy": {"ladder": ["try_later"], "expire": 60.0},
+        }
+    )
+    again = config_from_dict(tomllib.loads(render(config)))
+    assert again.upstream == config.upstream
+    assert again.actions == config.actions
+    assert again.policy == config.policy

@@ -401,6 +401,7 @@ def render(config: Config) -> str:
         out += [f"{_key(key)} = {_toml(value)}" for key, value in entry.items()]
         out.append("")
     out += _render_actions(config.actions)
+    out += _render_upstream(config.upstream)
     out.append("# Your own personalities: [personalities.NAME] with base = one of")
     out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
     out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
@@ -421,6 +422,25 @@ def _render_actions(specs: tuple[ActionSpec, ...]) -> list[str]:
         for name, value in default.items():
             if getattr(spec, name) != value:
                 out.append(f"{name} = {_toml(getattr(spec, name))}")
+        out.append("")
+    return out
+
+
+def _render_upstream(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
+    out = ["# Registrars siptrap registers its extensions at (README, Inside a VoIP domain)."]
+    for up in upstreams:
+        out.append("[[upstream]]")
+        out.append(f"registrar = {_toml(up.registrar)}")
+        out.append(f"users = {_toml(','.join(up.users))}")
+        for name in ("username", "password", "domain"):
+            if getattr(up, name):
+                out.append(f"{name} = {_toml(getattr(up, name))}")
+        out.append(f"expires = {up.expires}")
+        if up.outbound_proxy:
+            host, port = up.outbound_proxy
+            out.append(
+                f"outbound_proxy = {_toml(f'[{host}]:{port}' if ':' in host else f'{host}:{port}')}"
+            )
         out.append("")
     return out
 
