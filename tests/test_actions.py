@@ -50,13 +50,18 @@ def test_ladder_escalates_while_the_attack_goes_on_and_relaxes_step_by_step() ->
     assert (up.previous, up.step, up.reason) == ("try_later", "forbid", "persisted")
     (up,) = ladder.activity("198.51.100.7", 121.0)
     assert up.step == "firewall"
-    assert ladder.activity("198.51.100.7", 140.0) == []  # the top step holds
-    assert ladder.tick(169.0) == []  # 29 s quiet: still in force
-    (down,) = ladder.tick(170.0)
+    assert ladder.activity("198.51.100.7", 130.0) == []  # the top step holds
+    # Going on at the top step: what the enforcers hold is refreshed before it runs out.
+    (again,) = ladder.activity("198.51.100.7", 140.0)
+    assert (again.previous, again.step, again.reason) == ("firewall", "firewall", "refreshed")
+    assert again.expires == 170.0
+    assert ladder.activity("198.51.100.7", 141.0) == []
+    assert ladder.tick(170.0) == []  # 29 s quiet: still in force
+    (down,) = ladder.tick(171.0)
     assert (down.previous, down.step, down.reason) == ("firewall", "forbid", "relaxed")
-    assert ladder.tick(199.0) == []
-    assert ladder.tick(200.0)[0].step == "try_later"
-    (gone,) = ladder.tick(230.0)
+    assert ladder.tick(200.0) == []
+    assert ladder.tick(201.0)[0].step == "try_later"
+    (gone,) = ladder.tick(231.0)
     assert (gone.previous, gone.step, gone.reason) == ("try_later", None, "expired")
     assert ladder.step_of("198.51.100.7") is None
 
@@ -457,3 +462,35 @@ def test_an_alert_naming_no_address_blocks_nothing(tmp_path: Path) -> None:
         assert (tmp_path / "blocklist.txt").read_text() == ""
     finally:
         sink.close()
+
+
+def test_a_refresh_goes_to_kamailio_but_not_to_programs(tmp_path: Path) -> None:
+    RpcHook.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RpcHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/RPC"
+    out = tmp_path / "runs"
+    specs = [
+        {"kind": "kamailio", "rpc": url},
+        {"kind": "program", "command": [sys.executable, "-c", APPEND, str(out)]},
+    ]
+    sink, collect = sink_with(tmp_path, specs, ladder=("try_later",), expire=2.0, step_after=99)
+    try:
+        sink.write([alert("198.51.100.7")])
+        collect.wait("response.action.executed", 2)
+        time.sleep(1.1)  # past half the expiry: the next sign of the attack refreshes
+        sink.write([request_event("198.51.100.7")])
+        deadline = time.time() + 5
+        while len(RpcHook.calls) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert [c["method"] for c in RpcHook.calls] == ["htable.setxi", "htable.setxi"]
+        assert len(collect.of("response.policy.changed")) == 1  # the step did not change
+        time.sleep(0.3)
+        assert out.read_text() == "run\n"  # the program ran once
+    finally:
+        sink.close()
+        server.shutdown()
+        server.server_close()
+
+
+APPEND = "import sys; open(sys.argv[1], 'a').write('run\\n')"

@@ -5,8 +5,10 @@ phone calls from 127.0.0.3 (the allow-list)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,8 +214,11 @@ def test_svwar_through_kamailio_is_blocked_503_then_403_and_the_phone_still_call
     t0 = time.time()
     assert wait_until(lambda: ATTACKER not in kamailio.htable(), 15)
     print(f"block gone {time.time() - t0:.1f} s after the attack stopped (expire 3 s a step)")
-    reasons = [e["reason"] for e in honeypot.events("response.policy.changed")]
-    assert reasons[-2:] == ["relaxed", "expired"], reasons
+
+    def reasons() -> list[str]:
+        return [e["reason"] for e in honeypot.events("response.policy.changed")]
+
+    assert wait_until(lambda: reasons()[-2:] == ["relaxed", "expired"], 5), reasons()
     assert probe(kamailio, ATTACKER) == 200
     # Blocked again, then lifted at once by `siptrap blocks lift`.
     sip_request(
@@ -221,57 +226,46 @@ def test_svwar_through_kamailio_is_blocked_503_then_403_and_the_phone_still_call
     )
     run_tool([svwar, "-e100-110", "-m", "OPTIONS", "-p", str(kamailio.port), kamailio.host])
     assert wait_until(lambda: ATTACKER in kamailio.htable(), 10)
-    lifted = subprocess.run(
-        [
-            str(BIN),
-            "blocks",
-            "lift",
-            ATTACKER,
-            "--config",
-            str(honeypot.config_path),
-            "--data-dir",
-            str(honeypot.data_dir),
-        ],
+    assert probe(kamailio, ATTACKER) in (503, 403)
+    with persisting(kamailio):  # the attack goes on meanwhile (each step holds 3 s)
+        listed = json.loads(cli(honeypot, "blocks", "list", "--json").stdout)
+    assert [b["src_ip"] for b in listed] == [ATTACKER]
+    assert listed[0]["step"] in ("try_later", "forbid") and listed[0]["expires"] > time.time()
+    lifted = cli(honeypot, "blocks", "lift", ATTACKER, "--config", str(honeypot.config_path))
+    assert lifted.returncode == 0, lifted.stderr
+    assert ATTACKER not in kamailio.htable()  # at once, by the command itself
+    # The running honeypot takes it off its ladder too.
+    assert honeypot.wait_for(lambda e: e.get("reason") == "lifted", 5)
+    assert json.loads(cli(honeypot, "blocks", "list", "--json").stdout) == []
+    assert probe(kamailio, ATTACKER) == 200
+
+
+@contextlib.contextmanager
+def persisting(kamailio: Kamailio) -> Iterator[None]:
+    """The attacker keeps sending (a request every 0.3 s) while the block is inspected."""
+    stop = threading.Event()
+
+    def attack() -> None:
+        while not stop.wait(0.3):
+            sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), ATTACKER, timeout=0.3)
+
+    thread = threading.Thread(target=attack, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def cli(honeypot: Siptrap, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args, "--data-dir", str(honeypot.data_dir)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    assert lifted.returncode == 0, lifted.stderr
-    assert ATTACKER not in kamailio.htable()
-    assert probe(kamailio, ATTACKER) == 200
-    blocked = subprocess.run(
-        [str(BIN), "blocks", "list", "--json", "--data-dir", str(honeypot.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert wait_until(
-        lambda: (
-            not [
-                b
-                for b in json.loads(
-                    subprocess.run(
-                        [
-                            str(BIN),
-                            "blocks",
-                            "list",
-                            "--json",
-                            "--data-dir",
-                            str(honeypot.data_dir),
-                        ],
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                        check=True,
-                    ).stdout
-                )
-                if b["src_ip"] == ATTACKER
-            ]
-        ),
-        5,
-    ), blocked.stdout
 
 
 def _seconds(later: dict[str, Any], earlier: dict[str, Any]) -> float:

@@ -77,6 +77,16 @@ def test_firewall_step_adds_and_relaxing_removes_set_elements(netns: str) -> Non
     # A second action finds the table and leaves it (and its rules) alone.
     NftablesAction(ActionSpec("nftables", netns=netns)).setup()
     assert chain.count("drop") == 2
+    # A refresh (the attack goes on at the top step) renews the element's timeout.
+    later = Job(
+        Change(
+            "2001:db8::7", "firewall", "firewall", "scan", "a1", time.time() + 3000, "refreshed"
+        ),
+        {},
+        time.time(),
+    )
+    assert action.apply(later) is not None
+    assert "2001:db8::7 timeout 50m" in listed(netns, "blocked6")
     gone = action.apply(job("198.51.100.7", "forbid", "firewall"))
     assert gone is not None and gone[0] == "delete element"
     assert "198.51.100.7" not in listed(netns, "blocked4")

@@ -80,6 +80,8 @@ class NftablesAction:
         name, address = self._set_for(change.src_ip)
         s = self.spec
         if change.step == "firewall":
+            if change.reason == "refreshed":  # `add` keeps an element's old timeout
+                self.remove(change.src_ip)
             timeout = seconds_left(change, time.time())
             element = f"{{ {address} timeout {timeout}s }}"
             self._run("add", "element", s.family, s.table, name, element)

@@ -24,6 +24,7 @@ class Block:
     last_seen: float  # the last sign of the attack
     expires: float  # when this step relaxes unless the attack goes on
     count: int  # signs of the attack seen (alerts and requests)
+    pushed: float = 0.0  # the expiry last handed to the actions (Kamailio, nftables)
 
     def to_dict(self, ladder: tuple[str, ...]) -> dict[str, object]:
         return {
@@ -49,7 +50,7 @@ class Change:
     category: str
     alert_id: str
     expires: float | None
-    reason: str  # alert, persisted, relaxed, expired, lifted
+    reason: str  # alert, persisted, relaxed, expired, lifted; refreshed (same step, new expiry)
 
 
 class Ladder:
@@ -69,7 +70,8 @@ class Ladder:
             return self.activity(src_ip, now)
         if len(self.blocks) >= self.max_sources:
             return []
-        block = Block(src_ip, 0, category, alert_id, now, now, now, now + self.expire, 1)
+        expires = now + self.expire
+        block = Block(src_ip, 0, category, alert_id, now, now, now, expires, 1, expires)
         self.blocks[src_ip] = block
         return [self._change(block, None, "alert")]
 
@@ -81,8 +83,12 @@ class Ladder:
         seen = replace(block, last_seen=now, expires=now + self.expire, count=block.count + 1)
         changes = []
         if now - block.step_since >= self.step_after and block.step + 1 < len(self.steps):
-            seen = replace(seen, step=block.step + 1, step_since=now)
+            seen = replace(seen, step=block.step + 1, step_since=now, pushed=seen.expires)
             changes.append(self._change(seen, self.steps[block.step], "persisted"))
+        elif seen.expires - block.pushed >= self.expire / 2:
+            # Same step, but what Kamailio and nftables hold would expire first: refresh.
+            seen = replace(seen, pushed=seen.expires)
+            changes.append(self._change(seen, self.steps[block.step], "refreshed"))
         self.blocks[src_ip] = seen
         return changes
 
@@ -99,7 +105,10 @@ class Ladder:
                     Change(src_ip, previous, None, block.category, block.alert_id, None, "expired")
                 )
                 continue
-            lower = replace(block, step=block.step - 1, step_since=now, expires=now + self.expire)
+            expires = now + self.expire
+            lower = replace(
+                block, step=block.step - 1, step_since=now, expires=expires, pushed=expires
+            )
             self.blocks[src_ip] = lower
             changes.append(self._change(lower, previous, "relaxed"))
         return changes

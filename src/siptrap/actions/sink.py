@@ -38,6 +38,8 @@ TICK = 0.2
 MAX_FACTS = 4096  # sources whose last request facts are kept
 BACKOFF = 0.5  # seconds before the first retry; doubled each time
 REQUEST_FACTS = ("from_user", "to_user", "contact", "user_agent")
+REFRESHED = "refreshed"
+HOLDS_EXPIRY = ("kamailio", "nftables", "blocklist")  # the kinds a refresh goes to
 
 
 def build_enforcer(spec: ActionSpec, data_dir: Path, sensor: str) -> Enforcer:
@@ -288,6 +290,9 @@ class ActionSink:
             facts = dict(self.facts.get(change.src_ip) or {"src_ip": change.src_ip})
             if block is not None:
                 facts.update(first_seen=block.since, last_seen=block.last_seen, count=block.count)
+            if change.reason == REFRESHED:
+                self._refresh(change, facts)
+                continue
             self._emit(
                 "response.policy.changed",
                 {
@@ -305,6 +310,13 @@ class ActionSink:
                 if change.category in worker.spec.categories:
                     worker.submit(job)
         self._save()
+
+    def _refresh(self, change: Change, facts: dict[str, Any]) -> None:
+        """The same step with a later expiry: only to what holds an expiry of its own."""
+        job = Job(change, facts, time.time())
+        for worker in self.workers:
+            if worker.spec.kind in HOLDS_EXPIRY and change.category in worker.spec.categories:
+                worker.submit(job)
 
     def _save(self) -> None:
         steps = self.ladder.steps
