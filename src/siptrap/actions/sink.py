@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,16 @@ BACKOFF = 0.5  # seconds before the first retry; doubled each time
 REQUEST_FACTS = ("from_user", "to_user", "contact", "user_agent")
 REFRESHED = "refreshed"
 HOLDS_EXPIRY = ("kamailio", "nftables", "blocklist")  # the kinds a refresh goes to
+
+
+def _when(value: Any) -> float | None:
+    """An event's ISO 8601 time (`2026-12-01T23:51:36.270801Z`) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def build_enforcer(spec: ActionSpec, data_dir: Path, sensor: str) -> Enforcer:
@@ -231,6 +242,13 @@ class ActionSink:
                 category=category,
                 alert_id=f.get("alert_id"),
             )
+        block = self.ladder.blocks.get(src_ip)
+        if block is not None:
+            # An update of an alert is persistence only if it saw something new.
+            seen = _when(f.get("last_seen")) or event.ts
+            if seen > block.last_seen:
+                self._apply(self.ladder.activity(src_ip, seen))
+            return
         self._apply(self.ladder.alert(src_ip, category, str(f.get("alert_id") or ""), event.ts))
 
     def _request(self, event: Event) -> None:
