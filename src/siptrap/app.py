@@ -11,8 +11,11 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
+import json
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .actions.sink import ActionSink
 from .analysis.live import analysis_sinks, stop_analysis
 from .analysis.reconnaissance import ReconBoard
 from .config import Config, Listen
@@ -43,7 +47,8 @@ from .transport.limits import (
 from .transport.media import MediaEndpoint
 from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
-from .transport.udp import UdpListener, open_udp
+from .transport.udp import UdpListener, local_address_for, open_udp
+from .upstream.client import Outgoing, RegistrarClient
 
 log = logging.getLogger(__name__)
 TICK = 0.02  # seconds between timer checks
@@ -84,6 +89,8 @@ class Honeypot:
         sinks: list[Sink] = analysis_sinks(
             config, self.data_dir, lambda e: self.bus.emit(e), recon=board
         )
+        if config.actions:  # issue 11: responses to alerts (before the recording sinks)
+            sinks.append(self._action_sink(config))
         if config.recording.jsonl:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
@@ -111,6 +118,11 @@ class Honeypot:
             media=self.media,
             recovery=self.recovery if config.credentials.recover else None,
         )
+        self.upstream: RegistrarClient | None = None
+        self._upstream_dirty = True
+        if config.upstream:  # issue 11: registered at the domain's registrars
+            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
+            self.endpoint.response_hook = self._upstream_response
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
@@ -125,6 +137,16 @@ class Honeypot:
         )
         self._stopping = asyncio.Event()
         self.started = time.time()
+
+    def _action_sink(self, config: Config) -> ActionSink:
+        return ActionSink(
+            config.actions,
+            config.policy,
+            config.analysis.proxies,
+            self.data_dir,
+            lambda e: self.bus.emit(e),
+            config.sensor.name,
+        )
 
     # -- sending and events -----------------------------------------------------------
     def _send(self, peer: Peer, data: bytes) -> None:
@@ -154,6 +176,61 @@ class Honeypot:
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())
 
+    # -- upstream registrations (upstream/) ---------------------------------------------
+    def _upstream_event(self, event_id: str, fields: dict[str, Any]) -> None:
+        self._emit(event_id, None, fields)
+        self._upstream_dirty = True
+
+    def _upstream_status(self) -> None:
+        """DATA/upstream.json for `siptrap status` (written when a registration changed)."""
+        if self.upstream is None or not self._upstream_dirty:
+            return
+        self._upstream_dirty = False
+        state = {"updated": time.time(), "registrations": self.upstream.status(time.time())}
+        path = self.data_dir / "upstream.json"
+        tmp = path.with_name(".upstream.json.tmp")
+        try:
+            tmp.write_text(json.dumps(state, indent=1) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
+
+    def _upstream_response(self, msg: Any, peer: Peer, now: float) -> None:
+        if self.upstream is not None and self.upstream.owns(msg.call_id):
+            self._upstream_send(self.upstream.receive(msg, now))
+
+    def _upstream_send(self, out: list[Outgoing]) -> None:
+        udp = self._upstream_udp()
+        for item in out:
+            if udp is not None:
+                udp.send(Peer("udp", item.host, item.port, "", 0), item.data)
+
+    def _upstream_udp(self) -> UdpListener | None:
+        return next((u for u in self._udp.values() if u.family == socket.AF_INET), None)
+
+    def _upstream_start(self) -> None:
+        udp = self._upstream_udp()
+        if self.upstream is None or udp is None:
+            return
+        host = self.config.sensor.public_address or udp.host
+        if host in ("0.0.0.0", ""):
+            host = local_address_for(self.config.upstream[0].target[0], socket.AF_INET)
+        self.upstream.local = (host, udp.port)
+        self._upstream_send(self.upstream.start(time.time()))
+
+    async def _upstream_stop(self) -> None:
+        """Expires 0 for each registration, and up to a second for the answers."""
+        if self.upstream is None:
+            return
+        self._upstream_send(self.upstream.stop(time.time()))
+        deadline = time.time() + 1.0
+        while time.time() < deadline and any(
+            r.state == "unregistering" for r in self.upstream.regs
+        ):
+            await asyncio.sleep(TICK)
+            self._upstream_send(self.upstream.handle_timers(time.time()))
+        self._upstream_status()
+
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:
         try:
@@ -173,6 +250,7 @@ class Honeypot:
         if not self.bound:  # refuse to run deaf
             await self.close()
             raise StartupError("no configured socket could be opened (" + "; ".join(failures) + ")")
+        self._upstream_start()
         self._emit(
             "sensor.started",
             None,
@@ -246,6 +324,9 @@ class Honeypot:
                 await asyncio.wait_for(self._stopping.wait(), TICK)
             now = time.time()
             self.endpoint.handle_timers(now)
+            if self.upstream is not None:
+                self._upstream_send(self.upstream.handle_timers(now))
+                self._upstream_status()
             if next_summary is not None and now >= next_summary:
                 self._summary(interval)
                 next_summary = now + interval
@@ -291,6 +372,7 @@ class Honeypot:
         }
 
     async def close(self) -> None:
+        await self._upstream_stop()
         for udp in self._udp.values():
             if udp.transport is not None:
                 udp.transport.close()

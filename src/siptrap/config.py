@@ -13,6 +13,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .actions.settings import (
+    ActionConfigError,
+    ActionSpec,
+    PolicyConfig,
+    action_specs,
+    check_policy,
+)
 from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
@@ -26,6 +33,7 @@ from .endpoint.personality import BUILTIN, Personality, personality_from_config
 from .outputs.settings import KINDS, OutputBase, check_output
 from .recon.settings import ReconConfig, check_recon
 from .transport.settings import TransportConfig
+from .upstream.settings import UpstreamConfig, UpstreamConfigError, upstream_configs
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -206,6 +214,9 @@ class Config:
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: tuple[OutputBase, ...] = ()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    actions: tuple[ActionSpec, ...] = ()
+    upstream: tuple[UpstreamConfig, ...] = ()
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
@@ -296,6 +307,7 @@ SECTIONS = {
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
     "recon": ReconConfig,
+    "policy": PolicyConfig,
 }
 
 
@@ -313,7 +325,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
-    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "outputs"}
+    lists = {"extensions", "personalities", "outputs", "actions", "upstream"}
+    unknown = set(data) - set(SECTIONS) - lists
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -332,11 +345,21 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
         extensions=tuple(extensions),
         personalities=dict(personalities),
         outputs=load_outputs(data.get("outputs", [])),
+        actions=_actions(data.get("actions", [])),
         **sections,
     )
     config.listen()
     config.personality()
-    config.extension_list()
+    known = {ext.user for ext in config.extension_list()}
+    if "upstream" in data:
+        try:
+            config = replace(config, upstream=upstream_configs(data["upstream"], known))
+        except UpstreamConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        check_policy(config.policy)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
     problem = check_sections(config.analysis, config.alerts)
     if problem is not None:
         raise ConfigError(problem)
@@ -365,6 +388,14 @@ def load_outputs(entries: Any) -> tuple[OutputBase, ...]:
     if len(set(names)) != len(names):
         raise ConfigError("outputs: two outputs of a kind need different names (name = ...)")
     return tuple(outputs)
+
+
+def _actions(entries: Any) -> tuple[ActionSpec, ...]:
+    """[[actions]] (issue 11): the response actions, checked by their own layer."""
+    try:
+        return action_specs(entries)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _section(cls: type, values: Any, name: str) -> Any:
@@ -412,6 +443,8 @@ def render(config: Config) -> str:
         out.append("[[extensions]]")
         out += [f"{_key(key)} = {_toml(value)}" for key, value in entry.items()]
         out.append("")
+    out += _render_actions(config.actions)
+    out += _render_upstream(config.upstream)
     out.append("# Your own personalities: [personalities.NAME] with base = one of")
     out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
     out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
@@ -429,6 +462,39 @@ def render(config: Config) -> str:
             ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_actions(specs: tuple[ActionSpec, ...]) -> list[str]:
+    out = ["# Response actions (README, Inside a VoIP domain): [[actions]] with kind = one of"]
+    out.append("# kamailio, nftables, blocklist, webhook, program, svcrash.")
+    default = {f.name: f.default for f in fields(ActionSpec) if f.name != "kind"}
+    for spec in specs:
+        out.append("[[actions]]")
+        out.append(f"kind = {_toml(spec.kind)}")
+        for name, value in default.items():
+            if getattr(spec, name) != value:
+                out.append(f"{name} = {_toml(getattr(spec, name))}")
+        out.append("")
+    return out
+
+
+def _render_upstream(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
+    out = ["# Registrars siptrap registers its extensions at (README, Inside a VoIP domain)."]
+    for up in upstreams:
+        out.append("[[upstream]]")
+        out.append(f"registrar = {_toml(up.registrar)}")
+        out.append(f"users = {_toml(','.join(up.users))}")
+        for name in ("username", "password", "domain"):
+            if getattr(up, name):
+                out.append(f"{name} = {_toml(getattr(up, name))}")
+        out.append(f"expires = {up.expires}")
+        if up.outbound_proxy:
+            host, port = up.outbound_proxy
+            out.append(
+                f"outbound_proxy = {_toml(f'[{host}]:{port}' if ':' in host else f'{host}:{port}')}"
+            )
+        out.append("")
+    return out
 
 
 def _toml(value: Any) -> str:

@@ -128,7 +128,8 @@ class AnalysisSink:
             msg = _parse(event.raw, peer)
             if isinstance(msg, Request):
                 retrans = bool(f.get("retransmission"))
-                self.engine.request(msg, _source(peer), event.ts, retransmission=retrans)
+                source = _origin(f, peer) or _source(peer)
+                self.engine.request(msg, source, event.ts, retransmission=retrans)
         elif eid == "sip.response.sent" and event.raw is not None and peer is not None:
             msg = _parse(event.raw, peer)
             if isinstance(msg, Response) and not f.get("retransmission"):
@@ -180,6 +181,17 @@ def _parse(raw: bytes, peer: Peer) -> Request | Response | None:
 
 def _source(peer: Peer) -> Source:
     return Source(peer.src_ip, peer.src_port, peer.transport, peer.dst_ip, peer.dst_port)
+
+
+def _origin(f: dict[str, Any], peer: Peer) -> Source | None:
+    """The source a configured proxy named for a request it forwarded (the endpoint sets
+    origin_ip only for requests from `[analysis] proxies`), or None."""
+    ip = f.get("origin_ip")
+    if not ip:
+        return None
+    port = int(f.get("origin_port") or 0)
+    transport = str(f.get("origin_transport") or peer.transport)
+    return Source(str(ip), port, transport, peer.dst_ip, peer.dst_port)
 
 
 def analysis_sinks(

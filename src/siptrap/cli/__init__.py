@@ -21,6 +21,7 @@ from ..offline.analyze import add_analyze_parser
 from ..outputs.jsontext import print_json
 from ..sip import ParseError, parse
 from ..sip.describe import describe
+from . import blocks, status
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -153,7 +154,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
-FAMILIES: tuple[Callable[[Any], None], ...] = ()
+FAMILIES: tuple[Callable[[Any], None], ...] = (
+    blocks.add_parser,  # issue 11: siptrap blocks list|lift
+    status.add_parser,  # issue 11: siptrap status
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

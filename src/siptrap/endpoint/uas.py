@@ -23,6 +23,7 @@ from ..sip.transaction import ReceivedKind, ServerTransactionTable, TimerKind
 from .calls import CallManager, MediaPorts
 from .credentials import AuthCheck, Authenticator, RecoveryJob, RecoveryWorker
 from .extensions import ExtensionPlan
+from .forwarded import Origin, networks, origin_of
 from .guard import FloodGuard
 from .personality import Personality
 from .registrar import Binding, Registrar
@@ -113,6 +114,9 @@ class Endpoint:
             flood.max_dialogs,
         )
         self.requests = 0
+        self.proxies = networks(config.analysis.proxies)
+        # Responses to siptrap's own requests at registrars (app.py sets it: upstream/).
+        self.response_hook: Callable[[Response, Peer, float], None] | None = None
         self.handlers: dict[str, Callable[[Incoming], None]] = {
             "REGISTER": self.on_register,
             "INVITE": self.calls.invite,
@@ -191,11 +195,18 @@ class Endpoint:
             "message_id": message_id,
         }
         self._emit("sip.response.received", peer, now, fields, msg.raw)
+        if self.response_hook is not None:
+            self.response_hook(msg, peer, now)
 
     def _request_in(self, msg: Request, peer: Peer, now: float, message_id: str) -> None:
+        origin = origin_of(msg, peer.src_ip, self.proxies)
+        if origin is not None and origin.blocked:
+            # the proxy's copy of a request it refused: evidence only, never answered
+            self._log_request(msg, peer, now, message_id, False, origin)
+            return
         verdict = self.txs.receive(msg, peer, peer.reliable, now) if msg.top_via else None
         retrans = verdict is not None and verdict.kind is ReceivedKind.RETRANSMISSION
-        self._log_request(msg, peer, now, message_id, retrans)
+        self._log_request(msg, peer, now, message_id, retrans, origin)
         if verdict is None:
             return  # no Via: no reply can be addressed; recorded above
         inc = Incoming(msg, peer, now, verdict.key, message_id)
@@ -213,7 +224,13 @@ class Endpoint:
             self._dispatch(inc)
 
     def _log_request(
-        self, msg: Request, peer: Peer, now: float, message_id: str, retrans: bool
+        self,
+        msg: Request,
+        peer: Peer,
+        now: float,
+        message_id: str,
+        retrans: bool,
+        origin: Origin | None = None,
     ) -> None:
         fro, to, via, cseq = msg.from_addr, msg.to_addr, msg.top_via, msg.cseq
         defects = msg.defect_names
@@ -234,6 +251,13 @@ class Endpoint:
             "retransmission": retrans,
             "message_id": message_id,
         }
+        if origin is not None:  # forwarded by a configured proxy: whose it really is
+            fields.update(
+                origin_ip=origin.ip,
+                origin_port=origin.port,
+                origin_transport=origin.transport,
+                blocked_by_proxy=origin.blocked,
+            )
         self._emit("sip.request.received", peer, now, fields, msg.raw)
         if defects:
             bad = {

@@ -73,6 +73,10 @@ _SPECS = (
             "defects",
             "retransmission",
             "message_id",
+            "origin_ip",
+            "origin_port",
+            "origin_transport",
+            "blocked_by_proxy",
         ),
     ),
     EventSpec(
@@ -313,6 +317,62 @@ _SPECS = (
         "malformed input over a storage cap (per connection, or per source per window) is "
         "counted, not stored; once per connection or per source and window",
         ("scope", "cap", "window", "size"),
+    ),
+    # Issue 11: inside a VoIP domain (response actions and the policy ladder).
+    EventSpec(
+        "response.policy.changed",
+        "a source moved on the policy ladder (step null: it is free again); reason: alert, "
+        "persisted, relaxed, expired or lifted",
+        ("step", "previous", "category", "alert_id", "expires", "reason"),
+    ),
+    EventSpec(
+        "response.action.executed",
+        "a response action did (or, dry_run, would do) what a ladder change asks",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "operation",
+            "detail",
+            "attempts",
+        ),
+    ),
+    EventSpec(
+        "response.action.failed",
+        "a response action could not be done (after its retries): error says why",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "error",
+            "attempts",
+        ),
+    ),
+    # Issue 11: siptrap registered at the domain's registrars ([[upstream]]).
+    EventSpec(
+        "sip.upstream.registered",
+        "a registrar accepted (or refreshed) the registration of one of siptrap's extensions",
+        ("registrar", "user", "expires"),
+    ),
+    EventSpec(
+        "sip.upstream.failed",
+        "a registration at a registrar failed (refused, no answer...): retried after retry_in",
+        ("registrar", "user", "status", "error", "retry_in"),
+    ),
+    EventSpec(
+        "sip.upstream.removed",
+        "siptrap removed its registration at a registrar (Expires 0, a clean stop)",
+        ("registrar", "user", "reason"),
     ),
 )
 
