@@ -31,6 +31,8 @@ from .transport.media import MediaEndpoint
 from .transport.stream import StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, open_udp
+from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_reloader
+from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 TICK = 0.02  # seconds between timer checks
@@ -49,8 +51,11 @@ class Bound:
 
 
 class Honeypot:
-    def __init__(self, config: Config, extra_sinks: list[Sink] | None = None) -> None:
+    def __init__(
+        self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
+    ) -> None:
         self.config = config
+        self.mode = "passive"
         self.data_dir = config.data_path
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
@@ -60,8 +65,20 @@ class Honeypot:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
-        if config.console.enabled:
-            sinks.append(ConsoleSink())
+        sinks.append(ConsoleSink())
+        # console lines and alert e-mail can be switched at runtime (siptrap ctl)
+        sinks = [
+            Switch(s, s.name != "console" or config.console.enabled)
+            if s.name in ("console", "alert-mail")
+            else s
+            for s in sinks
+        ]
+        self.web = web
+        if web is not None:
+            from .web.wiring import metrics_sink
+
+            self.registry, metrics = metrics_sink(self)
+            sinks.append(metrics)
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(
@@ -87,6 +104,23 @@ class Honeypot:
         self._conn_ids = itertools.count(1_000_000)
         self._stopping = asyncio.Event()
         self.started = time.time()
+        self.controller = Controller(self, rules_reloader(self.bus, config))
+        self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
+        self._web: Any = None
+
+    # -- mode and control ------------------------------------------------------------------
+    def set_mode(self, mode: str, who: str) -> None:
+        """passive (answer and record) or active (also reconnoitre the sources)."""
+        if mode not in ("passive", "active"):
+            raise ValueError(f"mode: passive or active, not {mode!r}")
+        previous, self.mode = self.mode, mode
+        if previous != mode:
+            self._emit(
+                "sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who}
+            )
+
+    def listening(self) -> list[str]:
+        return [str(b) for b in self.bound]
 
     # -- sending and events -----------------------------------------------------------
     def _send(self, peer: Peer, data: bytes) -> None:
@@ -116,6 +150,14 @@ class Honeypot:
                 self.bound.append(await self._open(index, listen))
             except OSError as exc:
                 self._emit("sensor.listen.failed", None, {"listen": str(listen), "error": str(exc)})
+        try:
+            await self._control.start()
+        except OSError as exc:
+            log.warning("control socket %s not opened: %s", self._control.path, exc)
+        if self.web is not None:
+            from .web.wiring import start_web
+
+            self._web = await start_web(self, self.web)
         self._emit(
             "sensor.started",
             None,
@@ -202,6 +244,9 @@ class Honeypot:
         )
 
     async def close(self) -> None:
+        if self._web is not None:
+            await self._web.close()
+        await self._control.close()
         for udp in self._udp.values():
             if udp.transport is not None:
                 udp.transport.close()
@@ -228,8 +273,8 @@ class Honeypot:
         await asyncio.to_thread(self.bus.stop)
 
 
-async def run_honeypot(config: Config) -> None:
-    honeypot = Honeypot(config)
+async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
+    honeypot = Honeypot(config, web=web)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

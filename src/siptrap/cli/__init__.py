@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,6 +22,7 @@ from ..endpoint.extensions import ConfigError
 from ..offline.analyze import add_analyze_parser
 from ..sip import ParseError, parse
 from ..sip.describe import describe
+from . import web
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -69,10 +71,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from ..analysis.live import rules_in_force
     from ..analysis.rules import RuleError
+    from ..web.settings import WebError, parse_web
 
     try:
         config = _load(args)
         rules_in_force(config.analysis.rules)
+        web = parse_web(args.web, args.web_token) if getattr(args, "web", None) else None
+    except WebError as exc:
+        print(f"siptrap: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"siptrap: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -80,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"siptrap: rule error: {exc}", file=sys.stderr)
         return 2
     install_uvloop()
-    asyncio.run(run_honeypot(config))
+    asyncio.run(run_honeypot(config, web))
     return 0
 
 
@@ -140,7 +147,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
-FAMILIES: tuple[Callable[[Any], None], ...] = ()
+FAMILIES: tuple[Callable[[Any], None], ...] = (web.add_parser,)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run the honeypot")
     _common(p_run)
     p_run.add_argument("--quiet", action="store_true", help="no console lines")
+    p_run.add_argument("--web", metavar="ADDR:PORT", help="serve the dashboard, API and /metrics")
+    p_run.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        default=os.environ.get("SIPTRAP_WEB_TOKEN", ""),
+        help="admin token (default $SIPTRAP_WEB_TOKEN); required off loopback",
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_config = sub.add_parser("config", help="configuration commands")

@@ -265,6 +265,22 @@ _SPECS = (
             "closed",
         ),
     ),
+    # issue 13: the operator's view (web dashboard, runtime control)
+    EventSpec(
+        "sensor.control",
+        "an operator changed the running honeypot (siptrap ctl or the API): who, what, result",
+        ("who", "command", "result"),
+    ),
+    EventSpec(
+        "sensor.mode.changed",
+        "the honeypot's mode changed (passive or active)",
+        ("mode", "previous", "who"),
+    ),
+    EventSpec(
+        "sensor.web.started",
+        "the dashboard, API and /metrics started listening",
+        ("listen", "read_only"),
+    ),
 )
 
 CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}
