@@ -22,7 +22,7 @@ from ..endpoint.extensions import ConfigError
 from ..offline.analyze import add_analyze_parser
 from ..sip import ParseError, parse
 from ..sip.describe import describe
-from . import web
+from . import report, web
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -147,7 +147,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
-FAMILIES: tuple[Callable[[Any], None], ...] = (web.add_parser,)
+FAMILIES: tuple[Callable[[Any], None], ...] = (web.add_parser, report.add_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,7 @@ def line_chart(
 
 
 def bar_chart(title: str, rows: list[tuple[str, int]]) -> Markup:
-    """Horizontal bars, one per (label, count), labels cut to 48 characters."""
+    """Horizontal bars, one per (label, count), labels cut to 40 characters."""
     height = 22 * max(1, len(rows)) + 24
     top = max((n for _, n in rows), default=0) or 1
     label_w, bar_w = 300, WIDTH - 300 - 60
@@ -77,9 +77,9 @@ def bar_chart(title: str, rows: list[tuple[str, int]]) -> Markup:
         parts.append('<text x="4" y="36" font-size="12">none</text>')
     for i, (label, n) in enumerate(rows):
         y = 24 + i * 22
-        text = label if len(label) <= 48 else label[:47] + "…"
+        text = label if len(label) <= 40 else label[:39] + "…"
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" font-size="12">'
+            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" font-size="11">'
             f"{escape(text)}</text>"
         )
         parts.append(

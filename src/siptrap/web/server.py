@@ -90,6 +90,7 @@ class WebServer:
         r.add_get("/calls", self.page_calls)
         r.add_get("/recordings/{id:[0-9]{1,12}}/{kind}", self.recording)
         r.add_get("/metrics", self.metrics)
+        r.add_get("/favicon.ico", self.no_icon)
         r.add_get("/api/v1/openapi.json", self.openapi)
         r.add_get("/api/v1/overview", self.api_overview)
         for name in RESOURCES:
@@ -265,6 +266,9 @@ class WebServer:
             return _error(404, "metrics are served by a running honeypot (siptrap run --web)")
         body = await asyncio.to_thread(metrics.render, self.registry)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(document(__version__))

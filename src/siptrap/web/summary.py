@@ -148,9 +148,17 @@ def _totals(conn: sqlite3.Connection, start: float, end: float) -> dict[str, int
         "credentials": _scalar(
             conn, "SELECT count(*) FROM credentials WHERE ts_epoch >= ? AND ts_epoch < ?", span
         ),
-        "cracked": _scalar(
+        # the password behind the digest is known (recovered, or one we configured)
+        "recovered": _scalar(
             conn,
             "SELECT count(*) FROM credentials WHERE password IS NOT NULL AND ts_epoch >= ?"
+            " AND ts_epoch < ?",
+            span,
+        ),
+        # the attacker got in: the password was right
+        "accepted": _scalar(
+            conn,
+            "SELECT count(*) FROM credentials WHERE result = 'success' AND ts_epoch >= ?"
             " AND ts_epoch < ?",
             span,
         ),
