@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .queries import MAX_LIMIT, RESOURCES
+from .queries import MAX_CURSOR, MAX_LIMIT, RESOURCES
 
 _ERROR = {
     "description": "a wrong parameter",
@@ -31,13 +31,22 @@ def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+# epoch seconds, or an RFC 3339 date-time (ISO 8601 dates and times are accepted too)
+TIME: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": -1e12, "maximum": 1e12},
+        {"type": "string", "format": "date-time"},
+    ]
+}
 COMMON = [
-    _param(
-        "since", {"type": "string"}, "from this time: ISO 8601 (UTC if no zone) or epoch seconds"
-    ),
-    _param("until", {"type": "string"}, "before this time"),
+    _param("since", TIME, "from this time: ISO 8601 (UTC if no zone) or epoch seconds"),
+    _param("until", TIME, "before this time"),
     _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "rows per page"),
-    _param("cursor", {"type": "integer", "minimum": 0}, "next_cursor of the previous page"),
+    _param(
+        "cursor",
+        {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+        "next_cursor of the previous page",
+    ),
     _param("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
 ]
 

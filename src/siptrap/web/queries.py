@@ -43,27 +43,42 @@ class Page:
     next_cursor: int | None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CURSOR = 2**53
+
+
 def parse_time(text: str, name: str) -> float:
-    """Seconds since the epoch, or ISO 8601 (a date alone, or with a time; UTC if no zone)."""
+    """Seconds since the epoch, or ISO 8601 / RFC 3339 (a date alone, or with a time; UTC
+    if no zone)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if value != value or abs(value) > 1e12:  # NaN, or beyond the year 33000
+            raise QueryError(f"{name}: out of range")
+        return value
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(f"{name}: not a time (ISO 8601 or seconds since the epoch)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    return (when - _EPOCH).total_seconds()
 
 
-def make_query(params: dict[str, str], allowed: tuple[str, ...]) -> Query:
-    """A Query from URL parameters; unknown filters are refused, not ignored."""
+def make_query(params: dict[str, str], allowed: tuple[str, ...], forms: bool = False) -> Query:
+    """A Query from URL parameters; unknown filters are refused, not ignored. An empty
+    value is refused too, except from the pages' forms (`forms`: empty means none)."""
     known = {"since", "until", "limit", "cursor", "format", "token", *allowed}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise QueryError(f"unknown parameter {unknown[0]!r}")
+        raise QueryError(f"unknown parameter {unknown[0][:40]!r}")
+    if forms:
+        params = {k: v for k, v in params.items() if v != ""}
+    for name in ("since", "until", "limit", "cursor"):
+        if params.get(name) == "":
+            raise QueryError(f"{name}: empty")
     since = parse_time(params["since"], "since") if params.get("since") else None
     until = parse_time(params["until"], "until") if params.get("until") else None
     try:
@@ -73,9 +88,9 @@ def make_query(params: dict[str, str], allowed: tuple[str, ...]) -> Query:
         raise QueryError("limit and cursor are whole numbers") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"limit: 1 to {MAX_LIMIT}")
-    if cursor is not None and cursor < 0:
-        raise QueryError("cursor: not negative")
-    filters = {k: v for k, v in params.items() if k in allowed and v != ""}
+    if cursor is not None and not 0 <= cursor <= MAX_CURSOR:
+        raise QueryError(f"cursor: 0 to {MAX_CURSOR}")
+    filters = {k: v for k, v in params.items() if k in allowed}
     return Query(since, until, limit, cursor, filters)
 
 

@@ -175,7 +175,7 @@ class WebServer:
         return web.Response(text=html, content_type="text/html")
 
     async def page_overview(self, request: web.Request) -> web.Response:
-        q = make_query(dict(request.query), ())
+        q = make_query(dict(request.query), (), forms=True)
         context = await asyncio.to_thread(pages.overview_context, self.db, q)
         return self._render(
             "overview.html",
@@ -187,7 +187,7 @@ class WebServer:
         )
 
     async def page_live(self, request: web.Request) -> web.Response:
-        q = make_query(dict(request.query), ())
+        q = make_query(dict(request.query), (), forms=True)
         context = await asyncio.to_thread(pages.overview_context, self.db, q)
         return self._render("overview_body.html", **context)
 
@@ -195,7 +195,7 @@ class WebServer:
         allowed = PAGE_FILTERS[name]
 
         async def handler(request: web.Request) -> web.Response:
-            q = make_query(dict(request.query), allowed)
+            q = make_query(dict(request.query), allowed, forms=True)
             q = Query(q.since, q.until, min(q.limit, 200), q.cursor, q.filters)
             rows, cursor = await asyncio.to_thread(pages.page_rows, self.db, name, q)
             return self._render(
@@ -213,7 +213,7 @@ class WebServer:
         return handler
 
     async def page_calls(self, request: web.Request) -> web.Response:
-        q = make_query(dict(request.query), PAGE_FILTERS["calls"])
+        q = make_query(dict(request.query), PAGE_FILTERS["calls"], forms=True)
         q = Query(q.since, q.until, min(q.limit, 200), q.cursor, q.filters)
         rows, cursor = await asyncio.to_thread(pages.calls_rows, self.db, q)
         return self._render(
@@ -301,7 +301,7 @@ class WebServer:
         if not self.settings.token:
             return _error(403, "read-only: start the web server with --web-token to control")
         if not request["admin"]:
-            return _error(403, "the admin token is required")
+            return _error(401, "the admin token is required (Authorization: Bearer TOKEN)")
         if self.control is None:
             return _error(503, "not a running honeypot (siptrap web only reads)")
         try:
