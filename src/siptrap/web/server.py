@@ -151,7 +151,6 @@ class WebServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         admin = self._token_ok(request)
-        request["admin"] = admin
         open_to_read = self.settings.loopback and self._local(request)
         if not admin and not open_to_read:
             return _error(401, "a token is required (Authorization: Bearer TOKEN)")
@@ -300,7 +299,7 @@ class WebServer:
     async def api_control(self, request: web.Request) -> web.Response:
         if not self.settings.token:
             return _error(403, "read-only: start the web server with --web-token to control")
-        if not request["admin"]:
+        if not self._token_ok(request):
             return _error(401, "the admin token is required (Authorization: Bearer TOKEN)")
         if self.control is None:
             return _error(503, "not a running honeypot (siptrap web only reads)")
