@@ -223,3 +223,17 @@ def test_clean_removes_only_what_is_named_before_the_date(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="--before"):
         clean(data, "events", "soon")
     assert json.loads(json.dumps(kept)) == kept  # JSON for the event and the ctl answer
+
+
+def test_the_cli_refuses_a_public_web_address_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siptrap.cli import main
+
+    monkeypatch.delenv("SIPTRAP_WEB_TOKEN", raising=False)
+    args = ["--data-dir", str(tmp_path), "--listen", "udp:127.0.0.1:0", "--web", "0.0.0.0:8080"]
+    assert main(["run", *args, "--web-token", ""]) == 2
+    assert "--web-token" in capsys.readouterr().err
+    assert main(["ctl", "--data-dir", str(tmp_path), "status"]) == 1
+    assert "no running honeypot" in capsys.readouterr().err
+    assert main(["report", "--data-dir", str(tmp_path)]) == 1

@@ -55,6 +55,11 @@ users = "400"
 behaviour = "answer"
 answer_after = 0.2
 call_duration = 30
+
+[[extensions]]
+users = "401"
+behaviour = "ring"
+ring_timeout = 120
 """
 
 
@@ -424,7 +429,7 @@ def test_the_overview_updates_live_when_new_attacks_arrive(trap: Trap, browser: 
 # -- runtime control ---------------------------------------------------------------------
 def test_every_ctl_command_against_the_running_honeypot(trap: Trap) -> None:
     code, status, _ = trap.ctl("status")
-    assert code == 0 and status["sensor"] == "web-test" and status["extensions"] == 7
+    assert code == 0 and status["sensor"] == "web-test" and status["extensions"] == 8
     assert status["console"] == "quiet" and status["email"] == "not configured"
     code, stats, _ = trap.ctl("stats")
     assert code == 0 and stats["requests"] > 40 and "sqlite" in stats["sinks"]
@@ -446,7 +451,7 @@ def test_every_ctl_command_against_the_running_honeypot(trap: Trap) -> None:
     assert code == 2 and "no call" in err
 
     listed = trap.ctl("extensions", "list")[1]["extensions"]
-    assert {e["user"] for e in listed} == {"100", "101", "102", "103", "104", "105", "400"}
+    assert {e["user"] for e in listed} == {"100", "101", "102", "103", "104", "105", "400", "401"}
     assert all(e["password"] in ("set", None) for e in listed)  # never the password itself
     added = trap.ctl("extensions", "add", "777", "behaviour=busy")[1]["extension"]
     assert added["user"] == "777" and added["behaviour"] == "busy"
@@ -457,7 +462,7 @@ def test_every_ctl_command_against_the_running_honeypot(trap: Trap) -> None:
     code, _, err = trap.ctl("extensions", "set", "777", "behaviour=dance")
     assert code == 2 and "behaviour" in err
     assert trap.ctl("extensions", "remove", "777")[1] == {"removed": "777"}
-    assert trap.ctl("status")[1]["extensions"] == 7
+    assert trap.ctl("status")[1]["extensions"] == 8
 
     code, _, err = trap.ctl("personality", "cisco")
     assert code == 2 and "restart" in err
@@ -483,9 +488,11 @@ def test_every_ctl_command_against_the_running_honeypot(trap: Trap) -> None:
 
 def test_ctl_hangs_up_a_call_in_progress(trap: Trap) -> None:
     invite = (
-        f"INVITE sip:400@127.0.0.1:{trap.port} SIP/2.0\r\n"
+        # to the ringing extension: it rings until hung up (an answered call without RTP
+        # would end by the RTP timeout, racing the test on a loaded machine)
+        f"INVITE sip:401@127.0.0.1:{trap.port} SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 127.0.0.1:5998;branch=z9hG4bKhang1\r\n"
-        "From: <sip:x@127.0.0.1>;tag=9\r\nTo: <sip:400@127.0.0.1>\r\n"
+        "From: <sip:x@127.0.0.1>;tag=9\r\nTo: <sip:401@127.0.0.1>\r\n"
         "Call-ID: hang-me\r\nCSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1:5998>\r\n"
         "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
