@@ -49,6 +49,8 @@ from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, local_address_for, open_udp
 from .upstream.client import Outgoing, RegistrarClient
+from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_reloader
+from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 TICK = 0.02  # seconds between timer checks
@@ -67,7 +69,9 @@ class Bound:
 
 
 class Honeypot:
-    def __init__(self, config: Config, extra_sinks: list[Sink] | None = None) -> None:
+    def __init__(
+        self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
+    ) -> None:
         self.config = config
         self.data_dir = config.data_path
         check_data_dir(self.data_dir, sqlite=config.recording.sqlite, jsonl=config.recording.jsonl)
@@ -95,10 +99,22 @@ class Honeypot:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
-        if config.console.enabled:
-            sinks.append(ConsoleSink())
+        sinks.append(ConsoleSink())
         self.outputs = output_sinks(config.outputs, self.data_dir)
         sinks += self.outputs
+        # console lines and alert e-mail can be switched at runtime (siptrap ctl)
+        sinks = [
+            Switch(s, s.name != "console" or config.console.enabled)
+            if s.name in ("console", "alert-mail")
+            else s
+            for s in sinks
+        ]
+        self.web = web
+        if web is not None:
+            from .web.wiring import metrics_sink
+
+            self.registry, metrics = metrics_sink(self)
+            sinks.append(metrics)
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(
@@ -137,6 +153,18 @@ class Honeypot:
         )
         self._stopping = asyncio.Event()
         self.started = time.time()
+        self.controller = Controller(self, rules_reloader(self.bus, config))
+        self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
+        self._web: Any = None
+
+    # -- mode and control ------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """passive, active or a custom mode of recon.modes (set_mode switches it)."""
+        return self.recon.mode
+
+    def listening(self) -> list[str]:
+        return [str(b) for b in self.bound]
 
     def _action_sink(self, config: Config) -> ActionSink:
         return ActionSink(
@@ -251,6 +279,14 @@ class Honeypot:
             await self.close()
             raise StartupError("no configured socket could be opened (" + "; ".join(failures) + ")")
         self._upstream_start()
+        try:
+            await self._control.start()
+        except OSError as exc:
+            log.warning("control socket %s not opened: %s", self._control.path, exc)
+        if self.web is not None:
+            from .web.wiring import start_web
+
+            self._web = await start_web(self, self.web)
         self._emit(
             "sensor.started",
             None,
@@ -373,6 +409,9 @@ class Honeypot:
 
     async def close(self) -> None:
         await self._upstream_stop()
+        if self._web is not None:
+            await self._web.close()
+        await self._control.close()
         for udp in self._udp.values():
             if udp.transport is not None:
                 udp.transport.close()
@@ -414,8 +453,8 @@ def _own_addresses(config: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-async def run_honeypot(config: Config) -> None:
-    honeypot = Honeypot(config)
+async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
+    honeypot = Honeypot(config, web=web)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -7,6 +7,7 @@ package exposing `add_parser(sub)`, and is registered by one line in `FAMILIES`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,7 +22,7 @@ from ..offline.analyze import add_analyze_parser
 from ..outputs.jsontext import print_json
 from ..sip import ParseError, parse
 from ..sip.describe import describe
-from . import blocks, status
+from . import blocks, report, status, web
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -71,10 +72,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..analysis.live import rules_in_force
     from ..analysis.rules import RuleError
     from ..startup import StartupError
+    from ..web.settings import WebError, parse_web
 
     try:
         config = _load(args)
         rules_in_force(config.analysis.rules)
+        web = parse_web(args.web, args.web_token) if getattr(args, "web", None) else None
+    except WebError as exc:
+        print(f"siptrap: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"siptrap: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     install_uvloop()
     try:
-        asyncio.run(run_honeypot(config))
+        asyncio.run(run_honeypot(config, web))
     except StartupError as exc:  # a data directory it cannot use, or no socket open
         print(f"siptrap: {exc}", file=sys.stderr)
         return 2
@@ -157,6 +163,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 FAMILIES: tuple[Callable[[Any], None], ...] = (
     blocks.add_parser,  # issue 11: siptrap blocks list|lift
     status.add_parser,  # issue 11: siptrap status
+    web.add_parser,  # issue 13: siptrap web, siptrap ctl
+    report.add_parser,  # issue 13: siptrap report
 )
 
 
@@ -172,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run the honeypot")
     _common(p_run)
     p_run.add_argument("--quiet", action="store_true", help="no console lines")
+    p_run.add_argument("--web", metavar="ADDR:PORT", help="serve the dashboard, API and /metrics")
+    p_run.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        default=os.environ.get("SIPTRAP_WEB_TOKEN", ""),
+        help="admin token (default $SIPTRAP_WEB_TOKEN); required off loopback",
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_config = sub.add_parser("config", help="configuration commands")

@@ -374,6 +374,17 @@ _SPECS = (
         "siptrap removed its registration at a registrar (Expires 0, a clean stop)",
         ("registrar", "user", "reason"),
     ),
+    # issue 13: the operator's view (web dashboard, runtime control)
+    EventSpec(
+        "sensor.control",
+        "an operator changed the running honeypot (siptrap ctl or the API): who, what, result",
+        ("who", "command", "result"),
+    ),
+    EventSpec(
+        "sensor.web.started",
+        "the dashboard, API and /metrics started listening",
+        ("listen", "read_only"),
+    ),
 )
 
 CATALOGUE: dict[str, EventSpec] = {spec.id: spec for spec in _SPECS}
