@@ -569,11 +569,12 @@ def test_spoofing_evidence_and_what_is_not_spoofed():
 # -- system actions: argument vectors, timeouts, bounded ------------------------------------------
 def test_system_actions_run_without_a_shell_with_hostile_values(tmp_path):
     out = tmp_path / "out.txt"
-    script = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    script = tmp_path / "react.py"  # a script file: `python -c CODE` is refused (issue 8)
+    script.write_text("import sys; open(sys.argv[1], 'w').write(sys.argv[2])\n")
     rules = RuleSet.of(
         parse_rules(
             "[react]\ntype = Classification\ncontext = OPTIONS\n"
-            f'action = system {sys.executable} -c "{script}" {out} %UserAgent\n'
+            f"action = system {sys.executable} {script} {out} %UserAgent\n"
         )
     )
     runner = CommandRunner(timeout=10.0, concurrency=1)
@@ -585,9 +586,11 @@ def test_system_actions_run_without_a_shell_with_hostile_values(tmp_path):
     assert runner.started == 1 and runner.failed == 0
 
 
-def test_system_actions_time_out_and_are_bounded():
+def test_system_actions_time_out_and_are_bounded(tmp_path):
     runner = CommandRunner(timeout=0.3, concurrency=1)
-    sleeper = Command("slow", (sys.executable, "-c", "import time; time.sleep(5)"))
+    script = tmp_path / "sleep.py"  # a script file: `python -c CODE` is refused (issue 8)
+    script.write_text("import time; time.sleep(5)\n")
+    sleeper = Command("slow", (sys.executable, str(script)))
     for _ in range(150):
         runner(sleeper)
     assert runner.dropped >= 40  # 1 running + 100 waiting at most

@@ -90,6 +90,7 @@ def test_alert_files_text_and_html(tmp_path):
     page = (tmp_path / "alerts" / "2023-11-14_5f3a9c1e-000007.html").read_text()
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;" in page
+    assert "\x1b" not in page and "\\x1b[31m" in page
     assert len((tmp_path / "alerts" / "alerts.log").read_text().splitlines()) == 2
 
 
@@ -147,7 +148,8 @@ def test_html_alert_in_a_real_browser(tmp_path):
     dom.feed(result.stdout.decode("utf-8", "replace"))
     assert "ul" in dom.tags and "table" in dom.tags, result.stderr[-500:]
     assert "script" not in dom.tags and "img" not in dom.tags
-    assert dom.items == ["Tool identified as: SIPVicious svmap", f"User-Agent {HOSTILE}"]
+    shown = HOSTILE.replace("\x1b", "\\x1b")  # control characters escaped (issue 8)
+    assert dom.items == ["Tool identified as: SIPVicious svmap", f"User-Agent {shown}"]
     assert "pwned" not in result.stdout.decode().split("<title>")[1].split("</title>")[0]
 
 

@@ -232,11 +232,13 @@ def test_tcp_pipelined_and_garbage_between(served: tuple[Running, Path]) -> None
         lambda e: (
             e.id == "transport.connection.closed"
             and e.fields["messages"] == 3
-            and e.fields["discarded_bytes"] > 0
+            and e.fields["malformed_bytes"] > 0
         )
     )
     assert closed
     fields = closed[0].fields
+    # The garbage, empty line included, was stored as malformed input: nothing discarded.
+    assert fields["malformed_bytes"] == len(garbage) and fields["discarded_bytes"] == 0
     assert fields["bytes_in"] == len(first + second + garbage + third)
     assert fields["bytes_out"] == sum(len(r.raw) for r in replies)
 

@@ -1532,7 +1532,26 @@ def test_peer_fields_come_from_the_socket_not_from_headers() -> None:
 
 
 # The scenarios test_events_catalogue.py replays with its own check of every event.
+def test_a_copy_the_domain_proxy_blocked_is_recorded_and_never_answered() -> None:
+    """Issue 11: the shipped Kamailio configuration mirrors each request it refused to the
+    honeypot, marked; from a configured proxy it is evidence only, from anyone else the
+    marker is attacker data and means nothing."""
+    box = Box(analysis={"proxies": ["192.0.2.50"]})
+    proxy = Peer("udp", "192.0.2.50", 5060, HONEYPOT_IP, 5060)
+    headers = [
+        ("X-Siptrap-Source", "203.0.113.9:5099;transport=udp"),
+        ("X-Siptrap-Blocked", "2"),
+    ]
+    assert box.deliver(request("INVITE", headers=headers), proxy) == []
+    (got,) = box.of("sip.request.received")
+    assert got["blocked_by_proxy"] == 2 and got["origin_ip"] == "203.0.113.9"
+    assert (got["origin_port"], got["origin_transport"]) == (5099, "udp")
+    assert status_of(box.deliver(request("OPTIONS", headers=headers))) == [200]
+    assert "origin_ip" not in box.of("sip.request.received")[-1]
+
+
 SCENARIOS: tuple[Callable[[], None], ...] = (
+    test_a_copy_the_domain_proxy_blocked_is_recorded_and_never_answered,
     test_register_challenge_then_success_with_bindings,
     test_register_wrong_password_is_forbidden_and_recorded,
     test_stale_nonce_gets_a_new_challenge_with_stale_true,

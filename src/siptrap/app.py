@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
+import json
 import logging
+import os
 import signal
+import socket
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .actions.sink import ActionSink
 from .analysis.live import analysis_sinks, stop_analysis
+from .analysis.reconnaissance import ReconBoard
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.uas import Endpoint
@@ -27,11 +34,23 @@ from .events.record import Event, Peer
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
-from .store.sqlite import SqliteSink
+from .recon.service import Reconnaissance
+from .recon.settings import known_mode
+from .startup import StartupError, check_data_dir
+from .store.sqlite import SqliteSink, StoreError
+from .transport.limits import (
+    ConnectionTable,
+    StorageBudget,
+    TransportCounters,
+    storage_gate,
+)
 from .transport.media import MediaEndpoint
-from .transport.stream import StreamListener
+from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
-from .transport.udp import UdpListener, open_udp
+from .transport.udp import UdpListener, local_address_for, open_udp
+from .upstream.client import Outgoing, RegistrarClient
+from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_reloader
+from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 TICK = 0.02  # seconds between timer checks
@@ -50,21 +69,52 @@ class Bound:
 
 
 class Honeypot:
-    def __init__(self, config: Config, extra_sinks: list[Sink] | None = None) -> None:
+    def __init__(
+        self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
+    ) -> None:
         self.config = config
         self.data_dir = config.data_path
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        check_data_dir(self.data_dir, sqlite=config.recording.sqlite, jsonl=config.recording.jsonl)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
         # stops) must reach the sinks after it.
-        sinks: list[Sink] = analysis_sinks(config, self.data_dir, lambda e: self.bus.emit(e))
+        self.recon = Reconnaissance(
+            config.recon,
+            lambda e: self.bus.emit(e),
+            config.sensor.name,
+            config.sensor.mode,
+            own=_own_addresses(config),
+        )
+        board = ReconBoard(
+            self.recon.submit,
+            idle=self.recon.idle,
+            wait=config.recon.timeout * 4 + 2,
+            ttl=config.recon.ttl,
+        )
+        sinks: list[Sink] = analysis_sinks(
+            config, self.data_dir, lambda e: self.bus.emit(e), recon=board
+        )
+        if config.actions:  # issue 11: responses to alerts (before the recording sinks)
+            sinks.append(self._action_sink(config))
         if config.recording.jsonl:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
-        if config.console.enabled:
-            sinks.append(ConsoleSink())
+        sinks.append(ConsoleSink())
         self.outputs = output_sinks(config.outputs, self.data_dir)
         sinks += self.outputs
+        # console lines and alert e-mail can be switched at runtime (siptrap ctl)
+        sinks = [
+            Switch(s, s.name != "console" or config.console.enabled)
+            if s.name in ("console", "alert-mail")
+            else s
+            for s in sinks
+        ]
+        self.web = web
+        if web is not None:
+            from .web.wiring import metrics_sink
+
+            self.registry, metrics = metrics_sink(self)
+            sinks.append(metrics)
         sinks += extra_sinks or []
         self.bus = EventBus(sinks, config.recording.queue_size)
         self.recovery = RecoveryWorker(
@@ -84,12 +134,47 @@ class Honeypot:
             media=self.media,
             recovery=self.recovery if config.credentials.recover else None,
         )
+        self.upstream: RegistrarClient | None = None
+        self._upstream_dirty = True
+        if config.upstream:  # issue 11: registered at the domain's registrars
+            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
+            self.endpoint.response_hook = self._upstream_response
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        t = config.transport
+        self.transport_counters = TransportCounters()
+        self.connections = ConnectionTable(
+            config.flood.max_connections, t.max_connections_per_source, self.transport_counters
+        )
+        self.storage = StorageBudget(
+            t.max_stored_per_source, t.stored_window, self.transport_counters
+        )
         self._stopping = asyncio.Event()
         self.started = time.time()
+        self.controller = Controller(self, rules_reloader(self.bus, config))
+        self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
+        self._web: Any = None
+
+    # -- mode and control ------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """passive, active or a custom mode of recon.modes (set_mode switches it)."""
+        return self.recon.mode
+
+    def listening(self) -> list[str]:
+        return [str(b) for b in self.bound]
+
+    def _action_sink(self, config: Config) -> ActionSink:
+        return ActionSink(
+            config.actions,
+            config.policy,
+            config.analysis.proxies,
+            self.data_dir,
+            lambda e: self.bus.emit(e),
+            config.sensor.name,
+        )
 
     # -- sending and events -----------------------------------------------------------
     def _send(self, peer: Peer, data: bytes) -> None:
@@ -106,19 +191,102 @@ class Honeypot:
     def _emit(self, event_id: str, peer: Peer | None, fields: dict[str, Any]) -> None:
         self.bus.emit(Event(event_id, time.time(), self.config.sensor.name, peer, fields))
 
+    def set_mode(self, mode: str, who: str) -> str:
+        """Switch the sensor's mode at runtime (passive, active or a custom mode of
+        recon.modes); emits sensor.mode.changed. Returns the previous mode; raises
+        ValueError for a mode that is not defined."""
+        if not known_mode(self.config.recon, mode):
+            raise ValueError(f"unknown mode {mode!r}: passive, active or one of recon.modes")
+        previous = self.recon.set_mode(mode)
+        self._emit("sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who})
+        return previous
+
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())
 
+    # -- upstream registrations (upstream/) ---------------------------------------------
+    def _upstream_event(self, event_id: str, fields: dict[str, Any]) -> None:
+        self._emit(event_id, None, fields)
+        self._upstream_dirty = True
+
+    def _upstream_status(self) -> None:
+        """DATA/upstream.json for `siptrap status` (written when a registration changed)."""
+        if self.upstream is None or not self._upstream_dirty:
+            return
+        self._upstream_dirty = False
+        state = {"updated": time.time(), "registrations": self.upstream.status(time.time())}
+        path = self.data_dir / "upstream.json"
+        tmp = path.with_name(".upstream.json.tmp")
+        try:
+            tmp.write_text(json.dumps(state, indent=1) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
+
+    def _upstream_response(self, msg: Any, peer: Peer, now: float) -> None:
+        if self.upstream is not None and self.upstream.owns(msg.call_id):
+            self._upstream_send(self.upstream.receive(msg, now))
+
+    def _upstream_send(self, out: list[Outgoing]) -> None:
+        udp = self._upstream_udp()
+        for item in out:
+            if udp is not None:
+                udp.send(Peer("udp", item.host, item.port, "", 0), item.data)
+
+    def _upstream_udp(self) -> UdpListener | None:
+        return next((u for u in self._udp.values() if u.family == socket.AF_INET), None)
+
+    def _upstream_start(self) -> None:
+        udp = self._upstream_udp()
+        if self.upstream is None or udp is None:
+            return
+        host = self.config.sensor.public_address or udp.host
+        if host in ("0.0.0.0", ""):
+            host = local_address_for(self.config.upstream[0].target[0], socket.AF_INET)
+        self.upstream.local = (host, udp.port)
+        self._upstream_send(self.upstream.start(time.time()))
+
+    async def _upstream_stop(self) -> None:
+        """Expires 0 for each registration, and up to a second for the answers."""
+        if self.upstream is None:
+            return
+        self._upstream_send(self.upstream.stop(time.time()))
+        deadline = time.time() + 1.0
+        while time.time() < deadline and any(
+            r.state == "unregistering" for r in self.upstream.regs
+        ):
+            await asyncio.sleep(TICK)
+            self._upstream_send(self.upstream.handle_timers(time.time()))
+        self._upstream_status()
+
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:
-        self.bus.start()
+        try:
+            self.bus.start()
+        except (OSError, sqlite3.Error, StoreError) as exc:  # a sink that cannot open
+            raise StartupError(f"cannot start recording: {exc}") from None
+        await self.recon.start()
         if self.config.credentials.recover:
             self.recovery.start()
+        failures: list[str] = []
         for index, listen in enumerate(self.config.listen()):
             try:
                 self.bound.append(await self._open(index, listen))
             except OSError as exc:
                 self._emit("sensor.listen.failed", None, {"listen": str(listen), "error": str(exc)})
+                failures.append(f"{listen}: {exc.strerror or exc}")
+        if not self.bound:  # refuse to run deaf
+            await self.close()
+            raise StartupError("no configured socket could be opened (" + "; ".join(failures) + ")")
+        self._upstream_start()
+        try:
+            await self._control.start()
+        except OSError as exc:
+            log.warning("control socket %s not opened: %s", self._control.path, exc)
+        if self.web is not None:
+            from .web.wiring import start_web
+
+            self._web = await start_web(self, self.web)
         self._emit(
             "sensor.started",
             None,
@@ -134,24 +302,44 @@ class Honeypot:
     async def _open(self, index: int, listen: Listen) -> Bound:
         receive = self.endpoint.receive
         if listen.transport == "udp":
-            udp = await open_udp(index, listen.host, listen.port, receive)
+            gated = storage_gate(receive, self.storage, self._udp_capped)
+            udp = await open_udp(index, listen.host, listen.port, gated)
             self._udp[index] = udp
             return Bound(listen, udp.port, udp)
         context = self._tls_context() if listen.transport == "tls" else None
+        t = self.config.transport
+        limits = StreamLimits(
+            idle_timeout=self.config.flood.idle_timeout,
+            message_timeout=t.message_timeout,
+            max_message=t.max_message_size,
+            max_stored_per_connection=t.max_stored_per_connection,
+            max_tls_bytes_kept=t.max_tls_bytes_kept,
+        )
         stream = StreamListener(
             listen.transport,
             listen.host,
             listen.port,
             receive,
+            self.endpoint.record_malformed,
             self._emit,
             lambda: next(self._conn_ids),
-            self.config.flood.max_connections,
-            self.config.flood.idle_timeout,
+            limits,
+            self.connections,
+            self.storage,
             context,
         )
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
+
+    def _udp_capped(self, peer: Peer, size: int) -> None:
+        fields = {
+            "scope": "source",
+            "cap": self.storage.per_source,
+            "window": self.storage.window,
+            "size": size,
+        }
+        self._emit("transport.storage.capped", peer, fields)
 
     def _tls_context(self) -> Any:
         tls = self.config.tls
@@ -172,6 +360,9 @@ class Honeypot:
                 await asyncio.wait_for(self._stopping.wait(), TICK)
             now = time.time()
             self.endpoint.handle_timers(now)
+            if self.upstream is not None:
+                self._upstream_send(self.upstream.handle_timers(now))
+                self._upstream_status()
             if next_summary is not None and now >= next_summary:
                 self._summary(interval)
                 next_summary = now + interval
@@ -201,10 +392,26 @@ class Honeypot:
                 "dropped_events": self.bus.dropped,
                 "media_calls": self.media.active,
                 "media_refused": self.media.refused,
+                **self._transport_stats(),
             },
         )
 
+    def _transport_stats(self) -> dict[str, int]:
+        """Connection and storage counters since start (issue 8)."""
+        c = self.transport_counters
+        return {
+            "connections": len(self.connections),
+            "connections_refused": c.refused,
+            "connections_shed": c.shed,
+            "tls_failed": c.tls_failed,
+            "unstored_bytes": c.unstored_bytes,
+        }
+
     async def close(self) -> None:
+        await self._upstream_stop()
+        if self._web is not None:
+            await self._web.close()
+        await self._control.close()
         for udp in self._udp.values():
             if udp.transport is not None:
                 udp.transport.close()
@@ -216,6 +423,7 @@ class Honeypot:
         if self.config.credentials.recover:
             await asyncio.to_thread(self.recovery.stop)
         self._report_shed()  # what was shed since the last summary (or ever, without them)
+        await self.recon.aclose()
         await asyncio.to_thread(stop_analysis, self.bus)  # its last alerts before the end
         g = self.endpoint.guard
         self._emit(
@@ -232,8 +440,21 @@ class Honeypot:
         report(self.outputs)
 
 
-async def run_honeypot(config: Config) -> None:
-    honeypot = Honeypot(config)
+def _own_addresses(config: Config) -> tuple[str, ...]:
+    """The honeypot's own addresses: never probed, whatever `allow` says."""
+    out = []
+    for host in [config.sensor.public_address] + [item.host for item in config.listen()]:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name, or empty
+        if not ip.is_unspecified:
+            out.append(str(ip))
+    return tuple(dict.fromkeys(out))
+
+
+async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
+    honeypot = Honeypot(config, web=web)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

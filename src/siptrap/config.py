@@ -13,6 +13,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .actions.settings import (
+    ActionConfigError,
+    ActionSpec,
+    PolicyConfig,
+    action_specs,
+    check_policy,
+)
 from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
@@ -24,6 +31,9 @@ from .endpoint.extensions import (
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
 from .outputs.settings import KINDS, OutputBase, check_output
+from .recon.settings import ReconConfig, check_recon
+from .transport.settings import TransportConfig
+from .upstream.settings import UpstreamConfig, UpstreamConfigError, upstream_configs
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -93,6 +103,11 @@ class SensorConfig:
     public_address: str = doc(
         "address written into Contact and SDP; empty: the address the request arrived on", ""
     )
+    mode: str = doc(
+        "passive (sends nothing but replies), active (recon of attack sources) or a custom "
+        "mode of recon.modes",
+        "passive",
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,11 @@ class FloodConfig:
     max_transactions: int = doc("server transactions kept at once", 65536)
     max_dialogs: int = doc("dialogs (calls) kept at once", 16384)
     max_registrations: int = doc("registrations kept at once", 16384)
-    max_connections: int = doc("TCP and TLS connections open at once", 1024)
+    max_connections: int = doc(
+        "TCP and TLS connections open at once, all listeners together; when full the idlest "
+        "is shed for a new one",
+        1024,
+    )
     idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
 
 
@@ -184,15 +203,20 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     flood: FloodConfig = field(default_factory=FloodConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: tuple[OutputBase, ...] = ()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    actions: tuple[ActionSpec, ...] = ()
+    upstream: tuple[UpstreamConfig, ...] = ()
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
@@ -275,12 +299,15 @@ SECTIONS = {
     "sensor": SensorConfig,
     "tls": TlsConfig,
     "flood": FloodConfig,
+    "transport": TransportConfig,
     "credentials": CredentialsConfig,
     "recording": RecordingConfig,
     "console": ConsoleConfig,
     "media": MediaConfig,
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
+    "recon": ReconConfig,
+    "policy": PolicyConfig,
 }
 
 
@@ -298,7 +325,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
 
 
 def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
-    unknown = set(data) - set(SECTIONS) - {"extensions", "personalities", "outputs"}
+    lists = {"extensions", "personalities", "outputs", "actions", "upstream"}
+    unknown = set(data) - set(SECTIONS) - lists
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     sections = {name: _section(cls, data.get(name, {}), name) for name, cls in SECTIONS.items()}
@@ -317,12 +345,25 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
         extensions=tuple(extensions),
         personalities=dict(personalities),
         outputs=load_outputs(data.get("outputs", [])),
+        actions=_actions(data.get("actions", [])),
         **sections,
     )
     config.listen()
     config.personality()
-    config.extension_list()
+    known = {ext.user for ext in config.extension_list()}
+    if "upstream" in data:
+        try:
+            config = replace(config, upstream=upstream_configs(data["upstream"], known))
+        except UpstreamConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        check_policy(config.policy)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
     problem = check_sections(config.analysis, config.alerts)
+    if problem is not None:
+        raise ConfigError(problem)
+    problem = check_recon(config.recon, config.sensor.mode)
     if problem is not None:
         raise ConfigError(problem)
     return config
@@ -347,6 +388,14 @@ def load_outputs(entries: Any) -> tuple[OutputBase, ...]:
     if len(set(names)) != len(names):
         raise ConfigError("outputs: two outputs of a kind need different names (name = ...)")
     return tuple(outputs)
+
+
+def _actions(entries: Any) -> tuple[ActionSpec, ...]:
+    """[[actions]] (issue 11): the response actions, checked by their own layer."""
+    try:
+        return action_specs(entries)
+    except ActionConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _section(cls: type, values: Any, name: str) -> Any:
@@ -394,6 +443,8 @@ def render(config: Config) -> str:
         out.append("[[extensions]]")
         out += [f"{_key(key)} = {_toml(value)}" for key, value in entry.items()]
         out.append("")
+    out += _render_actions(config.actions)
+    out += _render_upstream(config.upstream)
     out.append("# Your own personalities: [personalities.NAME] with base = one of")
     out.append(f"# {', '.join(BUILTIN)} and any of: server, user_agent, allow, supported, realm,")
     out.append("# nonce_style, tag_style, challenge_invite, unknown_user_status, reasons...")
@@ -411,6 +462,39 @@ def render(config: Config) -> str:
             ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_actions(specs: tuple[ActionSpec, ...]) -> list[str]:
+    out = ["# Response actions (README, Inside a VoIP domain): [[actions]] with kind = one of"]
+    out.append("# kamailio, nftables, blocklist, webhook, program, svcrash.")
+    default = {f.name: f.default for f in fields(ActionSpec) if f.name != "kind"}
+    for spec in specs:
+        out.append("[[actions]]")
+        out.append(f"kind = {_toml(spec.kind)}")
+        for name, value in default.items():
+            if getattr(spec, name) != value:
+                out.append(f"{name} = {_toml(getattr(spec, name))}")
+        out.append("")
+    return out
+
+
+def _render_upstream(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
+    out = ["# Registrars siptrap registers its extensions at (README, Inside a VoIP domain)."]
+    for up in upstreams:
+        out.append("[[upstream]]")
+        out.append(f"registrar = {_toml(up.registrar)}")
+        out.append(f"users = {_toml(','.join(up.users))}")
+        for name in ("username", "password", "domain"):
+            if getattr(up, name):
+                out.append(f"{name} = {_toml(getattr(up, name))}")
+        out.append(f"expires = {up.expires}")
+        if up.outbound_proxy:
+            host, port = up.outbound_proxy
+            out.append(
+                f"outbound_proxy = {_toml(f'[{host}]:{port}' if ':' in host else f'{host}:{port}')}"
+            )
+        out.append("")
+    return out
 
 
 def _toml(value: Any) -> str:

@@ -4,6 +4,8 @@ A command is run with `subprocess.run(argv, shell=False)`, stdin closed, output 
 (its first bytes are logged on failure), killed after a timeout, in a small thread pool
 (`concurrency` at once). Commands that cannot start at once wait in a bounded queue; when
 it is full they are dropped and counted: a flood of firings can never become a fork bomb.
+No shell or interpreter is ever handed code from arguments (`system_policy`): the rule
+parser refuses such actions, and the runner checks each command again before it starts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .evaluate import Command
+from .system_policy import refusal
 
 log = logging.getLogger(__name__)
 MAX_WAITING = 100
@@ -31,8 +34,14 @@ class CommandRunner:
         self.dropped = 0
         self.failed = 0
         self.timed_out = 0
+        self.refused = 0
 
     def __call__(self, command: Command) -> None:
+        refused = refusal(command.argv, expanded=True)  # the parser refused these already
+        if refused is not None:
+            self.refused += 1
+            log.warning("rule %s: system action refused: %s", command.rule, refused)
+            return
         if not self.slots.acquire(blocking=False):
             self.dropped += 1
             log.warning("rule %s: system action dropped (too many waiting)", command.rule)

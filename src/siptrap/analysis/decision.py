@@ -24,6 +24,15 @@ from dataclasses import dataclass, field
 from ..sip import Request
 from .facts import Facts
 from .fields import Message
+from .reconnaissance import (
+    Finding,
+    ReconView,
+    check_lines,
+    host_lines,
+    interactive,
+    spoof_evidence,
+    via_proxy,
+)
 
 # What a tool is for, when its messages alone say which attack is going on.
 TOOL_CATEGORIES = {
@@ -117,7 +126,29 @@ def spoof_step(tree: _Tree, facts: Facts, acked: bool | None) -> None:
         tree.say(f"Remark: {remark}")
 
 
-def unchecked_step(tree: _Tree, msg: Message, facts: Facts) -> None:
+def recon_step(tree: _Tree, view: ReconView) -> None:
+    """Node 2 with the active checks (issue 14): interactive or spoofed, by what answered."""
+    found = interactive(view)
+    evidence = spoof_evidence(view)
+    if found is not None:
+        p = found.probe
+        who = found.detail.get("user_agent") or found.detail.get("server") or "no User-Agent"
+        tree.say(
+            f"Interactive attack: a SIP stack answers at the {p.role} {p.target}:{p.port} "
+            f"({found.detail.get('status')}, {who})"
+        )
+        for reason in evidence:
+            tree.say(f"Remark: {reason}")
+    elif evidence:
+        tree.say(SPOOFED)
+        for reason in evidence:
+            tree.say(f"Spoofed: {reason}")
+        tree.category("spoofing")
+    for line in host_lines(view) + check_lines(view):
+        tree.say(line)
+
+
+def unchecked_step(tree: _Tree, msg: Message, facts: Facts, why: str = "passive mode") -> None:
     """What the paper checks actively and passive mode does not."""
     spoof = facts.spoof
     items = list(spoof.unchecked) if spoof is not None else []
@@ -127,10 +158,10 @@ def unchecked_step(tree: _Tree, msg: Message, facts: Facts) -> None:
         if dns not in items:
             items.insert(0, dns)
     for item in items:
-        tree.say(f"Not checked (passive mode): {item}")
+        tree.say(f"Not checked ({why}): {item}")
 
 
-def extension_step(tree: _Tree, facts: Facts) -> None:
+def extension_step(tree: _Tree, facts: Facts, proxy: Finding | None = None) -> None:
     """Node 3: an extension of the honeypot? Through the proxy or direct?"""
     target = facts.target
     if not target:
@@ -143,6 +174,12 @@ def extension_step(tree: _Tree, facts: Facts) -> None:
             "yet the domain's proxy routed it here"
         )
         tree.category("dialplan_fault")
+    elif facts.extension == "no" and proxy is not None:
+        tree.say(
+            f"Dial-plan fault: {target} is not one of the honeypot's extensions, and the top "
+            f"Via host {proxy.probe.target} is a SIP server that routed it here"
+        )
+        tree.category("dialplan_fault")
     elif facts.extension == "no":
         tree.say(
             f"Direct attack: {target} is not one of the honeypot's extensions and the message "
@@ -153,13 +190,19 @@ def extension_step(tree: _Tree, facts: Facts) -> None:
         tree.say(f"Not checked: whether {target} is one of the honeypot's extensions")
 
 
-def invite_decision(msg: Message, facts: Facts, seen: CallObservation) -> Decision:
-    """The whole tree for an INVITE, once its dialog has been watched."""
+def invite_decision(
+    msg: Message, facts: Facts, seen: CallObservation, recon: ReconView | None = None
+) -> Decision:
+    """The whole tree for an INVITE, once its dialog has been watched (with what active
+    mode's reconnaissance found, when it ran)."""
     tree = _Tree()
     identify_step(tree, msg, facts)
     spoof_step(tree, facts, seen.acked)
-    unchecked_step(tree, msg, facts)
-    extension_step(tree, facts)
+    if recon is not None and recon.refused is None:
+        recon_step(tree, recon)
+    else:
+        unchecked_step(tree, msg, facts, (recon.refused if recon else None) or "passive mode")
+    extension_step(tree, facts, via_proxy(recon))
     tree.say("ACK received" if seen.acked else NO_ACK)
     if seen.media_packets:
         tree.say(f"Media received ({seen.media_packets} RTP packets)")

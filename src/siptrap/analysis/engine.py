@@ -32,6 +32,7 @@ from .evaluate import Command, Evaluator, Outcome, Source
 from .facts import Directory, FactFinder, Facts, ToolCache, parse_networks
 from .fields import Message
 from .fingerprints import Catalogue, load_catalogue
+from .reconnaissance import ReconBoard
 from .rules import Rule, RuleSet
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,10 @@ class AnalysisEngine:
         catalogue: Catalogue | None = None,
         run_command: Callable[[Command], None] | None = None,
         ids: Callable[[], str] | None = None,
+        recon: ReconBoard | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
+        self.recon = recon  # active mode's reconnaissance (issue 14); None: passive
         s = self.settings
         self.rules = rules
         self._rule_by_name = {r.name: r for r in rules}
@@ -149,7 +152,7 @@ class AnalysisEngine:
             _deadline, seq, call_id = heapq.heappop(self._heap)
             watch = self.watches.get(call_id)
             if watch is not None and watch.seq == seq:
-                if watch.deadline > now:
+                if watch.deadline > now or self._recon_waits(watch, call_id):
                     heapq.heappush(self._heap, (watch.deadline, seq, call_id))
                     continue
                 del self.watches[call_id]
@@ -338,6 +341,8 @@ class AnalysisEngine:
         watch = Watch(msg, source, facts, outcome, now, now + self.settle, seq, last_seen=now)
         self.watches[call_id] = watch
         heapq.heappush(self._heap, (watch.deadline, seq, call_id))
+        if self.recon is not None:
+            self.recon.ask(msg, source, now)
         while len(self.watches) > self.settings.max_dialogs:
             _old, oldest = self.watches.popitem(last=False)
             oldest.seen.note = "Observation cut short: too many calls watched at once"
@@ -454,7 +459,8 @@ class AnalysisEngine:
         target = facts.target
         if target:
             facts = _with_extension(facts, self.directory.status(target))
-        decision = invite_decision(watch.msg, facts, watch.seen)
+        view = self.recon.view(watch.msg.call_id or "") if self.recon is not None else None
+        decision = invite_decision(watch.msg, facts, watch.seen, view)
         categories = (
             list(decision.categories) + self._categories(watch.outcome.fired) + watch.categories
         )
@@ -475,6 +481,18 @@ class AnalysisEngine:
             first_seen=watch.opened,
             last_seen=watch.last_seen,
         )
+
+    def _recon_waits(self, watch: Watch, call_id: str) -> bool:
+        """Hold a settled dialog a little while recon results are still coming (bounded)."""
+        if self.recon is None or not self.recon.pending(call_id, self.now):
+            return False
+        watch.deadline = self.now + 0.25
+        return True
+
+    def recon_result(self, fields: dict[str, object], ts: float) -> None:
+        """A `recon.result` event (the live honeypot in active mode)."""
+        if self.recon is not None:
+            self.recon.record(fields, ts)
 
     # -- correlation results ---------------------------------------------------------------
     def _firing(self, firing: Firing) -> None:

@@ -25,6 +25,7 @@ from .actions import CommandRunner
 from .alerts import Alert
 from .engine import AnalysisEngine, EngineSettings
 from .evaluate import Source
+from .reconnaissance import ReconBoard
 from .rules import RuleSet, load_builtin_rules, load_rules
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ class AnalysisSink:
             msg = _parse(event.raw, peer)
             if isinstance(msg, Request):
                 retrans = bool(f.get("retransmission"))
-                self.engine.request(msg, _source(peer), event.ts, retransmission=retrans)
+                source = _origin(f, peer) or _source(peer)
+                self.engine.request(msg, source, event.ts, retransmission=retrans)
         elif eid == "sip.response.sent" and event.raw is not None and peer is not None:
             msg = _parse(event.raw, peer)
             if isinstance(msg, Response) and not f.get("retransmission"):
@@ -151,6 +153,8 @@ class AnalysisSink:
             self.engine.auth_recovered(
                 peer.src_ip, str(f.get("username") or ""), str(f["password"]), event.ts
             )
+        elif eid == "recon.result":
+            self.engine.recon_result(f, event.ts)
         elif eid == "sip.call.ended":
             media: Any = f.get("media") or {}
             packets = media.get("rtp_packets", 0) if isinstance(media, dict) else 0
@@ -179,8 +183,25 @@ def _source(peer: Peer) -> Source:
     return Source(peer.src_ip, peer.src_port, peer.transport, peer.dst_ip, peer.dst_port)
 
 
-def analysis_sinks(config: Config, data_dir: Path, emit: Callable[[Event], None]) -> list[Sink]:
+def _origin(f: dict[str, Any], peer: Peer) -> Source | None:
+    """The source a configured proxy named for a request it forwarded (the endpoint sets
+    origin_ip only for requests from `[analysis] proxies`), or None."""
+    ip = f.get("origin_ip")
+    if not ip:
+        return None
+    port = int(f.get("origin_port") or 0)
+    transport = str(f.get("origin_transport") or peer.transport)
+    return Source(str(ip), port, transport, peer.dst_ip, peer.dst_port)
+
+
+def analysis_sinks(
+    config: Config,
+    data_dir: Path,
+    emit: Callable[[Event], None],
+    recon: ReconBoard | None = None,
+) -> list[Sink]:
     """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
+    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14).
 
     Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
     from ..outputs.alerts import AlertFileSink, AlertMailSink
@@ -190,7 +211,7 @@ def analysis_sinks(config: Config, data_dir: Path, emit: Callable[[Event], None]
     if not a.enabled:
         return []
     runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
-    engine = AnalysisEngine(rules, engine_settings(config), run_command=runner)
+    engine = AnalysisEngine(rules, engine_settings(config), run_command=runner, recon=recon)
     sinks: list[Sink] = [AnalysisSink(engine, emit, config.sensor.name, runner)]
     if al.files:
         sinks.append(AlertFileSink(data_dir / "alerts"))

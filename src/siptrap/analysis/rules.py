@@ -96,6 +96,7 @@ from .rule_model import (
     Var,
     Word,
 )
+from .system_policy import refusal as system_refusal
 
 __all__ = [
     "CONTEXTS",
@@ -502,6 +503,9 @@ class _RuleBuilder:
             raise self.error(f"system needs 1 to {MAX_ARGV} words")
         if VARIABLE.search(argv[0].replace("%%", "")) or FIELD_REF.fullmatch(argv[0]):
             raise self.error("the program of a system action must be fixed text, not a variable")
+        refused = system_refusal(argv)  # issue 8: no interpreter fed code from arguments
+        if refused is not None:
+            raise self.error(refused)
         for arg in argv:
             self.check_template(arg)
             if FIELD_REF.fullmatch(arg):

@@ -7,7 +7,7 @@ package exposing `add_parser(sub)`, and is registered by one line in `FAMILIES`.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -19,8 +19,10 @@ from ..analysis.commands import add_rules_parser
 from ..config import Config, load_config, render
 from ..endpoint.extensions import ConfigError
 from ..offline.analyze import add_analyze_parser
+from ..outputs.jsontext import print_json
 from ..sip import ParseError, parse
 from ..sip.describe import describe
+from . import blocks, report, status, web
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -31,7 +33,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"siptrap parse: {name}: {exc.strerror}", file=sys.stderr)
             if args.json:
-                print(json.dumps({"file": name, "error": f"cannot read: {exc.strerror}"}))
+                print_json({"file": name, "error": f"cannot read: {exc.strerror}"})
             continue
         print_parsed(name, data, args.json)
     return 0
@@ -42,13 +44,13 @@ def print_parsed(name: str, data: bytes, as_json: bool) -> None:
         msg = parse(data)
     except ParseError as exc:
         if as_json:
-            print(json.dumps({"file": name, "error": exc.reason, "size": len(data)}))
+            print_json({"file": name, "error": exc.reason, "size": len(data)})
         else:
             print(f"== {name}: not a SIP message: {exc.reason}")
         return
     form = describe(msg)
     if as_json:
-        print(json.dumps({"file": name, **form}, ensure_ascii=False))
+        print_json({"file": name, **form})
         return
     print(f"== {name}: {form['kind']}")
     for key, value in form.items():
@@ -69,10 +71,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from ..analysis.live import rules_in_force
     from ..analysis.rules import RuleError
+    from ..startup import StartupError
+    from ..web.settings import WebError, parse_web
 
     try:
         config = _load(args)
         rules_in_force(config.analysis.rules)
+        web = parse_web(args.web, args.web_token) if getattr(args, "web", None) else None
+    except WebError as exc:
+        print(f"siptrap: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"siptrap: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -80,7 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"siptrap: rule error: {exc}", file=sys.stderr)
         return 2
     install_uvloop()
-    asyncio.run(run_honeypot(config))
+    try:
+        asyncio.run(run_honeypot(config, web))
+    except StartupError as exc:  # a data directory it cannot use, or no socket open
+        print(f"siptrap: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -111,15 +123,23 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_export_hashes(args: argparse.Namespace) -> int:
     """Write captured MD5 digest responses in hashcat mode 11400 format."""
+    from ..startup import StartupError, check_database, open_output
     from ..store.hashes import export_hashes
+    from ..store.sqlite import StoreError
 
     db = Path(args.data_dir) / "siptrap.db"
     if not db.exists():
         print(f"siptrap export-hashes: no database at {db}", file=sys.stderr)
         return 1
-    out = open(args.output, "w") if args.output and args.output != "-" else sys.stdout
     try:
-        for line in export_hashes(db):
+        check_database(db)
+        lines = list(export_hashes(db))
+        out = open_output(args.output) if args.output and args.output != "-" else sys.stdout
+    except (StartupError, StoreError) as exc:
+        print(f"siptrap export-hashes: {exc}", file=sys.stderr)
+        return 2
+    try:
+        for line in lines:
             out.write(line + "\n")
     finally:
         if out is not sys.stdout:
@@ -140,7 +160,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
-FAMILIES: tuple[Callable[[Any], None], ...] = ()
+FAMILIES: tuple[Callable[[Any], None], ...] = (
+    blocks.add_parser,  # issue 11: siptrap blocks list|lift
+    status.add_parser,  # issue 11: siptrap status
+    web.add_parser,  # issue 13: siptrap web, siptrap ctl
+    report.add_parser,  # issue 13: siptrap report
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run the honeypot")
     _common(p_run)
     p_run.add_argument("--quiet", action="store_true", help="no console lines")
+    p_run.add_argument("--web", metavar="ADDR:PORT", help="serve the dashboard, API and /metrics")
+    p_run.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        default=os.environ.get("SIPTRAP_WEB_TOKEN", ""),
+        help="admin token (default $SIPTRAP_WEB_TOKEN); required off loopback",
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_config = sub.add_parser("config", help="configuration commands")

@@ -473,6 +473,18 @@ class CallManager:
             media=media,
         )
 
+    def hang_up(self, call_id: str, now: float) -> bool:
+        """End a call now (runtime control): BYE if answered, 480 if still ringing."""
+        call = self.calls.get(call_id)
+        if call is None or call.state == "ended":
+            return False
+        if call.state == "answered":
+            self._hangup(call, now, "operator")
+        else:
+            call.inc.now = now
+            self._final(call, 480, "operator")
+        return True
+
     def stop(self, now: float) -> None:
         for call in list(self.calls.values()):
             if call.state != "ended":

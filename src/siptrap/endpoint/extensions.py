@@ -65,3 +65,13 @@ class ExtensionPlan:
 
     def users(self) -> list[str]:
         return list(self._by_user)
+
+    def put(self, ext: Extension) -> None:
+        """Add or replace one extension (runtime control)."""
+        if ext.user not in self._by_user and len(self._by_user) >= MAX_EXTENSIONS:
+            raise ConfigError(f"more than {MAX_EXTENSIONS} extensions")
+        self._by_user[ext.user] = ext
+
+    def remove(self, user: str) -> bool:
+        """Remove one extension (runtime control); False if there was none."""
+        return self._by_user.pop(user, None) is not None

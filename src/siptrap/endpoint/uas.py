@@ -23,6 +23,7 @@ from ..sip.transaction import ReceivedKind, ServerTransactionTable, TimerKind
 from .calls import CallManager, MediaPorts
 from .credentials import AuthCheck, Authenticator, RecoveryJob, RecoveryWorker
 from .extensions import ExtensionPlan
+from .forwarded import Origin, networks, origin_of
 from .guard import FloodGuard
 from .personality import Personality
 from .registrar import Binding, Registrar
@@ -113,6 +114,9 @@ class Endpoint:
             flood.max_dialogs,
         )
         self.requests = 0
+        self.proxies = networks(config.analysis.proxies)
+        # Responses to siptrap's own requests at registrars (app.py sets it: upstream/).
+        self.response_hook: Callable[[Response, Peer, float], None] | None = None
         self.handlers: dict[str, Callable[[Incoming], None]] = {
             "REGISTER": self.on_register,
             "INVITE": self.calls.invite,
@@ -152,6 +156,33 @@ class Endpoint:
         self.requests += 1
         self._request_in(msg, peer, now, message_id)
 
+    def record_malformed(
+        self,
+        data: bytes,
+        peer: Peer,
+        now: float,
+        error: str | None = None,
+        defects: tuple[str, ...] = (),
+    ) -> str:
+        """Store input as it arrived without handling it (an unfinished stream message, a
+        message cut at the size cap, garbage, what a client sent the TLS port): one
+        sip.message.malformed with the defects parsing finds plus `defects`. Returns its
+        message_id. The transport has already counted it against its storage caps."""
+        message_id = self.r.message_id()
+        fields: dict[str, Any] = {"error": error, "defects": [], "size": len(data)}
+        try:
+            msg = parse(data, stream=peer.reliable)
+        except ParseError as exc:
+            fields["error"] = f"{error}: {exc.reason}" if error else exc.reason
+        else:
+            fields["defects"] = list(msg.defect_names)
+            if isinstance(msg, Request):
+                fields["method"] = msg.method
+        fields["defects"] += [d for d in defects if d not in fields["defects"]]
+        fields["message_id"] = message_id
+        self._emit("sip.message.malformed", peer, now, fields, data)
+        return message_id
+
     def _response_in(self, msg: Response, peer: Peer, now: float, message_id: str) -> None:
         fields = {
             "status": msg.status,
@@ -164,11 +195,18 @@ class Endpoint:
             "message_id": message_id,
         }
         self._emit("sip.response.received", peer, now, fields, msg.raw)
+        if self.response_hook is not None:
+            self.response_hook(msg, peer, now)
 
     def _request_in(self, msg: Request, peer: Peer, now: float, message_id: str) -> None:
+        origin = origin_of(msg, peer.src_ip, self.proxies)
+        if origin is not None and origin.blocked:
+            # the proxy's copy of a request it refused: evidence only, never answered
+            self._log_request(msg, peer, now, message_id, False, origin)
+            return
         verdict = self.txs.receive(msg, peer, peer.reliable, now) if msg.top_via else None
         retrans = verdict is not None and verdict.kind is ReceivedKind.RETRANSMISSION
-        self._log_request(msg, peer, now, message_id, retrans)
+        self._log_request(msg, peer, now, message_id, retrans, origin)
         if verdict is None:
             return  # no Via: no reply can be addressed; recorded above
         inc = Incoming(msg, peer, now, verdict.key, message_id)
@@ -186,7 +224,13 @@ class Endpoint:
             self._dispatch(inc)
 
     def _log_request(
-        self, msg: Request, peer: Peer, now: float, message_id: str, retrans: bool
+        self,
+        msg: Request,
+        peer: Peer,
+        now: float,
+        message_id: str,
+        retrans: bool,
+        origin: Origin | None = None,
     ) -> None:
         fro, to, via, cseq = msg.from_addr, msg.to_addr, msg.top_via, msg.cseq
         defects = msg.defect_names
@@ -207,6 +251,13 @@ class Endpoint:
             "retransmission": retrans,
             "message_id": message_id,
         }
+        if origin is not None:  # forwarded by a configured proxy: whose it really is
+            fields.update(
+                origin_ip=origin.ip,
+                origin_port=origin.port,
+                origin_transport=origin.transport,
+                blocked_by_proxy=origin.blocked,
+            )
         self._emit("sip.request.received", peer, now, fields, msg.raw)
         if defects:
             bad = {

@@ -42,6 +42,11 @@ _SPECS = (
             "dropped_events",
             "media_calls",
             "media_refused",
+            "connections",
+            "connections_refused",
+            "connections_shed",
+            "tls_failed",
+            "unstored_bytes",
         ),
     ),
     EventSpec(
@@ -68,6 +73,10 @@ _SPECS = (
             "defects",
             "retransmission",
             "message_id",
+            "origin_ip",
+            "origin_port",
+            "origin_transport",
+            "blocked_by_proxy",
         ),
     ),
     EventSpec(
@@ -165,7 +174,7 @@ _SPECS = (
     EventSpec(
         "transport.connection.closed",
         "a TCP or TLS connection closed",
-        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes"),
+        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes", "malformed_bytes"),
     ),
     EventSpec(
         "rtp.stream.started",
@@ -264,6 +273,117 @@ _SPECS = (
             "update",
             "closed",
         ),
+    ),
+    # issue 14: active mode (reconnaissance of attack sources) and the mode switch
+    EventSpec(
+        "recon.result",
+        "one check of a host an attack named (active mode): dns, rdap, geoip, sip_probe, "
+        "port, route or os; outcome ok, failed, refused_by_guard (nothing sent), timeout "
+        "or skipped; detail holds what was found (JSON)",
+        (
+            "check",
+            "target",
+            "outcome",
+            "detail",
+            "duration",
+            "source",
+            "address",
+            "port",
+            "protocol",
+            "cached",
+        ),
+    ),
+    EventSpec(
+        "sensor.mode.changed",
+        "the sensor's mode was switched at runtime (passive, active or a custom mode)",
+        ("mode", "previous", "who"),
+    ),
+    # issue 8 (reliability): connection limits, storage caps, the TLS port's failures
+    EventSpec(
+        "transport.connection.refused",
+        "a TCP or TLS connection refused (its source at max_connections_per_source; one "
+        "event a second per source, unreported: those refused since without one) or shed "
+        "(closed to make room when flood.max_connections are open)",
+        ("reason", "limit", "open", "unreported"),
+    ),
+    EventSpec(
+        "transport.tls.failed",
+        "a connection to a TLS port sent no TLS handshake (plain SIP, garbage, nothing); "
+        "its first bytes are stored as sip.message.malformed (message_id)",
+        ("reason", "size", "message_id"),
+    ),
+    EventSpec(
+        "transport.storage.capped",
+        "malformed input over a storage cap (per connection, or per source per window) is "
+        "counted, not stored; once per connection or per source and window",
+        ("scope", "cap", "window", "size"),
+    ),
+    # Issue 11: inside a VoIP domain (response actions and the policy ladder).
+    EventSpec(
+        "response.policy.changed",
+        "a source moved on the policy ladder (step null: it is free again); reason: alert, "
+        "persisted, relaxed, expired or lifted",
+        ("step", "previous", "category", "alert_id", "expires", "reason"),
+    ),
+    EventSpec(
+        "response.action.executed",
+        "a response action did (or, dry_run, would do) what a ladder change asks",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "operation",
+            "detail",
+            "attempts",
+        ),
+    ),
+    EventSpec(
+        "response.action.failed",
+        "a response action could not be done (after its retries): error says why",
+        (
+            "action",
+            "kind",
+            "step",
+            "previous",
+            "category",
+            "alert_id",
+            "reason",
+            "dry_run",
+            "error",
+            "attempts",
+        ),
+    ),
+    # Issue 11: siptrap registered at the domain's registrars ([[upstream]]).
+    EventSpec(
+        "sip.upstream.registered",
+        "a registrar accepted (or refreshed) the registration of one of siptrap's extensions",
+        ("registrar", "user", "expires"),
+    ),
+    EventSpec(
+        "sip.upstream.failed",
+        "a registration at a registrar failed (refused, no answer...): retried after retry_in",
+        ("registrar", "user", "status", "error", "retry_in"),
+    ),
+    EventSpec(
+        "sip.upstream.removed",
+        "siptrap removed its registration at a registrar (Expires 0, a clean stop)",
+        ("registrar", "user", "reason"),
+    ),
+    # issue 13: the operator's view (web dashboard, runtime control)
+    EventSpec(
+        "sensor.control",
+        "an operator changed the running honeypot (siptrap ctl or the API): who, what, result",
+        ("who", "command", "result"),
+    ),
+    EventSpec(
+        "sensor.web.started",
+        "the dashboard, API and /metrics started listening",
+        ("listen", "read_only"),
     ),
 )
 

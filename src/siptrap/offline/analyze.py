@@ -11,7 +11,6 @@ is analysed. RTP packets to a port a server answered a call with are that call's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from ..analysis.evaluate import Source
 from ..analysis.live import alert_event as live_alert_event
 from ..analysis.rules import RuleError, RuleSet, load_builtin_rules, load_rules
 from ..events.record import Event
+from ..outputs.jsontext import print_json
 from ..sip import ParseError, Request, parse
 from .capture import CaptureError, CaptureStats, Datagram, looks_like_sip, open_inputs, probably_sip
 
@@ -170,7 +170,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for alert in result.alerts:
         event = alert_event(alert, args.sensor)
         if args.json:
-            print(json.dumps(event.to_dict(), ensure_ascii=False, default=str))
+            print_json(event.to_dict())  # valid UTF-8 whatever bytes a header held
         else:
             print(alert_text(event.fields))
     s = result.stats

@@ -37,10 +37,26 @@ MAX_SHOWN = 300  # characters of one value shown
 MAX_MAILED = 10_000  # alert ids remembered by the mail sink
 
 
+def visible(value: object) -> str:
+    """Attacker text with every control character (NUL, ESC, CR, LF...), lone surrogate
+    (a byte that was not UTF-8) and other unprintable character written as an escape
+    (`\\x1b`, `\\xff`, `\\u200b`); nothing cut."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape_char(ch) for ch in text)
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def clean(value: object, limit: int = MAX_SHOWN) -> str:
     """Attacker text for a terminal or a text file: control characters escaped, cut."""
-    text = str(value)
-    out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    out = visible(value)
     return out[:limit] + ("..." if len(out) > limit else "")
 
 
@@ -106,15 +122,21 @@ _STYLE = (
 )
 
 
+def _h(value: object) -> str:
+    """Attacker text for HTML: control characters escaped as in the text files, then
+    HTML-escaped."""
+    return html.escape(visible(value))
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return "<br>".join(html.escape(str(v)) for v in value[:200]) or "-"
-    return html.escape(str(value if value is not None else "-"))
+        return "<br>".join(_h(v) for v in value[:200]) or "-"
+    return _h(value if value is not None else "-")
 
 
 def alert_html(fields: dict[str, Any]) -> str:
     """An alert as a static HTML page: every value escaped, no script, nothing loaded."""
-    alert_id = html.escape(str(fields.get("alert_id")))
+    alert_id = _h(fields.get("alert_id"))
     severity = str(fields.get("severity"))
     css = severity if severity in SEVERITY_ORDER else ""
     rows = [
@@ -138,13 +160,13 @@ def alert_html(fields: dict[str, Any]) -> str:
         ("Update", fields.get("update")),
     ]
     table = "\n".join(f"<tr><th>{name}</th><td>{_cell(value)}</td></tr>" for name, value in rows)
-    items = "\n".join(f"<li>{html.escape(str(c))}</li>" for c in fields.get("conclusions") or [])
+    items = "\n".join(f"<li>{_h(c)}</li>" for c in fields.get("conclusions") or [])
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         f"<title>siptrap alert {alert_id}</title><style>{_STYLE}</style></head>\n"
         f'<body>\n<h1>Alert <span id="alert-id">{alert_id}</span> '
-        f'<span class="{css}">{html.escape(severity)}</span></h1>\n'
+        f'<span class="{css}">{_h(severity)}</span></h1>\n'
         f'<h2>Conclusions</h2>\n<ul id="conclusions">\n{items}\n</ul>\n'
         f'<table id="alert">\n{table}\n</table>\n</body></html>\n'
     )

@@ -15,11 +15,19 @@ _START_LINE = re.compile(rb"(?:[!-~]+ [^\r\n]* SIP/\d|SIP/\d)")
 MAX_GARBAGE_KEPT = 65536
 
 
+def starts_like_sip(data: bytes) -> bool:
+    """Whether `data` (a datagram) begins, after any empty lines, with a SIP start line."""
+    start = len(data) - len(data.lstrip(b"\r\n")) if data[:1] in (b"\r", b"\n") else 0
+    line_end = data.find(b"\n", start)
+    return _START_LINE.match(data, start, len(data) if line_end == -1 else line_end) is not None
+
+
 class StreamFramer:
     """Stateful framer for one connection."""
 
-    def __init__(self, max_message: int = 65535) -> None:
+    def __init__(self, max_message: int = 65535, max_garbage: int = MAX_GARBAGE_KEPT) -> None:
         self.max_message = max_message
+        self.max_garbage = max_garbage
         self._buf = bytearray()
         self._scan_from = 0
         self.keepalives = 0
@@ -27,6 +35,7 @@ class StreamFramer:
         self.truncated = 0
         self._garbage = bytearray()
         self._pending_skip = 0
+        self._in_garbage = False  # the last bytes discarded were a line that is not SIP
 
     @property
     def buffered(self) -> int:
@@ -34,18 +43,38 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes read from the stream; return the messages now complete."""
+        return [message for message, _ in self.feed_marked(data)]
+
+    def feed_marked(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """As `feed`, each message with a flag: True if the size cap cut it (its first
+        `max_message` bytes are given; the rest is dropped and counted)."""
         self._buf += data
         if self._pending_skip:
             drop = min(self._pending_skip, len(self._buf))
             self.discarded_bytes += drop
             self._pending_skip -= drop
             del self._buf[:drop]
-        out: list[bytes] = []
+        out: list[tuple[bytes, bool]] = []
         while True:
+            cut_before = self.truncated
             message = self._next_message()
             if message is None:
                 return out
-            out.append(message)
+            out.append((message, self.truncated != cut_before))
+
+    @property
+    def garbage_kept(self) -> int:
+        """Bytes discarded and kept since the last `take_garbage`."""
+        return len(self._garbage)
+
+    def take_rest(self) -> bytes:
+        """The stream ended: the bytes still buffered (an unfinished message, or a line
+        with no newline), the framer left empty. Take the garbage first."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._scan_from = 0
+        self._pending_skip = 0
+        return rest
 
     def take_garbage(self) -> bytes:
         """Bytes discarded since the last call (not SIP, or past the size cap)."""
@@ -54,7 +83,7 @@ class StreamFramer:
         return garbage
 
     def _discard(self, count: int) -> None:
-        room = MAX_GARBAGE_KEPT - len(self._garbage)
+        room = self.max_garbage - len(self._garbage)
         if room > 0:
             self._garbage += self._buf[: min(count, room)]
         self.discarded_bytes += count
@@ -66,28 +95,40 @@ class StreamFramer:
         buf = self._buf
         while start < len(buf) and buf[start] in b"\r\n":
             start += 1
-        if start:
-            self.keepalives += buf.count(b"\r\n", 0, start) or 1
-            del buf[:start]
-            self._scan_from = 0
+        if not start:
+            return
+        if self._in_garbage:  # empty lines inside garbage (an HTTP request's) are kept
+            self._discard(start)
+            return
+        self.keepalives += buf.count(b"\r\n", 0, start) or 1
+        del buf[:start]
+        self._scan_from = 0
 
     def _next_message(self) -> bytes | None:
-        self._skip_keepalives()
-        buf = self._buf
-        if not buf:
-            return None
-        line_end = buf.find(b"\n")
-        if line_end == -1:
-            if len(buf) > self.max_message:
-                self._discard(len(buf))
-            return None
-        if not _START_LINE.match(buf, 0, line_end):
+        while True:  # a loop, not recursion: a stream of short garbage lines is long
+            self._skip_keepalives()
+            buf = self._buf
+            if not buf:
+                return None
+            line_end = buf.find(b"\n")
+            if line_end == -1:
+                if len(buf) > self.max_message:
+                    self._discard(len(buf))
+                return None
+            if _START_LINE.match(buf, 0, line_end):
+                break
             self._discard(line_end + 1)
-            return self._next_message()
+            self._in_garbage = True
+        self._in_garbage = False
+        return self._frame()
+
+    def _frame(self) -> bytes | None:
+        """The message that starts the buffer (its start line is SIP), once complete."""
+        buf = self._buf
         head_end = self._find_header_end()
         if head_end is None:
-            if len(buf) > self.max_message:
-                self._discard(len(buf))
+            if len(buf) > self.max_message:  # headers that never end: cut at the cap
+                return self._cut_oversized(len(buf), len(buf))
             return None
         match = _CONTENT_LENGTH.search(buf, 0, head_end)
         length = int(match.group(1)) if match else 0

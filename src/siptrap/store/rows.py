@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events.record import Event
+from .recon import write_recon
 from .recordings import write_recording
 from .values import as_json, integer, json_or_none, real, text
 
@@ -429,6 +430,7 @@ WRITERS: dict[str, Writer] = {
     "sip.register.success": register_success,
     "sip.register.removed": register_removed,
     "rtp.stream.ended": write_recording,
+    "recon.result": write_recon,
 }
 
 

@@ -11,7 +11,7 @@ siptrap is refused rather than written in a shape it does not expect.
 
 from __future__ import annotations
 
-from . import recordings
+from . import recon, recordings
 
 SCHEMA_VERSION = 1
 
@@ -176,6 +176,8 @@ TABLES = (
     # One row per stream of an answered call (rtp.stream.ended): codec, packets, audio
     # duration, loss, and the pcap and WAV paths relative to the data directory.
     recordings.TABLE,
+    # issue 14: one row per check active mode ran (recon.result); detail: JSON.
+    recon.TABLE,
 )
 
 INDEXES = (
@@ -196,4 +198,5 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS registrations_username ON registrations (username, contact)",
     "CREATE INDEX IF NOT EXISTS registrations_src_ip ON registrations (src_ip)",
     recordings.INDEX,
+    *recon.INDEXES,
 )

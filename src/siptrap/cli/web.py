@@ -1,0 +1,93 @@
+"""`siptrap web` (the dashboard over a data directory) and `siptrap ctl` (runtime control
+of a running `siptrap run` over its unix socket)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the dashboard and API (read-only) over a data directory until Ctrl-C."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from ..web.server import WebServer
+    from ..web.settings import WebError, parse_web
+
+    try:
+        settings = parse_web(args.listen, args.token)
+    except WebError as exc:
+        print(f"siptrap web: {exc}", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir)
+
+    async def serve() -> None:
+        server = WebServer(data_dir, settings, args.sensor)
+        await server.start()
+        print(f"siptrap web: http://{settings.host}:{server.port}/ over {data_dir}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    """Send one command to the running honeypot; print its answer as JSON."""
+    from ..web.control import SOCKET_NAME, send_command
+
+    path = Path(args.data_dir) / SOCKET_NAME
+    if not args.words:
+        print("siptrap ctl: a command is needed (status, stats, mode, ...)", file=sys.stderr)
+        return 2
+    try:
+        reply: dict[str, Any] = send_command(path, list(args.words))
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"siptrap ctl: no running honeypot at {path}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"siptrap ctl: {path}: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"siptrap ctl: {reply.get('error', 'no answer')}", file=sys.stderr)
+        return 2
+    print(json.dumps(reply.get("result"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p_web = sub.add_parser("web", help="serve the dashboard and API over a data directory")
+    p_web.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_web.add_argument("--listen", default="127.0.0.1:8080", metavar="ADDR:PORT")
+    p_web.add_argument(
+        "--token",
+        "--web-token",
+        default=os.environ.get("SIPTRAP_WEB_TOKEN", ""),
+        help="token (default $SIPTRAP_WEB_TOKEN); required off loopback",
+    )
+    p_web.add_argument("--sensor", default="siptrap", help="sensor name shown in the pages")
+    p_web.set_defaults(func=cmd_web)
+
+    p_ctl = sub.add_parser(
+        "ctl",
+        help="control a running honeypot",
+        description="status | stats | mode passive|active | console verbose|quiet | "
+        "email on|off | calls list|hangup ID|hangup all | extensions list|add|remove|set | "
+        "personality NAME | rules reload | clean alerts|recordings|events --before DATE",
+    )
+    p_ctl.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p_ctl.set_defaults(func=cmd_ctl)

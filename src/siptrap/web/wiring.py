@@ -1,0 +1,88 @@
+"""Joining the web server to a running honeypot: its metrics and its control commands.
+
+app.py calls these two; they read the honeypot (app.Honeypot) only through the attributes
+named here, at scrape or request time, on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .metrics import LiveGauges, MetricsSink
+from .server import WebServer
+from .settings import WebSettings
+
+
+def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
+    """A registry with the event counters (a bus sink) and the live gauges."""
+    registry = CollectorRegistry()
+    sink = MetricsSink(registry)
+
+    def runners() -> list[Any]:
+        return list(honeypot.bus.runners)
+
+    def active_calls() -> int:
+        calls = honeypot.endpoint.calls.calls.values()
+        return sum(1 for c in calls if c.state != "ended")
+
+    registry.register(
+        LiveGauges(
+            {
+                "siptrap_queue_depth": (
+                    "events waiting in each sink's queue",
+                    lambda: {r.sink.name: len(r._items) for r in runners()},
+                ),
+                "siptrap_queue_dropped": (
+                    "events each sink's full queue dropped",
+                    lambda: {r.sink.name: r.dropped for r in runners()},
+                ),
+                "siptrap_active_calls": ("calls in progress", active_calls),
+                "siptrap_media_calls": (
+                    "answered calls with media now",
+                    lambda: honeypot.media.active,
+                ),
+                "siptrap_recording_bytes": (
+                    "bytes of recordings on disk (pcap and WAV)",
+                    lambda: honeypot.media.budget.used,
+                ),
+                "siptrap_sources_tracked": (
+                    "source addresses the flood guard tracks",
+                    lambda: len(honeypot.endpoint.guard),
+                ),
+                "siptrap_guard_shed": (
+                    "requests the flood guard has shed since start",
+                    lambda: (
+                        honeypot.endpoint.guard.shed_rate + honeypot.endpoint.guard.shed_reflect
+                    ),
+                ),
+                "siptrap_mode_active": (
+                    "1 in active mode, 0 in passive",
+                    lambda: 1 if honeypot.mode == "active" else 0,
+                ),
+            }
+        )
+    )
+    return registry, sink
+
+
+async def start_web(honeypot: Any, settings: WebSettings) -> WebServer:
+    async def control(command: list[str], who: str) -> dict[str, Any]:
+        result: dict[str, Any] = honeypot.controller.run(command, who)
+        return result
+
+    server = WebServer(
+        honeypot.data_dir,
+        settings,
+        honeypot.config.sensor.name,
+        registry=honeypot.registry,
+        control=control,
+    )
+    await server.start()
+    honeypot._emit(
+        "sensor.web.started",
+        None,
+        {"listen": f"{settings.host}:{server.port}", "read_only": not settings.token},
+    )
+    return server

@@ -1,0 +1,372 @@
+"""siptrap inside a real VoIP domain on loopback (issue 11): Kamailio runs the shipped
+examples/kamailio/kamailio.cfg as the domain's registrar and proxy (127.0.0.5), siptrap
+runs behind it (127.0.0.1), SIPVicious attacks through it from 127.0.0.1, and a legitimate
+phone calls from 127.0.0.3 (the allow-list)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require_tool
+from kamailio_domain import KAMAILIO, Kamailio, Phone, sip_request
+from siptrap_proc import BIN, Siptrap, free_port, run_tool
+
+pytestmark = pytest.mark.tools
+PHONE = "127.0.0.3"
+ATTACKER = "127.0.0.1"
+
+
+def domain_config(rundir: Path, **policy: Any) -> str:
+    values = {"allow": [f"{PHONE}/32"], "ladder": ["try_later", "forbid"], "step_after": 1.5}
+    values.update(policy)
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+    return f"""
+[sensor]
+personality = "yealink"
+[analysis]
+proxies = ["127.0.0.5"]
+[policy]
+{lines}
+[[actions]]
+kind = "kamailio"
+rpc = "unix:{rundir}/kamailio_rpc.sock"
+categories = ["scan", "enumeration", "bruteforce", "flood", "spit", "toll_fraud"]
+min_severity = "low"
+[[actions]]
+kind = "blocklist"
+[[extensions]]
+users = "100-109"
+behaviour = "answer"
+media = "silence"
+call_duration = 1
+"""
+
+
+@pytest.fixture
+def domain(tmp_path: Path) -> Iterator[tuple[Siptrap, Kamailio]]:
+    require_tool(KAMAILIO)
+    require_tool("kamcmd")
+    rundir = tmp_path / "kamailio"
+    rundir.mkdir()
+    honeypot = Siptrap(tmp_path / "data", domain_config(rundir, expire=5), ["--quiet"])
+    honeypot.start()
+    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot.port}")
+    try:
+        kamailio.start()
+        yield honeypot, kamailio
+    finally:
+        kamailio.stop()
+        honeypot.stop()
+
+
+def status(reply: str | None) -> int | None:
+    return int(reply.split(" ", 2)[1]) if reply else None
+
+
+def probe(kamailio: Kamailio, source: str, method: str = "OPTIONS") -> int | None:
+    return status(sip_request(method, "105", (kamailio.host, kamailio.port), source))
+
+
+def wait_until(check: Any, timeout: float) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    return check()
+
+
+def test_kamailio_cfg_registers_phones_and_forwards_unknown_users(
+    domain: tuple[Siptrap, Kamailio],
+) -> None:
+    honeypot, kamailio = domain
+    sipsak = require_tool("sipsak")
+    target = f"sip:555@{kamailio.host}:{kamailio.port}"
+    out = run_tool(
+        [sipsak, "-U", "-C", f"sip:555@{PHONE}:5999", "-a", "secret", "-s", target, "-vv"],
+        timeout=30,
+    )
+    assert "completed successful" in out, out
+    assert "555" in kamailio.registered()
+    wrong = run_tool(
+        [sipsak, "-U", "-C", f"sip:556@{PHONE}:5998", "-a", "wrong", "-s", target], timeout=30
+    )
+    assert "556" not in kamailio.registered(), wrong
+    # A request for a user nobody registered reaches siptrap, answered in its voice.
+    reply = sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), PHONE)
+    assert reply is not None and "Yealink" in reply and "kamailio" not in reply
+    # siptrap saw the phone's address (the proxy's header), not Kamailio's.
+    (seen,) = honeypot.wait_for(lambda e: e.get("origin_ip") == PHONE)
+    assert seen["src_ip"] == "127.0.0.5" and seen["method"] == "OPTIONS"
+    # The header is the proxy's alone: one the caller writes is stripped by Kamailio.
+    forged = "X-Siptrap-Source: 198.51.100.66:5060;transport=udp\r\n"
+    reply = sip_request("OPTIONS", "106", (kamailio.host, kamailio.port), PHONE, extra=forged)
+    assert reply is not None
+    (seen,) = honeypot.wait_for(lambda e: e.get("to_user") == "106")
+    assert seen["origin_ip"] == PHONE
+
+
+def test_a_call_through_kamailio_comes_back_through_it(domain: tuple[Siptrap, Kamailio]) -> None:
+    honeypot, kamailio = domain
+    phone = Phone(PHONE, (kamailio.host, kamailio.port))
+    try:
+        ok = phone.invite("101")
+        assert ok is not None and ok.startswith("SIP/2.0 200"), ok
+        # siptrap copied Kamailio's Record-Route: the dialog goes through the proxy.
+        assert phone.routes and kamailio.host in phone.routes[0], ok
+        # siptrap hangs up after call_duration: its BYE follows the route set, via Kamailio.
+        bye = phone.answer_bye(20)
+        assert bye is not None, "no BYE came back"
+        text, sender = bye
+        assert sender == (kamailio.host, kamailio.port), sender
+        assert "Yealink" in text or "yealink" in text.lower() or text.startswith("BYE ")
+    finally:
+        phone.close()
+    invite = next(e for e in honeypot.events("sip.request.received") if e["method"] == "INVITE")
+    assert invite["src_ip"] == "127.0.0.5" and invite["origin_ip"] == PHONE
+    acks = honeypot.wait_for(lambda e: e.get("method") == "ACK")
+    assert acks and acks[0]["src_ip"] == "127.0.0.5"  # the ACK too came through Kamailio
+    # Forwarded by the domain's proxy vs straight at the honeypot: the decision tree's branch.
+    direct = sip_request("INVITE", "999", ("127.0.0.1", honeypot.port), ATTACKER)
+    forwarded = sip_request("INVITE", "998", (kamailio.host, kamailio.port), PHONE)
+    assert direct is not None and forwarded is not None
+    conclusions = wait_until(lambda: _conclusions(honeypot), 15)
+    assert any("Direct attack: 999" in c for c in conclusions), conclusions
+    assert any("Dial-plan fault: 998" in c for c in conclusions), conclusions
+
+
+def _conclusions(honeypot: Siptrap) -> list[str]:
+    found = []
+    for alert in honeypot.events("analysis.alert.raised"):
+        found += [str(c) for c in alert.get("conclusions") or []]
+    wanted = ("Direct attack: 999", "Dial-plan fault: 998")
+    return found if all(any(w in c for c in found) for w in wanted) else []
+
+
+def test_svwar_through_kamailio_is_blocked_503_then_403_and_the_phone_still_calls(
+    domain: tuple[Siptrap, Kamailio],
+) -> None:
+    honeypot, kamailio = domain
+    svwar = require_tool("sipvicious_svwar")
+    for method in ("OPTIONS", "INVITE"):
+        run_tool(
+            [svwar, "-e100-140", "-m", method, "-p", str(kamailio.port), kamailio.host],
+            timeout=90,
+        )
+        if method == "OPTIONS":
+            alerts = honeypot.wait_for(lambda e: e["event"] == "analysis.alert.raised", 15)
+            assert alerts and {a["src_ip"] for a in alerts} == {ATTACKER}  # not Kamailio's
+            assert all(a["tool"] == "SIPVicious svwar" for a in alerts)
+            changed = honeypot.wait_for(lambda e: e["event"] == "response.policy.changed", 10)
+            assert changed[0]["src_ip"] == ATTACKER and changed[0]["step"] == "try_later"
+            pushed = honeypot.wait_for(lambda e: e.get("operation") == "htable.setxi", 10)
+            print(f"htable set {_seconds(pushed[0], alerts[0])} s after the alert (measured)")
+            assert kamailio.htable().get(ATTACKER) in (1, 2)
+            reply = sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), ATTACKER)
+            assert status(reply) in (503, 403), reply
+            if status(reply) == 503:
+                assert reply is not None and "Retry-After:" in reply
+    # The attack persisted (the INVITE scan, mirrored to siptrap): 403 now.
+    assert wait_until(lambda: probe(kamailio, ATTACKER) == 403, 10)
+    assert kamailio.htable()[ATTACKER] == 2
+    steps = [e["step"] for e in honeypot.events("response.policy.changed")]
+    assert steps[:2] == ["try_later", "forbid"], steps
+    # Mirrored copies are recorded, never answered by siptrap.
+    mirrored = honeypot.events("sip.request.received")
+    assert any(e.get("blocked_by_proxy") for e in mirrored)
+    # A legitimate phone from another address still places calls.
+    assert probe(kamailio, PHONE) == 200
+    sipp = require_tool("sipp")
+    out = run_tool(
+        [
+            sipp,
+            "-sn",
+            "uac",
+            "-i",
+            PHONE,
+            "-p",
+            "0",
+            "-s",
+            "102",
+            "-m",
+            "1",
+            "-d",
+            "200",
+            "-timeout",
+            "20",
+            "-nostdin",
+            f"{kamailio.host}:{kamailio.port}",
+        ],
+        timeout=40,
+    )
+    assert "Successful call" in out, out
+    # The attack stopped: the block expires (forbid -> try_later -> free), on time.
+    t0 = time.time()
+    assert wait_until(lambda: ATTACKER not in kamailio.htable(), 25)
+    print(f"block gone {time.time() - t0:.1f} s after the attack stopped (expire 5 s a step)")
+
+    def reasons() -> list[str]:
+        return [e["reason"] for e in honeypot.events("response.policy.changed")]
+
+    assert wait_until(lambda: reasons()[-2:] == ["relaxed", "expired"], 5), reasons()
+    assert probe(kamailio, ATTACKER) == 200
+    # Blocked again, then lifted at once by `siptrap blocks lift`.
+    sip_request(
+        "OPTIONS", "105", (kamailio.host, kamailio.port), ATTACKER, user_agent="friendly-scanner"
+    )
+    run_tool([svwar, "-e100-110", "-m", "OPTIONS", "-p", str(kamailio.port), kamailio.host])
+    assert wait_until(lambda: ATTACKER in kamailio.htable(), 10)
+    assert probe(kamailio, ATTACKER) in (503, 403)
+    with persisting(kamailio):  # the attack goes on meanwhile (each step holds 5 s)
+        listed = json.loads(cli(honeypot, "blocks", "list", "--json").stdout)
+    assert [b["src_ip"] for b in listed] == [ATTACKER]
+    assert listed[0]["step"] in ("try_later", "forbid") and listed[0]["expires"] > time.time()
+    lifted = cli(honeypot, "blocks", "lift", ATTACKER, "--config", str(honeypot.config_path))
+    assert lifted.returncode == 0, lifted.stderr
+    assert ATTACKER not in kamailio.htable()  # at once, by the command itself
+    # The running honeypot takes it off its ladder too.
+    assert honeypot.wait_for(lambda e: e.get("reason") == "lifted", 5)
+    assert json.loads(cli(honeypot, "blocks", "list", "--json").stdout) == []
+    assert probe(kamailio, ATTACKER) == 200
+
+
+@contextlib.contextmanager
+def persisting(kamailio: Kamailio) -> Iterator[None]:
+    """The attacker keeps sending (a request every 0.3 s) while the block is inspected."""
+    stop = threading.Event()
+
+    def attack() -> None:
+        while not stop.wait(0.3):
+            sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), ATTACKER, timeout=0.3)
+
+    thread = threading.Thread(target=attack, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def cli(honeypot: Siptrap, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN), *args, "--data-dir", str(honeypot.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _seconds(later: dict[str, Any], earlier: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    def ts(e: dict[str, Any]) -> float:
+        return datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
+
+    return round(ts(later) - ts(earlier), 3)
+
+
+UPSTREAM_USERS = {"100", "101", "102"}
+
+
+def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path) -> None:
+    require_tool(KAMAILIO)
+    require_tool("kamcmd")
+    rundir = tmp_path / "kamailio"
+    rundir.mkdir()
+    honeypot_port_holder = Siptrap(tmp_path / "data", "", ["--quiet"])
+    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}")
+    config = (
+        domain_config(rundir)
+        + f"""
+[[upstream]]
+registrar = "udp:{kamailio.host}:{kamailio.port}"
+users = "100-102"
+password = "secret"
+expires = 10
+"""
+    )
+    honeypot_port_holder.config_path.write_text(config)
+    honeypot = honeypot_port_holder
+    kamailio.start()
+    try:
+        honeypot.start()
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), kamailio.kamcmd(
+            "ul.dump"
+        )
+        registered = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.registered")
+        assert {e["user"] for e in registered} >= UPSTREAM_USERS
+        status = subprocess.run(
+            [
+                str(BIN),
+                "status",
+                "--config",
+                str(honeypot.config_path),
+                "--data-dir",
+                str(honeypot.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert f"upstream udp:{kamailio.host}:{kamailio.port} 100: registered, expires in" in status
+        # A call for a registered extension goes through the registration, not the fallback.
+        reply = sip_request("OPTIONS", "101", (kamailio.host, kamailio.port), PHONE)
+        assert reply is not None and reply.startswith("SIP/2.0 200"), reply
+        seen = honeypot.wait_for(
+            lambda e: e.get("to_user") == "101" and e["event"] == "sip.request.received"
+        )
+        assert seen[0]["request_uri"].startswith("sip:101@127.0.0.1:")  # the Contact
+        assert seen[0]["origin_ip"] == PHONE
+        # Kamailio restarts and forgets: back within the refresh interval (half of 10 s).
+        kamailio.stop()
+        kamailio.start()
+        assert kamailio.registered() == set()
+        t0 = time.time()
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 12)
+        print(f"registrations back {time.time() - t0:.1f} s after Kamailio restarted")
+    finally:
+        honeypot.stop()
+        try:
+            # A clean stop unregistered them (Expires 0).
+            assert kamailio.registered() == set(), kamailio.kamcmd("ul.dump")
+            removed = honeypot.events("sip.upstream.removed")
+            assert {e["user"] for e in removed} == UPSTREAM_USERS
+        finally:
+            kamailio.stop()
+
+
+def test_an_unreachable_registrar_is_a_failure_retried_with_backoff(tmp_path: Path) -> None:
+    port = free_port()
+    honeypot = Siptrap(
+        tmp_path / "data",
+        f"""
+[[upstream]]
+registrar = "udp:127.0.0.1:{port}"
+users = "100"
+password = "x"
+expires = 10
+""",
+        ["--quiet"],
+    )
+    honeypot.start()
+    try:
+        failed = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.failed", 30)
+        assert failed and failed[0]["user"] == "100" and failed[0]["retry_in"] >= 2
+        # The honeypot goes on answering.
+        reply = sip_request("OPTIONS", "100", ("127.0.0.1", honeypot.port), PHONE)
+        assert reply is not None and reply.startswith("SIP/2.0 200")
+    finally:
+        honeypot.stop()
