@@ -35,7 +35,6 @@ class Personality:
     unknown_user_status: int = 404  # INVITE to an extension that does not exist
     register_unknown_status: int = 404  # REGISTER for a user that does not exist
     reasons: dict[int, str] = field(default_factory=dict)
-    trying_delay: float = 0.0  # seconds before 100 Trying (0: at once)
     ringing_delay: float = 0.05  # seconds before 180 Ringing
     ringing_status: int = 180
     sdp_username: str = "root"

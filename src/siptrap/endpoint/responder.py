@@ -126,21 +126,6 @@ class Responder:
         lines.sort(key=rank)  # stable: Via lines keep their order
         return b"\r\n".join([start, *lines]) + sep + body
 
-    def transmit(
-        self,
-        peer: Peer,
-        data: bytes,
-        now: float,
-        *,
-        status: int,
-        reason: str,
-        request: Request,
-        retransmission: bool = False,
-    ) -> bool:
-        return self._out(
-            peer, data, now, status, reason, request.method, request.call_id, retransmission
-        )
-
     def resend(
         self, peer: Peer, data: bytes, now: float, method: str | None, call_id: str | None
     ) -> bool:
