@@ -163,7 +163,7 @@ class Endpoint:
             "defects": msg.defect_names,
             "message_id": message_id,
         }
-        self._emit("sip.response.received", peer, now, fields, msg.raw)
+        self._emit("sip.response.received", peer, now, fields, msg.raw, msg)
 
     def _request_in(self, msg: Request, peer: Peer, now: float, message_id: str) -> None:
         verdict = self.txs.receive(msg, peer, peer.reliable, now) if msg.top_via else None
@@ -207,7 +207,7 @@ class Endpoint:
             "retransmission": retrans,
             "message_id": message_id,
         }
-        self._emit("sip.request.received", peer, now, fields, msg.raw)
+        self._emit("sip.request.received", peer, now, fields, msg.raw, msg)
         if defects:
             bad = {
                 "error": None,
@@ -216,7 +216,7 @@ class Endpoint:
                 "message_id": message_id,
                 "method": msg.method,
             }
-            self._emit("sip.message.malformed", peer, now, bad, msg.raw)
+            self._emit("sip.message.malformed", peer, now, bad, msg.raw, msg)
 
     def _acks_our_reply(self, msg: Request, key: tuple[str, ...] | None) -> bool:
         """Does this ACK carry the To tag of a reply we sent? Only then has its source
@@ -459,10 +459,12 @@ class Endpoint:
         now: float,
         fields: dict[str, Any],
         raw: bytes | None = None,
+        message: Request | Response | None = None,
     ) -> None:
-        self.emit(
-            Event(event_id, now, self.sensor, peer, fields, raw, "in" if raw is not None else None)
-        )
+        """`message` is what was parsed from `raw`: it travels with the event, so that
+        in-process sinks (the live analysis) do not parse the bytes again."""
+        direction = "in" if raw is not None else None
+        self.emit(Event(event_id, now, self.sensor, peer, fields, raw, direction, message))
 
     def _emit_binding(self, event_id: str, binding: Binding, now: float, reason: str) -> None:
         self._emit(
