@@ -63,7 +63,7 @@ class Honeypot:
         if config.console.enabled:
             sinks.append(ConsoleSink())
         sinks += extra_sinks or []
-        self.bus = EventBus(sinks, config.recording.queue_size)
+        self.bus = EventBus(sinks, config.recording.queue_size, config.recording.flush_interval)
         self.recovery = RecoveryWorker(
             self._recovered, config.credentials.max_candidates, config.credentials.queue_size
         )
@@ -131,7 +131,8 @@ class Honeypot:
     async def _open(self, index: int, listen: Listen) -> Bound:
         receive = self.endpoint.receive
         if listen.transport == "udp":
-            udp = await open_udp(index, listen.host, listen.port, receive)
+            door = self.endpoint.guard.door
+            udp = await open_udp(index, listen.host, listen.port, receive, door)
             self._udp[index] = udp
             return Bound(listen, udp.port, udp)
         context = self._tls_context() if listen.transport == "tls" else None
@@ -174,13 +175,22 @@ class Honeypot:
                 next_summary = now + interval
 
     def _report_shed(self) -> None:
-        """One sip.flood.shed per source shed since the last report."""
-        for ip, rate, reflect, size in self.endpoint.guard.take_shed():
-            peer = Peer("udp", ip, 0, "", 0)
-            reason = "rate" if rate >= reflect else "reflection"
-            self._emit(
-                "sip.flood.shed", peer, {"reason": reason, "count": rate + reflect, "bytes": size}
-            )
+        """One sip.flood.shed per source shed since the last report, and one (without a
+        peer) for all of them together."""
+        totals: dict[str, int] = {}
+        count = size = 0
+        for shed in self.endpoint.guard.take_shed():
+            reasons = shed.reasons()
+            fields = {"reason": shed.reason, "count": shed.count, "bytes": shed.bytes}
+            self._emit("sip.flood.shed", Peer("udp", shed.ip, 0, "", 0), fields | reasons)
+            for reason, n in reasons.items():
+                totals[reason] = totals.get(reason, 0) + n
+            count += shed.count
+            size += shed.bytes
+        if count:
+            reason = max(totals, key=lambda r: totals[r])
+            fields = {"reason": reason, "count": count, "bytes": size, "total": True}
+            self._emit("sip.flood.shed", None, fields | totals)
 
     def _summary(self, interval: float) -> None:
         self._report_shed()
@@ -194,7 +204,7 @@ class Honeypot:
                 "sources": len(e.guard),
                 "registrations": len(e.registrar),
                 "calls": len(e.calls.calls),
-                "shed": e.guard.shed_rate + e.guard.shed_reflect,
+                "shed": e.guard.shed,
                 "dropped_events": self.bus.dropped,
                 "media_calls": self.media.active,
                 "media_refused": self.media.refused,
@@ -203,8 +213,7 @@ class Honeypot:
 
     async def close(self) -> None:
         for udp in self._udp.values():
-            if udp.transport is not None:
-                udp.transport.close()
+            udp.close()
         for stream in self._streams.values():
             await stream.close()
         now = time.time()
@@ -222,7 +231,7 @@ class Honeypot:
                 "uptime": round(now - self.started, 3),
                 "requests": self.endpoint.requests,
                 "dropped_events": self.bus.dropped,
-                "shed": g.shed_rate + g.shed_reflect,
+                "shed": g.shed,
             },
         )
         await asyncio.to_thread(self.bus.stop)

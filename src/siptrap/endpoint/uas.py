@@ -92,7 +92,11 @@ class Endpoint:
         self.emit = emit
         flood = config.flood
         self.guard = FloodGuard(
-            flood.per_source_rate, flood.burst, flood.amplification, flood.max_sources
+            flood.per_source_rate,
+            flood.burst,
+            flood.amplification,
+            flood.max_sources,
+            flood.max_delay,
         )
         self.txs = ServerTransactionTable(max_entries=flood.max_transactions)
         self.dialogs = DialogTable(max_entries=flood.max_dialogs)

@@ -45,7 +45,9 @@ def repair_torn_line(path: Path) -> int:
             torn.flush()
             os.fsync(torn.fileno())
         handle.truncate(start)
-    log.warning("%s: a torn last line of %d bytes moved to %s", path, len(fragment), torn_path(path))
+    log.warning(
+        "%s: a torn last line of %d bytes moved to %s", path, len(fragment), torn_path(path)
+    )
     return len(fragment)
 
 
