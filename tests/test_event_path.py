@@ -18,12 +18,14 @@ import pytest
 
 import test_endpoint
 from siptrap.analysis import live
+from siptrap.app import Honeypot
 from siptrap.endpoint.guard import FloodGuard
 from siptrap.events.record import Event, Peer
 from siptrap.outputs.jsonl import JsonLinesSink, repair_torn_line, torn_path
 from siptrap.sip import Request, parse
 from siptrap.store.sqlite import SqliteSink
 from siptrap.transport.udp import open_udp
+from test_app import make_config
 
 PEER = Peer("udp", "198.51.100.7", 5070, "192.0.2.10", 5060)
 
@@ -240,3 +242,38 @@ def test_the_udp_listener_gives_the_door_each_datagrams_wait() -> None:
     if stamped:  # Linux: the kernel's receive times
         assert shed == 5 and received == [b"stall", b"prompt"]
         assert min(seen[1:6]) >= 0.15
+
+
+# -- timers as deadlines ----------------------------------------------------------------
+def test_the_run_loop_fires_a_retransmission_at_its_deadline(tmp_path: Path) -> None:
+    """No periodic tick: the timer armed for the final response's retransmission (RFC
+    3261 Timer G, 0.5 s; one towards an unverified source) fires and the same bytes come
+    again, and after them nothing (the cap)."""
+    config = make_config(tmp_path / "data", ["udp:127.0.0.1:0"], recording={"sqlite": False})
+    invite = test_endpoint.request("INVITE", "300", call_id="timer-1")
+    got: list[bytes] = []
+
+    async def main() -> None:
+        honeypot = Honeypot(config)
+        await honeypot.start()
+        serving = asyncio.create_task(honeypot.serve())
+        loop = asyncio.get_running_loop()
+        try:
+            port = honeypot.bound[0].port
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(invite, ("127.0.0.1", port))
+                deadline = time.monotonic() + 4
+                while time.monotonic() < deadline:
+                    try:
+                        got.append(await asyncio.wait_for(loop.sock_recv(sock, 65536), 0.5))
+                    except TimeoutError:
+                        continue
+        finally:
+            honeypot.stop()
+            await serving
+            await honeypot.close()
+
+    asyncio.run(main())
+    finals = [data for data in got if int(data.split(b" ", 2)[1]) >= 300]
+    assert len(finals) == 2 and finals[0] == finals[1]

@@ -33,7 +33,7 @@ from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, open_udp
 
 log = logging.getLogger(__name__)
-TICK = 0.02  # seconds between timer checks
+IDLE_WAKE = 0.25  # the longest the run loop sleeps: expiries without a deadline of their own
 
 
 @dataclass
@@ -87,6 +87,11 @@ class Honeypot:
         self._conn_ids = itertools.count(1_000_000)
         self._stopping = asyncio.Event()
         self.started = time.time()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake_at = float("inf")  # when the timer fires (time.time() clock)
+        self._rearm_pending = False
+        self._next_summary: float | None = None
 
     # -- sending and events -----------------------------------------------------------
     def _send(self, peer: Peer, data: bytes) -> None:
@@ -129,7 +134,7 @@ class Honeypot:
         )
 
     async def _open(self, index: int, listen: Listen) -> Bound:
-        receive = self.endpoint.receive
+        receive = self._receive
         if listen.transport == "udp":
             door = self.endpoint.guard.door
             udp = await open_udp(index, listen.host, listen.port, receive, door)
@@ -162,17 +167,60 @@ class Honeypot:
         self._stopping.set()
 
     async def serve(self) -> None:
-        """Fire timers and print summaries until stop() is called."""
+        """Fire timers and print summaries until stop() is called: one timer armed at the
+        next deadline (see _arm), not a periodic tick."""
         interval = self.config.console.summary_interval
-        next_summary = time.time() + interval if interval > 0 else None
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), TICK)
-            now = time.time()
+        now = time.time()
+        self._next_summary = now + interval if interval > 0 else None
+        self._loop = asyncio.get_running_loop()
+        self._arm(now)
+        try:
+            await self._stopping.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    # -- the run loop: timers as deadlines ----------------------------------------------
+    def _receive(self, data: bytes, peer: Peer, now: float) -> None:
+        """A message for the endpoint; afterwards (once per turn of the loop, however
+        many messages came) the timer is moved earlier if the endpoint's next deadline is."""
+        self.endpoint.receive(data, peer, now)
+        if not self._rearm_pending and self._loop is not None:
+            self._rearm_pending = True
+            self._loop.call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        self._rearm_pending = False
+        deadline = self.endpoint.next_deadline()
+        if deadline is not None and deadline < self._wake_at:
+            self._arm(time.time())
+
+    def _arm(self, now: float) -> None:
+        """Wake at the endpoint's next deadline, the next summary, or IDLE_WAKE from now,
+        whichever is first."""
+        assert self._loop is not None
+        wake = now + IDLE_WAKE
+        for deadline in (self.endpoint.next_deadline(), self._next_summary):
+            if deadline is not None and deadline < wake:
+                wake = deadline
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake_at = wake
+        self._timer = self._loop.call_at(self._loop.time() + max(0.0, wake - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = time.time()
+        try:
             self.endpoint.handle_timers(now)
-            if next_summary is not None and now >= next_summary:
+            interval = self.config.console.summary_interval
+            if self._next_summary is not None and now >= self._next_summary:
                 self._summary(interval)
-                next_summary = now + interval
+                self._next_summary = now + interval
+        finally:
+            if not self._stopping.is_set():
+                self._arm(time.time())
 
     def _report_shed(self) -> None:
         """One sip.flood.shed per source shed since the last report, and one (without a

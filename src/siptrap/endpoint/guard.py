@@ -37,7 +37,7 @@ class SourceState:
     shed_bytes: int = 0
     shed_pressure: int = 0
     shed_delay: int = 0
-    last_shed: float = float("-inf")
+    last_shed: float = float("-inf")  # shed by rate or at the door: flooding
     pressure_count: int = 0  # datagrams since the current spell of pressure began
     pressure_spell: int = 0  # which spell pressure_count counts in
 
@@ -188,7 +188,6 @@ class FloodGuard:
             return True
         if state.bytes_out + size + reserve > self.amplification * state.bytes_in:
             state.shed_reflect += 1
-            state.last_shed = now
             self.shed_reflect += 1
             return False
         state.bytes_out += size
