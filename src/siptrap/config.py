@@ -118,7 +118,7 @@ class FloodConfig:
     idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
     max_delay: float = doc(
         "seconds a UDP datagram may wait to be read; later ones are shed unanswered; 0 = never",
-        0.1,
+        0.2,
     )
 
 
