@@ -25,7 +25,7 @@ from siptrap.outputs.jsonl import JsonLinesSink, repair_torn_line, torn_path
 from siptrap.sip import Request, parse
 from siptrap.store.sqlite import SqliteSink
 from siptrap.transport.udp import open_udp
-from test_app import make_config
+from test_app import Running, make_config, options
 
 PEER = Peer("udp", "198.51.100.7", 5070, "192.0.2.10", 5060)
 
@@ -277,3 +277,53 @@ def test_the_run_loop_fires_a_retransmission_at_its_deadline(tmp_path: Path) -> 
     asyncio.run(main())
     finals = [data for data in got if int(data.split(b" ", 2)[1]) >= 300]
     assert len(finals) == 2 and finals[0] == finals[1]
+
+
+def _socket_drops(port: int) -> int:
+    """The drop counter of the UDP socket on 127.0.0.1:port (/proc/net/udp; 0 elsewhere)."""
+    want = f"0100007F:{port:04X}"
+    table = Path("/proc/net/udp")
+    if not table.exists():
+        return 0
+    for line in table.read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[1] == want:
+            return int(parts[-1])
+    return 0
+
+
+def test_a_burst_is_recorded_or_counted_as_shed_every_datagram(tmp_path: Path) -> None:
+    """Every datagram the kernel delivered is recorded or counted as shed: the counts add
+    up to what was sent (with the socket's own drops), and the reports agree."""
+    config = make_config(
+        tmp_path / "data",
+        ["udp:127.0.0.1:0"],
+        flood={"per_source_rate": 0, "max_delay": 0.002},  # a backlog of 2 ms is shed
+        recording={"sqlite": False},
+    )
+    running = Running(config).start()
+    sent = 3000
+    try:
+        port = running.port("udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(sent):
+                sock.sendto(options(f"burst-{i}"), ("127.0.0.1", port))
+        assert running.honeypot is not None
+        listener = running.honeypot.bound[0].obj
+        deadline = time.monotonic() + 60
+        while listener.received + _socket_drops(port) < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        drops = _socket_drops(port)
+    finally:
+        running.stop()
+    recorded = {
+        e.fields["call_id"] for e in running.of("sip.request.received") if e.fields["call_id"]
+    }
+    (stopped,) = running.of("sensor.stopped")
+    shed = stopped.fields["shed"]
+    assert shed > 0  # 3,000 at once wait longer than 2 ms
+    assert len(recorded) + shed + drops == sent
+    assert listener.received == sent - drops and listener.shed == shed
+    totals = [e for e in running.of("sip.flood.shed") if e.peer is None]
+    assert sum(e.fields["count"] for e in totals) == shed
+    assert sum(e.fields.get("delay", 0) + e.fields.get("pressure", 0) for e in totals) == shed
