@@ -290,7 +290,7 @@ class Honeypot:
         with self.events_path.open("rb") as f:
             for line in f:
                 jsonl_events += 1
-                if b'"event": "sip.request.received"' in line:
+                if b'"event":"sip.request.received"' in line.replace(b'": "', b'":"'):
                     jsonl_requests += 1
         counts["jsonl_events"] = jsonl_events
         counts["jsonl_requests"] = jsonl_requests

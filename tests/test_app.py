@@ -465,9 +465,13 @@ def test_shed_requests_are_reported_at_stop_without_summaries(tmp_path: Path) ->
         time.sleep(0.2)
     finally:
         running.stop()
-    (shed,) = running.of("sip.flood.shed")
+    shed, total = running.of("sip.flood.shed")  # the source's, then all sources'
     assert shed.fields["reason"] == "rate" and shed.fields["count"] == 4
+    assert shed.fields["rate"] == 4 and "delay" not in shed.fields
     assert shed.peer is not None and shed.peer.src_ip == "127.0.0.1"
     assert shed.fields["bytes"] == sum(len(options(f"shed-{i}")) for i in range(1, 5))
+    assert total.peer is None and total.fields["total"] is True
+    assert (total.fields["count"], total.fields["rate"]) == (4, 4)
+    assert total.fields["bytes"] == shed.fields["bytes"]
     (stopped,) = running.of("sensor.stopped")
     assert stopped.fields["shed"] == 4

@@ -1177,9 +1177,9 @@ def test_rate_limit_sheds_requests_above_the_bucket() -> None:
     assert box.ep.requests == 10
     # Another source has its own bucket.
     assert status_of(box.deliver(request("OPTIONS", "100", call_id="other"), OTHER)) == [200]
-    ((ip, by_rate, by_reflection, size),) = [s for s in box.ep.guard.take_shed()]
-    assert (ip, by_rate, by_reflection) == (ATTACKER.src_ip, 20, 0)
-    assert size == sum(len(request("OPTIONS", "100", call_id=f"o{i}")) for i in range(10, 30))
+    (shed,) = box.ep.guard.take_shed()
+    assert (shed.ip, shed.rate, shed.reflection, shed.reason) == (ATTACKER.src_ip, 20, 0, "rate")
+    assert shed.bytes == sum(len(request("OPTIONS", "100", call_id=f"o{i}")) for i in range(10, 30))
     assert box.ep.guard.take_shed() == []  # taken
     # The bucket refills at the rate.
     box.now += 0.5

@@ -53,7 +53,7 @@ from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_r
 from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
-TICK = 0.02  # seconds between timer checks
+IDLE_WAKE = 0.25  # the longest the run loop sleeps: expiries without a deadline of their own
 
 
 @dataclass
@@ -116,7 +116,7 @@ class Honeypot:
             self.registry, metrics = metrics_sink(self)
             sinks.append(metrics)
         sinks += extra_sinks or []
-        self.bus = EventBus(sinks, config.recording.queue_size)
+        self.bus = EventBus(sinks, config.recording.queue_size, config.recording.flush_interval)
         self.recovery = RecoveryWorker(
             self._recovered, config.credentials.max_candidates, config.credentials.queue_size
         )
@@ -156,6 +156,11 @@ class Honeypot:
         self.controller = Controller(self, rules_reloader(self.bus, config))
         self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
         self._web: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake_at = float("inf")  # when the timer fires (time.time() clock)
+        self._rearm_pending = False
+        self._next_summary: float | None = None
 
     # -- mode and control ------------------------------------------------------------------
     @property
@@ -255,7 +260,7 @@ class Honeypot:
         while time.time() < deadline and any(
             r.state == "unregistering" for r in self.upstream.regs
         ):
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(0.02)  # the answers to Expires 0 come within ms
             self._upstream_send(self.upstream.handle_timers(time.time()))
         self._upstream_status()
 
@@ -300,10 +305,11 @@ class Honeypot:
         )
 
     async def _open(self, index: int, listen: Listen) -> Bound:
-        receive = self.endpoint.receive
+        receive = self._receive
         if listen.transport == "udp":
             gated = storage_gate(receive, self.storage, self._udp_capped)
-            udp = await open_udp(index, listen.host, listen.port, gated)
+            door = self.endpoint.guard.door
+            udp = await open_udp(index, listen.host, listen.port, gated, door)
             self._udp[index] = udp
             return Bound(listen, udp.port, udp)
         context = self._tls_context() if listen.transport == "tls" else None
@@ -352,29 +358,82 @@ class Honeypot:
         self._stopping.set()
 
     async def serve(self) -> None:
-        """Fire timers and print summaries until stop() is called."""
+        """Fire timers and print summaries until stop() is called: one timer armed at the
+        next deadline (see _arm), not a periodic tick."""
         interval = self.config.console.summary_interval
-        next_summary = time.time() + interval if interval > 0 else None
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), TICK)
-            now = time.time()
+        now = time.time()
+        self._next_summary = now + interval if interval > 0 else None
+        self._loop = asyncio.get_running_loop()
+        self._arm(now)
+        try:
+            await self._stopping.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    # -- the run loop: timers as deadlines ----------------------------------------------
+    def _receive(self, data: bytes, peer: Peer, now: float) -> None:
+        """A message for the endpoint; afterwards (once per turn of the loop, however
+        many messages came) the timer is moved earlier if the endpoint's next deadline is."""
+        self.endpoint.receive(data, peer, now)
+        if not self._rearm_pending and self._loop is not None:
+            self._rearm_pending = True
+            self._loop.call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        self._rearm_pending = False
+        deadline = self.endpoint.next_deadline()
+        if deadline is not None and deadline < self._wake_at:
+            self._arm(time.time())
+
+    def _arm(self, now: float) -> None:
+        """Wake at the endpoint's next deadline, the next summary, or IDLE_WAKE from now,
+        whichever is first."""
+        assert self._loop is not None
+        wake = now + IDLE_WAKE
+        upstream = self.upstream.next_deadline() if self.upstream is not None else None
+        for deadline in (self.endpoint.next_deadline(), self._next_summary, upstream):
+            if deadline is not None and deadline < wake:
+                wake = deadline
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake_at = wake
+        self._timer = self._loop.call_at(self._loop.time() + max(0.0, wake - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = time.time()
+        try:
             self.endpoint.handle_timers(now)
             if self.upstream is not None:
                 self._upstream_send(self.upstream.handle_timers(now))
                 self._upstream_status()
-            if next_summary is not None and now >= next_summary:
+            interval = self.config.console.summary_interval
+            if self._next_summary is not None and now >= self._next_summary:
                 self._summary(interval)
-                next_summary = now + interval
+                self._next_summary = now + interval
+        finally:
+            if not self._stopping.is_set():
+                self._arm(time.time())
 
     def _report_shed(self) -> None:
-        """One sip.flood.shed per source shed since the last report."""
-        for ip, rate, reflect, size in self.endpoint.guard.take_shed():
-            peer = Peer("udp", ip, 0, "", 0)
-            reason = "rate" if rate >= reflect else "reflection"
-            self._emit(
-                "sip.flood.shed", peer, {"reason": reason, "count": rate + reflect, "bytes": size}
-            )
+        """One sip.flood.shed per source shed since the last report, and one (without a
+        peer) for all of them together."""
+        totals: dict[str, int] = {}
+        count = size = 0
+        for shed in self.endpoint.guard.take_shed():
+            reasons = shed.reasons()
+            fields = {"reason": shed.reason, "count": shed.count, "bytes": shed.bytes}
+            self._emit("sip.flood.shed", Peer("udp", shed.ip, 0, "", 0), fields | reasons)
+            for reason, n in reasons.items():
+                totals[reason] = totals.get(reason, 0) + n
+            count += shed.count
+            size += shed.bytes
+        if count:
+            reason = max(totals, key=lambda r: totals[r])
+            fields = {"reason": reason, "count": count, "bytes": size, "total": True}
+            self._emit("sip.flood.shed", None, fields | totals)
 
     def _summary(self, interval: float) -> None:
         self._report_shed()
@@ -388,7 +447,7 @@ class Honeypot:
                 "sources": len(e.guard),
                 "registrations": len(e.registrar),
                 "calls": len(e.calls.calls),
-                "shed": e.guard.shed_rate + e.guard.shed_reflect,
+                "shed": e.guard.shed,
                 "dropped_events": self.bus.dropped,
                 "media_calls": self.media.active,
                 "media_refused": self.media.refused,
@@ -413,8 +472,7 @@ class Honeypot:
             await self._web.close()
         await self._control.close()
         for udp in self._udp.values():
-            if udp.transport is not None:
-                udp.transport.close()
+            udp.close()
         for stream in self._streams.values():
             await stream.close()
         now = time.time()
@@ -433,7 +491,7 @@ class Honeypot:
                 "uptime": round(now - self.started, 3),
                 "requests": self.endpoint.requests,
                 "dropped_events": self.bus.dropped,
-                "shed": g.shed_rate + g.shed_reflect,
+                "shed": g.shed,
             },
         )
         await asyncio.to_thread(self.bus.stop)

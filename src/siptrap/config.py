@@ -136,6 +136,10 @@ class FloodConfig:
         1024,
     )
     idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
+    max_delay: float = doc(
+        "seconds a UDP datagram may wait to be read; later ones are shed unanswered; 0 = never",
+        0.2,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,9 @@ class RecordingConfig:
     jsonl: bool = doc("write events.jsonl", True)
     sqlite: bool = doc("write siptrap.db (SQLite, WAL)", True)
     queue_size: int = doc("events waiting to be written (more are counted as dropped)", 200000)
+    flush_interval: float = doc(
+        "seconds an event may wait before it is written; a kill -9 loses at most these", 0.2
+    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Live analysis in the honeypot: a sink on the event bus that runs the analysis engine.
 
 `AnalysisSink` receives every event through its own bounded queue and thread (the bus's
-`SinkRunner`), off the network path. It re-parses the bytes of each received request
-(`sip.request.received`) and of each response the honeypot sent (`sip.response.sent`),
+`SinkRunner`), off the network path. It takes each received request
+(`sip.request.received`) as the network path parsed it (`Event.message`: the bytes are
+parsed once), parses each response the honeypot sent (`sip.response.sent`, built as bytes),
 takes digest attempts, recovered passwords and ended calls (with their RTP counts) from
 the honeypot's own events, and puts the engine's alerts back on the bus as
 `analysis.alert.raised` events, which it then ignores when they come back to it. A small
@@ -125,7 +126,7 @@ class AnalysisSink:
         f = event.fields
         eid = event.id
         if eid == "sip.request.received" and event.raw is not None and peer is not None:
-            msg = _parse(event.raw, peer)
+            msg = _message(event, peer)
             if isinstance(msg, Request):
                 retrans = bool(f.get("retransmission"))
                 source = _origin(f, peer) or _source(peer)
@@ -170,6 +171,14 @@ def stop_analysis(bus: EventBus) -> None:
     for runner in [r for r in bus.runners if isinstance(r.sink, AnalysisSink)]:
         runner.stop()
         bus.runners.remove(runner)
+
+
+def _message(event: Event, peer: Peer) -> Request | Response | None:
+    """The event's message as the network path parsed it; parsed here only when the
+    emitter did not attach it (events from elsewhere: tests, replays)."""
+    if event.message is not None:
+        return event.message
+    return _parse(event.raw or b"", peer)
 
 
 def _parse(raw: bytes, peer: Peer) -> Request | Response | None:

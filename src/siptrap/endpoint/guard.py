@@ -1,4 +1,11 @@
-"""Flood armour per source address: a token-bucket rate limit, and the reflection guard.
+"""Flood armour per source address: a token-bucket rate limit, the reflection guard, and
+the door that sheds a backlog.
+
+The door (`door`) sees each datagram before it is parsed, with how long it waited in the
+socket buffer. Past half of `max_delay` the honeypot is falling behind: datagrams from
+the source that sent the most since then are shed first (`pressure`); past `max_delay`
+everything is (`delay`): a reply that late is no use to anyone, and shedding unparsed
+is what drains the buffer. A shed datagram is counted per source, never queued.
 
 siptrap must never be a useful reflector. A UDP source address can be spoofed, so until
 a source shows it receives our replies (it sends an ACK, answers our challenge with our
@@ -13,6 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 UNVERIFIED_RETRANSMITS = 1  # retransmissions allowed towards an unverified UDP source
+FLOODING_SECONDS = 10.0  # a source shed this recently, never verified, gets no retransmission
+REASONS = ("rate", "reflection", "pressure", "delay")
+PRESSURE_FREE = 8  # datagrams each source has taken in a spell of pressure before any is shed
 
 
 @dataclass(slots=True)
@@ -25,6 +35,37 @@ class SourceState:
     shed_rate: int = 0
     shed_reflect: int = 0
     shed_bytes: int = 0
+    shed_pressure: int = 0
+    shed_delay: int = 0
+    last_shed: float = float("-inf")  # shed by rate or at the door: flooding
+    pressure_count: int = 0  # datagrams since the current spell of pressure began
+    pressure_spell: int = 0  # which spell pressure_count counts in
+
+
+@dataclass(frozen=True, slots=True)
+class Shed:
+    """What was shed from one source since the last report, by reason."""
+
+    ip: str
+    rate: int
+    reflection: int
+    pressure: int
+    delay: int
+    bytes: int
+
+    @property
+    def count(self) -> int:
+        return self.rate + self.reflection + self.pressure + self.delay
+
+    def reasons(self) -> dict[str, int]:
+        counts = (self.rate, self.reflection, self.pressure, self.delay)
+        return {reason: n for reason, n in zip(REASONS, counts, strict=True) if n}
+
+    @property
+    def reason(self) -> str:
+        """The reason most of it was shed for."""
+        reasons = self.reasons()
+        return max(reasons, key=lambda r: reasons[r]) if reasons else "rate"
 
 
 class FloodGuard:
@@ -34,6 +75,7 @@ class FloodGuard:
         burst: float,
         amplification: float,
         max_sources: int,
+        max_delay: float = 0.0,
     ) -> None:
         self.rate = per_source_rate
         self.burst = max(burst, per_source_rate, 1.0)
@@ -42,7 +84,19 @@ class FloodGuard:
         self._sources: OrderedDict[str, SourceState] = OrderedDict()
         self.shed_rate = 0
         self.shed_reflect = 0
+        self.shed_pressure = 0
+        self.shed_delay = 0
         self.forgotten = 0
+        self.max_delay = max_delay  # 0: the door takes everything
+        self.now = float("-inf")  # the latest time the guard was told
+        self._spell = 0  # spells of pressure so far
+        self._pressure_until = float("-inf")
+        self._busiest: tuple[str, int] = ("", 0)  # (ip, count) in the current spell
+
+    @property
+    def shed(self) -> int:
+        """Messages shed so far, for every reason."""
+        return self.shed_rate + self.shed_reflect + self.shed_pressure + self.shed_delay
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -59,8 +113,44 @@ class FloodGuard:
             self._sources.move_to_end(ip)
         return state
 
+    def door(self, ip: str, size: int, delay: float, now: float) -> bool:
+        """A datagram of `size` bytes from `ip` waited `delay` seconds in the socket
+        buffer: take it (True) or shed it unparsed (counted; see the module docstring)."""
+        limit = self.max_delay
+        if limit <= 0 or delay <= limit / 2:
+            return True
+        state = self._state(ip, now)
+        state.bytes_in += size
+        if delay > limit:
+            state.shed_delay += 1
+            self.shed_delay += 1
+        elif self._busiest_source(ip, state, now):
+            state.shed_pressure += 1
+            self.shed_pressure += 1
+        else:
+            return True
+        state.shed_bytes += size
+        state.last_shed = now
+        return False
+
+    def _busiest_source(self, ip: str, state: SourceState, now: float) -> bool:
+        """Count a datagram that arrived under pressure; is `ip` the source that sent the
+        most of them in this spell of pressure (one spell: until a second passes without)?"""
+        if now > self._pressure_until:
+            self._spell += 1
+            self._busiest = ("", 0)
+        self._pressure_until = now + 1.0
+        if state.pressure_spell != self._spell:
+            state.pressure_spell, state.pressure_count = self._spell, 0
+        state.pressure_count += 1
+        top_ip, top = self._busiest
+        if state.pressure_count >= top:
+            self._busiest = top_ip, top = ip, state.pressure_count
+        return top_ip == ip and state.pressure_count > PRESSURE_FREE
+
     def admit(self, ip: str, size: int, now: float) -> bool:
         """A message of `size` bytes arrived from `ip`: answer it (True) or shed it."""
+        self.now = now
         state = self._state(ip, now)
         state.bytes_in += size
         if self.rate <= 0:
@@ -71,6 +161,7 @@ class FloodGuard:
         if state.tokens < 1.0:
             state.shed_rate += 1
             state.shed_bytes += size
+            state.last_shed = now
             self.shed_rate += 1
             return False
         state.tokens -= 1.0
@@ -103,16 +194,23 @@ class FloodGuard:
         return True
 
     def retransmit_cap(self, ip: str, reliable: bool) -> int | None:
-        """How many retransmissions a response to `ip` may have (None: the RFC's)."""
-        if reliable or self.is_verified(ip):
+        """How many retransmissions a response to `ip` may have (None: the RFC's): none
+        to an unverified UDP source that is flooding (shed within FLOODING_SECONDS)."""
+        if reliable:
             return None
+        state = self._sources.get(ip)
+        if state is not None and state.verified:
+            return None
+        if state is not None and self.now - state.last_shed < FLOODING_SECONDS:
+            return 0
         return UNVERIFIED_RETRANSMITS
 
-    def take_shed(self) -> list[tuple[str, int, int, int]]:
-        """(ip, shed by rate, shed by the reflection guard, bytes) since the last call."""
+    def take_shed(self) -> list[Shed]:
+        """What each source had shed since the last call."""
         out = []
-        for ip, state in self._sources.items():
-            if state.shed_rate or state.shed_reflect:
-                out.append((ip, state.shed_rate, state.shed_reflect, state.shed_bytes))
-                state.shed_rate = state.shed_reflect = state.shed_bytes = 0
+        for ip, s in self._sources.items():
+            if s.shed_rate or s.shed_reflect or s.shed_pressure or s.shed_delay:
+                counts = (s.shed_rate, s.shed_reflect, s.shed_pressure, s.shed_delay)
+                out.append(Shed(ip, *counts, s.shed_bytes))
+                s.shed_rate = s.shed_reflect = s.shed_pressure = s.shed_delay = s.shed_bytes = 0
         return out

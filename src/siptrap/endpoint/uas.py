@@ -93,7 +93,11 @@ class Endpoint:
         self.emit = emit
         flood = config.flood
         self.guard = FloodGuard(
-            flood.per_source_rate, flood.burst, flood.amplification, flood.max_sources
+            flood.per_source_rate,
+            flood.burst,
+            flood.amplification,
+            flood.max_sources,
+            flood.max_delay,
         )
         self.txs = ServerTransactionTable(max_entries=flood.max_transactions)
         self.dialogs = DialogTable(max_entries=flood.max_dialogs)
@@ -194,7 +198,7 @@ class Endpoint:
             "defects": msg.defect_names,
             "message_id": message_id,
         }
-        self._emit("sip.response.received", peer, now, fields, msg.raw)
+        self._emit("sip.response.received", peer, now, fields, msg.raw, msg)
         if self.response_hook is not None:
             self.response_hook(msg, peer, now)
 
@@ -258,7 +262,7 @@ class Endpoint:
                 origin_transport=origin.transport,
                 blocked_by_proxy=origin.blocked,
             )
-        self._emit("sip.request.received", peer, now, fields, msg.raw)
+        self._emit("sip.request.received", peer, now, fields, msg.raw, msg)
         if defects:
             bad = {
                 "error": None,
@@ -267,7 +271,7 @@ class Endpoint:
                 "message_id": message_id,
                 "method": msg.method,
             }
-            self._emit("sip.message.malformed", peer, now, bad, msg.raw)
+            self._emit("sip.message.malformed", peer, now, bad, msg.raw, msg)
 
     def _acks_our_reply(self, msg: Request, key: tuple[str, ...] | None) -> bool:
         """Does this ACK carry the To tag of a reply we sent? Only then has its source
@@ -510,10 +514,12 @@ class Endpoint:
         now: float,
         fields: dict[str, Any],
         raw: bytes | None = None,
+        message: Request | Response | None = None,
     ) -> None:
-        self.emit(
-            Event(event_id, now, self.sensor, peer, fields, raw, "in" if raw is not None else None)
-        )
+        """`message` is what was parsed from `raw`: it travels with the event, so that
+        in-process sinks (the live analysis) do not parse the bytes again."""
+        direction = "in" if raw is not None else None
+        self.emit(Event(event_id, now, self.sensor, peer, fields, raw, direction, message))
 
     def _emit_binding(self, event_id: str, binding: Binding, now: float, reason: str) -> None:
         self._emit(

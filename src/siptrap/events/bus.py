@@ -1,6 +1,10 @@
 """The event bus: every event goes to every sink through the sink's own bounded queue,
 served by its own thread, so a slow or failing sink never blocks the network path or the
 other sinks (the cowrie model). A clean stop drains every queue: nothing accepted is lost.
+
+A killed process loses what was queued and not yet written: each sink's thread writes
+what waits at least every half `flush_interval`, so while a sink keeps up (a batch
+written in under half the interval) no event waits longer than `flush_interval`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class SinkRunner:
     instead of per event. Events are written at most about `linger` seconds late.
     """
 
-    def __init__(self, sink: Sink, maxsize: int, batch: int = 2048, linger: float = 0.05) -> None:
+    def __init__(self, sink: Sink, maxsize: int, batch: int = 2048, linger: float = 0.1) -> None:
         self.sink = sink
         self.maxsize = max(1, maxsize)
         self.batch = batch
@@ -98,9 +102,12 @@ class SinkRunner:
 class EventBus:
     """Fans events out to the sink runners; also to in-process listeners (callbacks)."""
 
-    def __init__(self, sinks: list[Sink], maxsize: int) -> None:
+    def __init__(self, sinks: list[Sink], maxsize: int, flush_interval: float = 0.2) -> None:
+        linger = max(0.001, flush_interval / 2)
         # A sink may size its own queue (the [[outputs]] entries' queue_size).
-        self.runners = [SinkRunner(s, getattr(s, "queue_size", None) or maxsize) for s in sinks]
+        self.runners = [
+            SinkRunner(s, getattr(s, "queue_size", None) or maxsize, linger=linger) for s in sinks
+        ]
 
     def start(self) -> None:
         for runner in self.runners:

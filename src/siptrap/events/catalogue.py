@@ -163,8 +163,9 @@ _SPECS = (
     ),
     EventSpec(
         "sip.flood.shed",
-        "requests not answered because a source exceeded its rate or the reflection guard",
-        ("reason", "count", "bytes"),
+        "messages not answered: a source over its rate, the reflection guard, or shed at the"
+        " door when the honeypot fell behind (per source; `total` without a peer: all)",
+        ("reason", "count", "bytes", "rate", "reflection", "pressure", "delay", "total"),
     ),
     EventSpec(
         "transport.connection.opened",

@@ -1,14 +1,55 @@
-"""The event record every sink receives."""
+"""The event record every sink receives, and its JSON, encoded once.
+
+An event carries what the network path already knows: the peer, the fields, the raw
+bytes and, for a message it parsed, the parsed message itself (`message`), so an
+in-process sink (the live analysis) never parses the bytes again. Its JSON is encoded
+at most once (orjson), the first time a sink asks (`fields_json`, `json_line`), and kept
+on the event: every sink that writes JSON writes those same bytes.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .catalogue import CATALOGUE
+
+if TYPE_CHECKING:
+    from ..sip import Request, Response
+
+# What orjson cannot encode as the standard library would (integers beyond 64 bits,
+# lone surrogates from surrogateescape decoding) goes to the standard encoder instead.
+# Dataclasses and datetimes are passed to `default` like any other object (str()), as
+# the standard encoder with default=str does.
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_READABLE = json.JSONEncoder(ensure_ascii=False, default=str)
+_ASCII = json.JSONEncoder(ensure_ascii=True, default=str)
+# The keys every JSON line starts with; a field of the same name replaces its value.
+HEADER_KEYS = frozenset(
+    ("event", "ts", "sensor", "transport", "src_ip", "src_port", "dst_ip", "dst_port")
+)
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON of value as valid UTF-8 bytes: readable text where it can be, ASCII escapes
+    (as `json.dumps(ensure_ascii=True)` writes them) where a string is not valid UTF-8."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: big integers, surrogates, odd keys
+        pass
+    text = _READABLE.encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII.encode(value).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +82,45 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)
     raw: bytes | None = None  # the message bytes, for the store (not in JSON lines)
     direction: str | None = None  # "in" or "out" when raw is a message
+    # The message the network path parsed from `raw` (in-process sinks only: never stored).
+    message: Request | Response | None = field(default=None, compare=False, repr=False)
+    # The JSON of `fields`, once encoded (see fields_json): the event's own memo.
+    _fields_json: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.id not in CATALOGUE:
             raise ValueError(f"event id {self.id!r} is not in the catalogue")
+
+    def fields_json(self) -> bytes:
+        """The JSON of `fields` (UTF-8 bytes), encoded the first time it is asked for."""
+        encoded = self._fields_json
+        if encoded is None:
+            encoded = encode_json(self.fields)
+            object.__setattr__(self, "_fields_json", encoded)  # frozen: the memo only
+        return encoded
+
+    def json_line(self) -> bytes:
+        """The event as one JSON object (UTF-8, no newline): `to_dict()` encoded, built
+        from the header and `fields_json()` so the fields are encoded once for every sink."""
+        fields = self.fields
+        if not fields.keys() & HEADER_KEYS:
+            head = encode_json(self._header())
+            body = self.fields_json()
+            return head if body == b"{}" else head[:-1] + b"," + body[1:]
+        return encode_json(self.to_dict())
 
     @property
     def iso_ts(self) -> str:
         return iso(self.ts)
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._header()
+        out.update(self.fields)
+        return out
+
+    def _header(self) -> dict[str, Any]:
         peer = self.peer
-        out: dict[str, Any] = {
+        return {
             "event": self.id,
             "ts": self.iso_ts,
             "sensor": self.sensor,
@@ -62,8 +130,6 @@ class Event:
             "dst_ip": peer.dst_ip if peer else None,
             "dst_port": peer.dst_port if peer else None,
         }
-        out.update(self.fields)
-        return out
 
 
 _MAX_SECOND = 253402300799  # 9999-12-31T23:59:59Z

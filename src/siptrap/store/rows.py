@@ -68,7 +68,7 @@ def _event_row(event: Event, event_id: int | None, iso_ts: str) -> tuple[Any, ..
         event.id,
         text(event.sensor),
         *_peer_values(event),
-        as_json(event.fields),
+        event.fields_json().decode(),
     )
 
 
