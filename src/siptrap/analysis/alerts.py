@@ -12,7 +12,8 @@ are one alert (its `count` is the number of messages); composed alerts with the 
 category and scope key are one alert across windows. An alert is emitted when it opens,
 then again (same `alert_id`, `update` counting up) when it grows significantly (its count
 doubles, its severity rises, it gains a category), at most every `update_interval`
-seconds otherwise, and a last time when it goes idle with changes not yet emitted.
+seconds otherwise, and a last time, `closed`, when it goes idle or the input ends (changed
+since its last emission or not).
 Everything an alert keeps is bounded.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..events.record import iso
+from .conclusions import summarise
 
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 DEFAULT_SEVERITY = {
@@ -40,7 +42,7 @@ DEFAULT_SEVERITY = {
     "fuzzing": "medium",
     "spoofing": "low",
     "dialplan_fault": "medium",
-    "direct_attack": "low",
+    "direct_attack": "medium",  # at least as severe as a dial-plan fault (see the README)
 }
 # The category a message alert is filed under when a message has several.
 CATEGORY_PRIORITY = (
@@ -201,7 +203,7 @@ class _Open:
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             severity=self.severity,
-            conclusions=tuple(self.conclusions),
+            conclusions=summarise(self.conclusions, closed),
             rules=tuple(self.rules),
             evidence=tuple(self.evidence),
             usernames=tuple(self.usernames),
@@ -445,8 +447,8 @@ class AlertBook:
         self.pending.append(alert.snapshot(closed))
 
     def _close(self, alert: _Open, now: float) -> None:
-        if alert.dirty:
-            self._emit(alert, now, closed=True)
+        """Every alert's last emission says it is closed, changed since or not."""
+        self._emit(alert, now, closed=True)
 
     def tick(self, now: float) -> None:
         """Emit due updates; close alerts idle for `idle` seconds."""

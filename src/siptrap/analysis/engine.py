@@ -27,7 +27,7 @@ from ..sip import Response
 from ..sip.sdp import parse_sdp
 from .alerts import Alert, AlertBook, MessagePlan, Report, main_category
 from .correlate import Firing, RuleCorrelator
-from .decision import CallObservation, invite_decision, message_decision
+from .decision import NO_ACK, CallObservation, invite_decision, message_decision
 from .evaluate import Command, Evaluator, Outcome, Source
 from .facts import Directory, FactFinder, Facts, ToolCache, parse_networks
 from .fields import Message
@@ -56,6 +56,7 @@ class EngineSettings:
     update_interval: float = 30.0
     ack_wait: float = 5.0  # seconds after a final answer an ACK may take
     max_call: float = 300.0  # longest a dialog is watched for
+    passwords: tuple[tuple[str, str], ...] = ()  # (user, password): offline digest checks
     max_dialogs: int = 20_000
     max_alerts: int = 10_000
     max_windows: int = 50_000
@@ -78,6 +79,7 @@ class Watch:
     rules: list[str] = field(default_factory=list)
     media_seen: bool = False
     last_seen: float = 0.0  # the dialog's last message or event
+    authenticated: bool = False  # the caller answered a challenge (with credentials)
 
 
 @dataclass(slots=True)
@@ -126,8 +128,9 @@ class AnalysisEngine:
         self.watches: OrderedDict[str, Watch] = OrderedDict()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count(1)
-        self._seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._credentialed: OrderedDict[tuple[str, int | None], None] = OrderedDict()
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
         self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
         self._last_facts: tuple[Facts | None, dict[str, str]] = (None, {})
@@ -179,10 +182,11 @@ class AnalysisEngine:
     def request(
         self, msg: Message, source: Source, now: float, *, retransmission: bool = False
     ) -> None:
-        """A request received by the honeypot."""
+        """A request received by the honeypot. `retransmission` (the live honeypot's flag,
+        by transaction keys) is not trusted: a retransmission is the same bytes again."""
         self.tick(now)
-        if retransmission or self._repeated(msg, source):
-            return
+        if self._repeated(msg, source):
+            return  # a retransmission: the same bytes again (the live flag is by keys)
         self.messages += 1
         now = self.now
         method = (msg.method or "").upper()
@@ -196,6 +200,7 @@ class AnalysisEngine:
             self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
         self._learn_auth(msg, source)
+        self._note_credentials(msg)
         if call_id in self.watches:
             self._dialog_event(method, call_id, msg)
         firings = self.correlator.observe(msg, source, now, variables, tool=tool)
@@ -210,17 +215,11 @@ class AnalysisEngine:
             self._message_alert(msg, source, facts, outcome, tool, now)
 
     def _repeated(self, msg: Message, source: Source) -> bool:
-        """A retransmission, as a capture shows it (the live honeypot flags them)."""
-        via = msg.top_via
-        cseq = msg.cseq
-        key = (
-            source.ip,
-            source.port,
-            msg.call_id or "",
-            via.branch or "" if via else "",
-            cseq.seq if cseq else None,
-            msg.method or "",
-        )
+        """A retransmission: the same bytes from the same address. A fuzzer's mutations
+        keep the Call-ID, branch, CSeq and method and are still new messages; the live
+        honeypot's transaction layer flags those as retransmissions (by keys), so its flag
+        is not used here."""
+        key = (source.ip, source.port, hash(msg.raw))
         if key in self._seen:
             return True
         self._seen[key] = None
@@ -330,6 +329,8 @@ class AnalysisEngine:
         call_id = msg.call_id or ""
         watch = self.watches.get(call_id)
         if watch is not None:  # the same call again (answering a challenge): one alert
+            if _has_credentials(msg):
+                watch.authenticated = True
             _extend_list(watch.conclusions, outcome.conclusions)
             _extend_list(watch.rules, outcome.fired)
             _extend_list(watch.categories, self._categories(outcome.fired))
@@ -376,13 +377,21 @@ class AnalysisEngine:
         status = msg.status or 0
         method = (cseq.method if cseq else "").upper()
         user = msg.to_addr.user if msg.to_addr and msg.to_addr.user else ""
-        if method in ("INVITE", "REGISTER") and user:
+        if method in ("INVITE", "REGISTER") and user and not self._answers_credentials(msg):
+            # only answers to unauthenticated requests say who exists: for an
+            # authenticated caller a PBX rings outside numbers too
             if status in EXISTS:
-                self.directory.learn(user, True)
+                self.directory.learn(user, True, source.ip)
             elif status in MISSING:
-                self.directory.learn(user, False)
+                self.directory.learn(user, False, source.ip)
         watch = self.watches.get(msg.call_id or "")
-        if watch is None or method != "INVITE" or status < 200:
+        if watch is None or method != "INVITE":
+            return
+        if status < 200:
+            if status > 100 and watch.seen.final_status is None:
+                # ringing: the call may be answered late, watch it until its final answer
+                watch.last_seen = self.now
+                self._extend(watch, watch.opened + self.settings.max_call)
             return
         seen = watch.seen
         watch.last_seen = self.now
@@ -437,11 +446,13 @@ class AnalysisEngine:
         if watch.media_seen:
             return
         watch.media_seen = True
+        variables = dict(watch.facts.variables())
+        variables["Caller"] = "authenticated" if watch.authenticated else "unknown"
         firings = self.correlator.observe(
             watch.msg,
             watch.source,
             self.now,
-            watch.facts.variables(),
+            variables,
             context="MEDIA",
             tool=watch.facts.attack_tool,
         )
@@ -452,8 +463,8 @@ class AnalysisEngine:
         """The dialog has played out: the INVITE's message alert, with the decision tree."""
         facts = watch.facts
         target = facts.target
-        if target:
-            facts = _with_extension(facts, self.directory.status(target))
+        if target and facts.extension != "no":  # what the answers showed meanwhile
+            facts = _with_extension(facts, self.directory.status(target, watch.source.dst_ip))
         decision = invite_decision(watch.msg, facts, watch.seen)
         categories = (
             list(decision.categories) + self._categories(watch.outcome.fired) + watch.categories
@@ -463,6 +474,8 @@ class AnalysisEngine:
         conclusions = _merge_conclusions(
             list(decision.conclusions) + list(watch.outcome.conclusions) + watch.conclusions
         )
+        if watch.seen.acked:  # an EventInWindow rule's timer may run out before a late ACK
+            conclusions = [c for c in conclusions if c != NO_ACK]
         tool = facts.attack_tool or (watch.outcome.tools[0] if watch.outcome.tools else None)
         fired = list(watch.outcome.fired) + watch.rules
         plan = self._make_plan(facts, tool, categories, conclusions, fired)
@@ -544,6 +557,18 @@ class AnalysisEngine:
             self._ledger.move_to_end(src_ip)
         return ledger
 
+    def _note_credentials(self, msg: Message) -> None:
+        """Remember which transactions carried credentials (their answers teach nothing
+        about which users exist)."""
+        if msg.cseq is not None and _has_credentials(msg):
+            self._credentialed[(msg.call_id or "", msg.cseq.seq)] = None
+            if len(self._credentialed) > MAX_SEEN:
+                self._credentialed.popitem(last=False)
+
+    def _answers_credentials(self, msg: Response) -> bool:
+        cseq = msg.cseq
+        return cseq is not None and (msg.call_id or "", cseq.seq) in self._credentialed
+
     def _learn_auth(self, msg: Message, source: Source) -> None:
         if not (msg.has_header("authorization") or msg.has_header("proxy-authorization")):
             return
@@ -619,6 +644,10 @@ class AnalysisEngine:
             ),
             self.now,
         )
+
+
+def _has_credentials(msg: Message) -> bool:
+    return msg.has_header("authorization") or msg.has_header("proxy-authorization")
 
 
 def _severity_rank(name: str) -> int:

@@ -64,6 +64,9 @@ PREDEFINED_VARIABLES = frozenset(
         "NumberKind",
         "NumberCountry",
         "DialPrefix",
+        "Purpose",
+        "Client",
+        "Caller",
     }
 )
 # Facts: variables the analysis engine fills (siptrap.analysis.facts); empty otherwise.
@@ -78,6 +81,9 @@ FACT_VARIABLES = frozenset(
         "NumberKind",
         "NumberCountry",
         "DialPrefix",
+        "Purpose",
+        "Client",
+        "Caller",
     }
 )
 # Collections every rule can read. FINGERPINTS is the paper's spelling of FINGERPRINTS.
