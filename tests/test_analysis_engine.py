@@ -607,10 +607,22 @@ def test_spoofing_evidence_and_what_is_not_spoofed():
     relay = parse(request("INVITE", "100", from_ip=phone, sdp_ip=relay_ip))
     result = check_spoofing(relay, phone)
     assert not result.spoofed and result.remarks  # a media relay is a remark, not spoofing
-    forged = parse(request("INVITE", "100", from_ip=other))
-    result = check_spoofing(forged, phone)
-    assert result.spoofed
-    assert result.evidence == (f"the top Via says {other}, but the packet came from {phone}",)
+    # another public address in the Via can be real (a NAT's address pool): a remark
+    pooled = parse(request("INVITE", "100", from_ip=other))
+    result = check_spoofing(pooled, phone)
+    assert not result.spoofed
+    assert result.remarks[0].startswith(f"the top Via says {other}, but the packet came from")
+    # a phone behind NAT putting a call on hold (c=0.0.0.0): not spoofing either
+    hold = parse(request("INVITE", "100", from_ip="192.168.1.20", sdp_ip="0.0.0.0"))
+    result = check_spoofing(hold, phone)
+    assert not result.spoofed and any("on hold" in r for r in result.remarks)
+    # addresses that cannot be real are: a placeholder, 0.0.0.0 for replies, port 9
+    for forged in (
+        request("INVITE", "100", from_ip="1.1.1.1"),
+        request("INVITE", "100", from_ip="0.0.0.0"),
+        request("INVITE", "100", from_ip=phone).replace(b":5062;branch", b":9;branch"),
+    ):
+        assert check_spoofing(parse(forged), phone).spoofed, forged
     loop = parse(request("INVITE", "100", from_ip="127.0.0.1"))
     assert check_spoofing(loop, phone).spoofed
     assert not check_spoofing(loop, "127.0.0.1").spoofed

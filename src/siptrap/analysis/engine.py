@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..sip import Response
+from ..sip import Request, Response
+from ..sip.auth import parse_credentials, verify
 from ..sip.sdp import parse_sdp
 from .alerts import Alert, AlertBook, MessagePlan, Report, main_category
 from .correlate import Firing, RuleCorrelator
@@ -131,12 +132,14 @@ class AnalysisEngine:
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._credentialed: OrderedDict[tuple[str, int | None], None] = OrderedDict()
+        self._passwords = dict(s.passwords)
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
         self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
         self._last_facts: tuple[Facts | None, dict[str, str]] = (None, {})
         self.now = float("-inf")
         self._next_tick = float("-inf")
         self.messages = 0
+        self.keepalives = 0  # CRLF and STUN keep-alives seen (see malformed)
         self.commands_not_run = 0
         self.dropped_firings = 0
 
@@ -211,6 +214,8 @@ class AnalysisEngine:
             watched = self._watch(msg, source, facts, outcome, now)
         for firing in firings:
             self._firing(firing)
+        if self._passwords:
+            self._check_password(msg, source)
         if not watched:
             self._message_alert(msg, source, facts, outcome, tool, now)
 
@@ -579,6 +584,22 @@ class AnalysisEngine:
         if user and len(ledger.usernames) < 100:
             ledger.usernames[user] = None
 
+    def _check_password(self, msg: Message, source: Source) -> None:
+        """Offline with the honeypot's passwords (`--config`): a digest response made with
+        the right password is a cracked password, as the live honeypot reports it."""
+        value = msg.header("authorization") or msg.header("proxy-authorization")
+        if value is None:
+            return
+        creds = parse_credentials(value[:4096])
+        user = creds.username or ""
+        password = self._passwords.get(user)
+        if password is None or not creds.response:
+            return
+        uri = msg.request_uri if isinstance(msg, Request) else None
+        verdict = verify(creds, password, msg.method or "", msg.body, request_uri=uri)
+        if verdict is not None:
+            self._guess(source.ip, self._ledger_of(source.ip), user, password, True)
+
     def auth_attempt(
         self, src_ip: str, username: str, result: str, password: str | None, now: float
     ) -> None:
@@ -626,10 +647,15 @@ class AnalysisEngine:
 
     # -- input that is not a request --------------------------------------------------------
     def malformed(self, data: bytes, source: Source, now: float, error: str) -> None:
-        """Input that is not a SIP message at all (the parser refused it)."""
+        """Input that is not a SIP message at all (the parser refused it). Keep-alives
+        (CRLF, double CRLF: RFC 5626) and STUN binding requests, which phones behind NAT
+        send every few seconds, are counted in `keepalives`, never alerted on."""
         self.tick(now)
+        if is_keepalive(data):
+            self.keepalives += 1
+            return
         if len(data.strip()) < 4:
-            return  # keep-alives (CRLF), stray bytes
+            return  # stray bytes
         self.messages += 1
         self.book.report(
             Report(
@@ -644,6 +670,23 @@ class AnalysisEngine:
             ),
             self.now,
         )
+
+
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def is_keepalive(data: bytes) -> bool:
+    """A NAT keep-alive: CRLFs only (RFC 5626), or a STUN message (RFC 5389: two zero bits,
+    a length that is the rest of the datagram, the magic cookie; RFC 3489's classic STUN
+    has no cookie, and is recognised by its binding request type and length)."""
+    if not data.strip(b"\r\n"):
+        return True
+    if len(data) < 20 or data[0] & 0xC0:
+        return False
+    length = int.from_bytes(data[2:4], "big")
+    if length != len(data) - 20 or length % 4:
+        return False
+    return data[4:8] == STUN_COOKIE or data[:2] == b"\x00\x01"
 
 
 def _has_credentials(msg: Message) -> bool:

@@ -41,6 +41,7 @@ class AnalyzeResult:
     media_packets: int
     stats: CaptureStats
     commands_not_run: int = 0
+    keepalives: int = 0
     seconds: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -86,7 +87,7 @@ def analyze_datagrams(
         if d.transport == "udp" and not looks_like_sip(payload):
             if engine.media_packet(d.dst_ip, d.dst_port, d.ts):
                 media += 1
-            elif probably_sip(d) and payload.strip():
+            elif probably_sip(d) and payload:
                 engine.malformed(payload, sources.of(d), d.ts, "not a SIP message")
             continue
         try:
@@ -142,6 +143,7 @@ def analyze_paths(
         media_packets=media,
         stats=stats,
         commands_not_run=engine.commands_not_run,
+        keepalives=engine.keepalives,
     )
 
 
@@ -176,7 +178,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     s = result.stats
     print(
         f"siptrap analyze: {result.messages} SIP messages in {result.datagrams} datagrams "
-        f"({result.media_packets} media packets) from {s.files} file(s); "
+        f"({result.media_packets} media packets, {result.keepalives} keep-alives) "
+        f"from {s.files} file(s); "
         f"{len(result.alerts)} alert(s); {s.problems} capture problem(s)"
         + (
             f"; {result.commands_not_run} system action(s) not run (offline)"
@@ -193,11 +196,15 @@ def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettin
     proxies: tuple[str, ...] = ()
     home = args.home_region or ""
     configured: tuple[str, ...] = ()
+    passwords: tuple[tuple[str, str], ...] = ()
     if args.config:
         from ..config import load_config
 
         config = load_config(args.config)
-        extensions = frozenset(e.user for e in config.extension_list())
+        plan = config.extension_list()
+        extensions = frozenset(e.user for e in plan)
+        # the passwords let offline tell a cracked password, as the live honeypot does
+        passwords = tuple((e.user, e.password) for e in plan if e.password is not None)
         proxies = tuple(config.analysis.proxies)
         home = home or config.analysis.home_region
         configured = tuple(config.analysis.rules)
@@ -209,7 +216,9 @@ def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettin
         rules = load_builtin_rules()
     if args.proxy:
         proxies = tuple(args.proxy)
-    return rules, EngineSettings(extensions=extensions, proxies=proxies, home_region=home)
+    return rules, EngineSettings(
+        extensions=extensions, proxies=proxies, home_region=home, passwords=passwords
+    )
 
 
 def add_analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
