@@ -282,6 +282,8 @@ def test_each_tool_is_named_and_each_attack_classified(attacked: Run, where: str
     (brute,) = find(alerts, kind="composed", category="bruteforce", tool="SIPVicious svcrack")
     assert brute["usernames"] == ["104"] and brute["targets"] == ["104"]
     assert brute["count"] >= 10
+    # svwar and svcrack send fast, for their own attack: enumeration and brute force, no flood
+    assert {a["tool"] for a in find(alerts, category="flood")} == {"SIPp", "sipsak"}
     assert find(alerts, kind="composed", category="flood", tool="SIPp", src_ip="127.0.0.14")
     assert find(alerts, kind="composed", category="flood", tool="sipsak", src_ip="127.0.0.1")
     # sipsak's flood mode asks for replies on port 9 (discard): nobody is listening there

@@ -8,12 +8,12 @@ Two kinds, as in the Artemisa paper:
   (source, time span, counts, targets, tool, category, severity).
 
 One ongoing attack is one alert. Message alerts with the same category, source and tool
-are one alert (its `count` is the number of messages); composed alerts with the same
-category and scope key are one alert across windows. An alert is emitted when it opens,
-then again (same `alert_id`, `update` counting up) when it grows significantly (its count
-doubles, its severity rises, it gains a category), at most every `update_interval`
-seconds otherwise, and a last time, `closed`, when it goes idle or the input ends (changed
-since its last emission or not).
+(fuzzing: the same source) are one alert (its `count` is the number of messages); composed
+alerts with the same category and scope key are one alert across windows. An alert is
+emitted when it opens, then again (same `alert_id`, `update` counting up) when it grows
+significantly (its count doubles, its severity rises, it gains a category), at most every
+`update_interval` seconds otherwise, and a last time, `closed`, when it goes idle or the
+input ends (changed since its last emission or not).
 Everything an alert keeps is bounded.
 """
 
@@ -338,7 +338,9 @@ class AlertBook:
         the source and the tool). When the alert merged this plan already, its categories,
         conclusions, rules, evidence, tool, source and severity cannot change (an alert only
         grows): only what is the message's own is merged."""
-        key = ("message", plan.category, src_ip, plan.tool or "")
+        # fuzzed messages often lose the fingerprint of the tool that mangled them: one
+        # fuzzing alert per source, named after the tool its messages showed first
+        key = ("message", plan.category, src_ip, "" if plan.fuzzing else plan.tool or "")
         alert = self.open.get(key)
         if alert is None or alert.plan is not plan:
             rep = Report(

@@ -55,7 +55,7 @@ _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
         "Media received (RTP packets per call: {first})",
     ),
 )
-MEDIA = len(_FAMILIES) - 1
+EXTENSION, NOT_CHECKED, MEDIA = 2, 3, len(_FAMILIES) - 1
 
 
 def _first(values: list[str]) -> str:
@@ -88,6 +88,15 @@ def summarise(conclusions: Iterable[str], closed: bool = False) -> tuple[str, ..
             lines.append(n)
         members[n].append(value)
     some_media = MEDIA in members
+    # the same user an extension at the hosts that answered, unknown at the others (a
+    # sweep of several hosts): said once, of the hosts that answered
+    both = set(members.get(EXTENSION, ())) & set(members.get(NOT_CHECKED, ()))
+    if both:
+        members[NOT_CHECKED] = [v for v in members[NOT_CHECKED] if v not in both]
+        items = [t for t in items if _family(t) not in {(NOT_CHECKED, v) for v in both}]
+        if not members[NOT_CHECKED]:
+            del members[NOT_CHECKED]
+            lines = [x for x in lines if x != NOT_CHECKED]
     out: list[str] = []
     for line in lines:
         if isinstance(line, int):
@@ -96,6 +105,8 @@ def summarise(conclusions: Iterable[str], closed: bool = False) -> tuple[str, ..
                 text = next(t for t in items if _family(t) == (line, values[0]))
             else:
                 text = _FAMILIES[line][1].format(n=len(values), first=_first(values))
+            if line == EXTENSION and both:
+                text += " (at the hosts that answered; the others did not answer)"
             if line == MEDIA and NO_MEDIA in present:
                 text += "; no media in the others"
             out.append(text)

@@ -81,6 +81,7 @@ class Watch:
     media_seen: bool = False
     last_seen: float = 0.0  # the dialog's last message or event
     authenticated: bool = False  # the caller answered a challenge (with credentials)
+    responded: bool = False  # the host called answered at all
 
 
 @dataclass(slots=True)
@@ -224,7 +225,10 @@ class AnalysisEngine:
         keep the Call-ID, branch, CSeq and method and are still new messages; the live
         honeypot's transaction layer flags those as retransmissions (by keys), so its flag
         is not used here."""
-        key = (source.ip, source.port, hash(msg.raw))
+        return self._seen_bytes(msg.raw, source)
+
+    def _seen_bytes(self, data: bytes, source: Source) -> bool:
+        key = (source.ip, source.port, hash(data))
         if key in self._seen:
             return True
         self._seen[key] = None
@@ -392,6 +396,7 @@ class AnalysisEngine:
         watch = self.watches.get(msg.call_id or "")
         if watch is None or method != "INVITE":
             return
+        watch.responded = True
         if status < 200:
             if status > 100 and watch.seen.final_status is None:
                 # ringing: the call may be answered late, watch it until its final answer
@@ -469,7 +474,10 @@ class AnalysisEngine:
         facts = watch.facts
         target = facts.target
         if target and facts.extension != "no":  # what the answers showed meanwhile
-            facts = _with_extension(facts, self.directory.status(target, watch.source.dst_ip))
+            status = self.directory.status(target, watch.source.dst_ip)
+            if status == "yes" and not watch.responded:
+                status = "unknown"  # a host that never answered: not known to be the honeypot
+            facts = _with_extension(facts, status)
         decision = invite_decision(watch.msg, facts, watch.seen)
         categories = (
             list(decision.categories) + self._categories(watch.outcome.fired) + watch.categories
@@ -654,8 +662,8 @@ class AnalysisEngine:
         if is_keepalive(data):
             self.keepalives += 1
             return
-        if len(data.strip()) < 4:
-            return  # stray bytes
+        if len(data.strip()) < 4 or self._seen_bytes(data, source):
+            return  # stray bytes, or the same bytes again (a retransmission)
         self.messages += 1
         self.book.report(
             Report(

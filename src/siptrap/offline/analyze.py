@@ -64,6 +64,10 @@ class _Sides:
             self._add(self.servers, (d.dst_ip, d.dst_port))
             self._add(self.clients, (d.src_ip, d.src_port))
 
+    def receives(self, d: Datagram) -> bool:
+        """Sent to a server (keep-alives and junk go to the SIP port of the honeypot)."""
+        return (d.dst_ip, d.dst_port) in self.servers
+
     def is_server(self, d: Datagram) -> bool:
         return (d.src_ip, d.src_port) in self.servers
 
@@ -87,7 +91,7 @@ def analyze_datagrams(
         if d.transport == "udp" and not looks_like_sip(payload):
             if engine.media_packet(d.dst_ip, d.dst_port, d.ts):
                 media += 1
-            elif probably_sip(d) and payload:
+            elif payload and (probably_sip(d) or sides.receives(d)):
                 engine.malformed(payload, sources.of(d), d.ts, "not a SIP message")
             continue
         try:
@@ -172,7 +176,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for alert in result.alerts:
         event = alert_event(alert, args.sensor)
         if args.json:
-            print(json.dumps(event.to_dict(), ensure_ascii=False, default=str))
+            print(_json_line(event.to_dict()))
         else:
             print(alert_text(event.fields))
     s = result.stats
@@ -189,6 +193,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _json_line(record: dict[str, object]) -> str:
+    """One JSON line that is valid UTF-8: attacker bytes that are not UTF-8 (kept as
+    surrogate escapes) are written as \\u escapes instead of raw bytes."""
+    line = json.dumps(record, ensure_ascii=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record, ensure_ascii=True, default=str)
+    return line
 
 
 def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettings]:
