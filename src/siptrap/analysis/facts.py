@@ -21,6 +21,9 @@ from .fingerprints import Catalogue, Match
 from .spoofing import SpoofCheck, check_spoofing
 from .tollfraud import NumberInfo, classify_number
 
+# Known clients that are SIP servers (PBXs, proxies): they qualify the phones registered
+# with them by sending OPTIONS to each (%Server).
+SERVERS = frozenset({"Asterisk", "FreeSWITCH", "Kamailio", "OpenSIPS"})
 # Tools that operators use as much as attackers: naming one is not an alert by itself.
 DUAL_USE = frozenset({"sipsak", "SIPp", "Nmap"})
 MAX_SHAPE = 4096  # messages longer than this are identified without the cache
@@ -162,7 +165,9 @@ class Facts:
             "NumberCountry": (number.country or number.region) if number else "",
             "DialPrefix": number.prefix if number else "",
             "Purpose": purpose(self),
-            "Client": self.client.tool if self.client is not None else "",
+            "Server": self.client.tool
+            if self.client is not None and self.client.tool in SERVERS
+            else "",
         }
 
 

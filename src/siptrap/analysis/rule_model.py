@@ -65,7 +65,7 @@ PREDEFINED_VARIABLES = frozenset(
         "NumberCountry",
         "DialPrefix",
         "Purpose",
-        "Client",
+        "Server",
         "Caller",
     }
 )
@@ -82,7 +82,7 @@ FACT_VARIABLES = frozenset(
         "NumberCountry",
         "DialPrefix",
         "Purpose",
-        "Client",
+        "Server",
         "Caller",
     }
 )
