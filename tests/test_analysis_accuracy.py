@@ -197,7 +197,7 @@ def _digest(user: str, password: str, nonce: str, uri: str) -> str:
 def test_offline_with_the_passwords_a_cracked_password_is_critical():
     eng = engine(passwords=(("104", "1234"),))
     for i, guess in enumerate([*(f"12{n:02d}" for n in range(12)), "1234"]):
-        nonce = f"n{i:04d}"
+        nonce = "n0001"  # one challenge, many passwords (as svcrack does)
         data = request("REGISTER", "104", from_ip="203.0.113.50", auth_user="104")
         digest = _digest("104", guess, nonce, "sip:192.0.2.1")
         data = data.replace(b'nonce="', f'nonce="{nonce}" , x="'.encode()).replace(
@@ -269,3 +269,34 @@ def test_a_compressed_capture_is_refused(tmp_path: Path):
     packed.write_bytes(gzip.compress((DATA / "pcap" / "loopback.pcap").read_bytes()))
     with pytest.raises(CaptureError, match=r"gzip-compressed.*decompress it first"):
         open_inputs([packed])
+
+
+# -- 14. a phone re-authenticating is not a brute force ------------------------------------------
+def _challenged(eng: AnalysisEngine, method: str, t: float, answer: int, ip: str) -> None:
+    """One request challenged (401), then sent again with credentials, answered `answer`."""
+    first = request(method, "101", from_ip=ip, ua="Yealink SIP-T46S 66.86.0.15")
+    msg = parse(first)
+    eng.request(msg, src(ip), t)
+    eng.response(parse(response(401, first)), src(ip), t + 0.01)
+    again = request(
+        method, "101", from_ip=ip, ua="Yealink SIP-T46S 66.86.0.15", call_id=msg.call_id,
+        auth_user="101", cseq=2,
+    )  # fmt: skip
+    eng.request(parse(again), src(ip), t + 0.02)
+    eng.response(parse(response(answer, again)), src(ip), t + 0.03)
+
+
+def test_a_phone_answering_each_challenge_is_not_a_brute_force():
+    eng = engine()
+    for i in range(30):  # REGISTER, SUBSCRIBE and PUBLISH refreshes: 30 digest responses
+        _challenged(eng, ("REGISTER", "SUBSCRIBE", "PUBLISH")[i % 3], i * 2.0, 200, "198.51.100.5")
+    assert final(eng) == []
+
+
+def test_digest_responses_refused_again_and_again_are_a_brute_force():
+    eng = engine()
+    for i in range(12):  # a fresh challenge each time, each guess refused
+        _challenged(eng, "REGISTER", i * 0.5, 403, "203.0.113.77")
+    (brute,) = [a for a in final(eng) if a.category == "bruteforce"]
+    assert brute.rules == ("password_failures",) and brute.severity == "high"
+    assert any("digest responses the honeypot refuses" in c for c in brute.conclusions)

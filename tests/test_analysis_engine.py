@@ -376,6 +376,8 @@ def test_bruteforce_with_usernames_guesses_and_the_cracked_password():
     ip = "203.0.113.20"
     for i in range(12):
         data = base.replace(b"Call-ID: 2304409636", f"Call-ID: {2304409636 + i}".encode())
+        # another password on the same challenge (svcrack reuses the nonce): another response
+        data = data.replace(b"5f4909f0cedfb558e83a62f68e4061dc", f"{i:032x}".encode())
         eng.request(parse(data), src(ip), 30.0 + i * 0.1)
         eng.auth_attempt(ip, "100", "failure", None, 30.0 + i * 0.1)
     eng.auth_recovered(ip, "100", "1200", 31.5)

@@ -44,6 +44,7 @@ MAX_MEDIA_ADDRESSES = 8192
 MAX_LEDGER = 4096
 MAX_PLANS = 4096  # message plans remembered (see AnalysisEngine._plan)
 MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
+MAX_KEPT = 4096  # bytes of a credentialed request kept until its answer (AUTH_FAILURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Watch:
     last_seen: float = 0.0  # the dialog's last message or event
     authenticated: bool = False  # the caller answered a challenge (with credentials)
     responded: bool = False  # the host called answered at all
+
+
+_Kept = tuple[Message, Source, dict[str, str], str | None]
 
 
 @dataclass(slots=True)
@@ -132,7 +136,8 @@ class AnalysisEngine:
         self._seq = itertools.count(1)
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
-        self._credentialed: OrderedDict[tuple[str, int | None], None] = OrderedDict()
+        self._credentialed: OrderedDict[tuple[str, int | None], _Kept | None] = OrderedDict()
+        self._challenges: OrderedDict[tuple[str, ...], str] = OrderedDict()
         self._passwords = dict(s.passwords)
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
         self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
@@ -199,12 +204,16 @@ class AnalysisEngine:
         if facts is not self._last_facts[0]:  # a tool run's messages share their Facts
             self._last_facts = (facts, facts.variables())
         variables = self._last_facts[1]  # read-only for rules and windows
+        credentials = self._credentials(msg, source)
+        if credentials is not None and credentials[1]:
+            variables = {**variables, "AuthGuess": "yes"}
         outcome = self.evaluator.classify(msg, source, facts=variables)
         if outcome.commands or outcome.problems:
             self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
         self._learn_auth(msg, source)
-        self._note_credentials(msg)
+        if credentials is not None:
+            self._note_credentials(msg, source, variables, tool)
         if call_id in self.watches:
             self._dialog_event(method, call_id, msg)
         firings = self.correlator.observe(msg, source, now, variables, tool=tool)
@@ -386,7 +395,9 @@ class AnalysisEngine:
         status = msg.status or 0
         method = (cseq.method if cseq else "").upper()
         user = msg.to_addr.user if msg.to_addr and msg.to_addr.user else ""
-        if method in ("INVITE", "REGISTER") and user and not self._answers_credentials(msg):
+        if status in (401, 403, 407) and self._answers_credentials(msg):
+            self._auth_failure(msg)
+        elif method in ("INVITE", "REGISTER") and user and not self._answers_credentials(msg):
             # only answers to unauthenticated requests say who exists: for an
             # authenticated caller a PBX rings outside numbers too
             if status in EXISTS:
@@ -570,17 +581,63 @@ class AnalysisEngine:
             self._ledger.move_to_end(src_ip)
         return ledger
 
-    def _note_credentials(self, msg: Message) -> None:
-        """Remember which transactions carried credentials (their answers teach nothing
-        about which users exist)."""
-        if msg.cseq is not None and _has_credentials(msg):
-            self._credentialed[(msg.call_id or "", msg.cseq.seq)] = None
-            if len(self._credentialed) > MAX_SEEN:
-                self._credentialed.popitem(last=False)
+    def _credentials(self, msg: Message, source: Source) -> tuple[str, bool] | None:
+        """A request's digest credentials: (username, whether they are a further guess on a
+        challenge this source already answered: the same nonce, user, URI, method and
+        counters with another response, i.e. another password), or None without any."""
+        if not _has_credentials(msg):
+            return None
+        value = msg.header("authorization") or msg.header("proxy-authorization") or ""
+        creds = parse_credentials(value[:4096])
+        key = (
+            source.ip,
+            creds.username or "",
+            creds.realm or "",
+            creds.nonce or "",
+            creds.uri or "",
+            (msg.method or "").upper(),
+            creds.nc or "",
+            creds.cnonce or "",
+        )
+        answered = self._challenges.get(key)
+        response = creds.response or ""
+        if answered is None:
+            self._challenges[key] = response
+            if len(self._challenges) > MAX_SEEN:
+                self._challenges.popitem(last=False)
+        return creds.username or "", answered is not None and answered != response
+
+    def _note_credentials(
+        self, msg: Message, source: Source, variables: dict[str, str], tool: str | None
+    ) -> None:
+        """Remember the transactions that carried credentials: their answers teach nothing
+        about which users exist, and a refusal is a failed guess (AUTH_FAILURE)."""
+        if msg.cseq is None:
+            return
+        kept = (msg, source, variables, tool) if len(msg.raw) <= MAX_KEPT else None
+        self._credentialed[(msg.call_id or "", msg.cseq.seq)] = kept
+        if len(self._credentialed) > MAX_SEEN:
+            self._credentialed.popitem(last=False)
 
     def _answers_credentials(self, msg: Response) -> bool:
         cseq = msg.cseq
         return cseq is not None and (msg.call_id or "", cseq.seq) in self._credentialed
+
+    def _auth_failure(self, msg: Response) -> None:
+        """The honeypot refused a digest response (not merely a stale nonce): the request
+        it answered goes to the AUTH_FAILURE rules."""
+        cseq = msg.cseq
+        if cseq is None or (msg.status or 0) not in (401, 403, 407):
+            return
+        kept = self._credentialed.pop((msg.call_id or "", cseq.seq), None)
+        challenge = msg.header("www-authenticate") or msg.header("proxy-authenticate") or ""
+        if kept is None or "stale=true" in challenge.lower().replace(" ", ""):
+            return
+        request, source, variables, tool = kept
+        for firing in self.correlator.observe(
+            request, source, self.now, variables, context="AUTH_FAILURE", tool=tool
+        ):
+            self._firing(firing)
 
     def _learn_auth(self, msg: Message, source: Source) -> None:
         if not (msg.has_header("authorization") or msg.has_header("proxy-authorization")):
