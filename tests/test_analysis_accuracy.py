@@ -15,11 +15,11 @@ import pytest
 from conftest import require_tool
 from siptrap.analysis.alerts import DEFAULT_SEVERITY, SEVERITY_ORDER, AlertBook, Report
 from siptrap.analysis.conclusions import summarise
-from siptrap.analysis.engine import AnalysisEngine, is_keepalive
+from siptrap.analysis.engine import AnalysisEngine, EngineSettings, is_keepalive
 from siptrap.analysis.evaluate import Source
 from siptrap.analysis.rules import load_builtin_rules
-from siptrap.offline.analyze import analyze_paths
-from siptrap.offline.capture import CaptureError, open_inputs
+from siptrap.offline.analyze import analyze_datagrams, analyze_paths
+from siptrap.offline.capture import CaptureError, Datagram, open_inputs
 from siptrap.sip import parse
 from test_analysis_engine import alerts_of, engine, finals, request, response, src
 
@@ -300,3 +300,62 @@ def test_digest_responses_refused_again_and_again_are_a_brute_force():
     (brute,) = [a for a in final(eng) if a.category == "bruteforce"]
     assert brute.rules == ("password_failures",) and brute.severity == "high"
     assert any("digest responses the honeypot refuses" in c for c in brute.conclusions)
+
+
+# -- 4. offline, a proxy in the capture is not a second honeypot ---------------------------------
+PHONE, PROXY, HONEYPOT = "198.51.100.5", "192.0.2.200", "192.0.2.1"
+
+
+def _via_proxy(data: bytes, n: int) -> bytes:
+    """The proxy's copy of a request: its own Via on top, the rest unchanged."""
+    line_end = data.index(b"\r\n") + 2
+    via = f"Via: SIP/2.0/UDP {PROXY}:5060;branch=z9hG4bKpx{n:06d}\r\n".encode()
+    return data[:line_end] + via + data[line_end:]
+
+
+def _through_proxy(start: float) -> list[Datagram]:
+    """A phone's 20 registrations (challenged, then accepted) and a call to 555, each
+    request sent to the proxy and forwarded by it to the honeypot, each answer relayed."""
+    out: list[Datagram] = []
+    t = start
+
+    def exchange(req: bytes, status: int, n: int) -> None:
+        nonlocal t
+        copy = _via_proxy(req, n)
+        answer = response(status, copy)
+        out.extend(
+            [
+                Datagram(t, "udp", PHONE, 5062, PROXY, 5060, req, 0),
+                Datagram(t + 0.001, "udp", PROXY, 5060, HONEYPOT, 5060, copy, 0),
+                Datagram(t + 0.002, "udp", HONEYPOT, 5060, PROXY, 5060, answer, 0),
+                Datagram(t + 0.003, "udp", PROXY, 5060, PHONE, 5062, response(status, req), 0),
+            ]
+        )
+        t += 0.01
+
+    for i in range(20):
+        first = request("REGISTER", "101", host=PROXY, from_ip=PHONE, ua="Yealink SIP-T46S")
+        call_id = parse(first).call_id
+        exchange(first, 401, 2 * i)
+        again = request(
+            "REGISTER", "101", host=PROXY, from_ip=PHONE, ua="Yealink SIP-T46S",
+            call_id=call_id, auth_user="101", cseq=2,
+        )  # fmt: skip
+        exchange(again, 200, 2 * i + 1)
+        t += 3.0
+    exchange(request("INVITE", "555", host=PROXY, from_ip=PHONE, ua="Yealink SIP-T46S"), 404, 99)
+    return out
+
+
+@pytest.mark.parametrize("proxies", [(), (PROXY,)])
+def test_offline_a_proxy_in_the_capture_is_not_a_second_honeypot(proxies: tuple[str, ...]):
+    eng = AnalysisEngine(
+        load_builtin_rules(), EngineSettings(extensions=frozenset({"101"}), proxies=proxies)
+    )
+    emitted, _datagrams, _media, messages = analyze_datagrams(_through_proxy(1000.0), eng)
+    assert messages == 41  # each request once, not once per hop
+    (alert,) = finals([a for a in emitted]).values()
+    assert alert.count == 1 and alert.targets == ("555",)
+    # with the proxy configured, as live: the honeypot's side, the call forwarded by the
+    # proxy (a dial-plan fault); without, the phone's side: sent to the proxy, directly
+    assert alert.category == ("dialplan_fault" if proxies else "direct_attack")

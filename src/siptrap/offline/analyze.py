@@ -11,6 +11,7 @@ is analysed. RTP packets to a port a server answered a call with are that call's
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 from collections import OrderedDict
@@ -75,12 +76,60 @@ class _Sides:
         return (d.src_ip, d.src_port) in self.clients
 
 
+class _Proxies:
+    """The domain's proxies in a capture. A proxy receives a request and sends it on to the
+    honeypot (a new top Via, the same Call-ID, CSeq and method): one request, not two.
+    With the proxies configured (`--config`, `--proxy`) the honeypot's side is analysed, as
+    live: what a proxy receives or answers is its own business, its forwarded copy comes
+    "through the domain's proxy". Without, the first copy is analysed (the client's) and
+    the forwarded one is recognised and skipped; its sender is a proxy from then on."""
+
+    def __init__(self, engine: AnalysisEngine) -> None:
+        self.configured = engine.finder.proxies
+        self.found: OrderedDict[str, None] = OrderedDict()
+        self.first: OrderedDict[tuple[str, int | None, str], tuple[str, int]] = OrderedDict()
+
+    def is_proxy(self, ip: str) -> bool:
+        if ip in self.found:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in self.configured)
+
+    def skip_request(self, msg: Request, d: Datagram) -> bool:
+        """Whether a request is the proxy's part (to a configured proxy) or a copy a
+        proxy forwarded of a request already analysed."""
+        if self.configured and self.is_proxy(d.dst_ip):
+            return True
+        cseq = msg.cseq
+        key = (msg.call_id or "", cseq.seq if cseq else None, msg.method or "")
+        first = self.first.get(key)
+        if first is None:
+            self.first[key] = (d.dst_ip, d.dst_port)
+            if len(self.first) > MAX_ENDPOINTS:
+                self.first.popitem(last=False)
+            return False
+        if first[0] == d.src_ip and first != (d.dst_ip, d.dst_port):
+            self.found[d.src_ip] = None  # it received the request and sends it on
+            if len(self.found) > MAX_ENDPOINTS:
+                self.found.popitem(last=False)
+            return True
+        return False
+
+    def skip_response(self, d: Datagram) -> bool:
+        """A configured proxy's answers to its clients (the honeypot's are analysed)."""
+        return bool(self.configured) and self.is_proxy(d.src_ip)
+
+
 def analyze_datagrams(
     datagrams: Iterable[Datagram], engine: AnalysisEngine
 ) -> tuple[list[Alert], int, int, int]:
     """Feed datagrams to the engine in order; return every alert emission and counts."""
     sides = _Sides()
     sources = _Sources()
+    proxies = _Proxies(engine)
     emitted: list[Alert] = []
     count = media = 0
     last_ts = 0.0
@@ -102,10 +151,12 @@ def analyze_datagrams(
         if isinstance(msg, Request):
             if sides.is_server(d) and msg.to_addr is not None and msg.to_addr.tag:
                 engine.own_request(msg, d.ts)
+            elif proxies.skip_request(msg, d):
+                sides.request(msg, d)
             else:
                 sides.request(msg, d)
                 engine.request(msg, sources.of(d), d.ts)
-        elif not sides.is_client(d):
+        elif not sides.is_client(d) and not proxies.skip_response(d):
             engine.response(msg, sources.of(d), d.ts)
         emitted += engine.take()
     engine.finish(last_ts)
