@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from siptrap.analysis.alerts import DEFAULT_SEVERITY, SEVERITY_ORDER, AlertBook, Report
+from siptrap.analysis.alerts import (
+    DEFAULT_SEVERITY,
+    SEVERITY_ORDER,
+    AlertBook,
+    MessagePlan,
+    Report,
+)
 from siptrap.analysis.conclusions import summarise
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings, is_keepalive
 from siptrap.analysis.evaluate import Source
@@ -359,3 +365,29 @@ def test_offline_a_proxy_in_the_capture_is_not_a_second_honeypot(proxies: tuple[
     # with the proxy configured, as live: the honeypot's side, the call forwarded by the
     # proxy (a dial-plan fault); without, the phone's side: sent to the proxy, directly
     assert alert.category == ("dialplan_fault" if proxies else "direct_attack")
+
+
+# -- 7. one attack, one alert: the message alert folded into the correlated one -------------------
+def test_a_tools_scan_message_alert_is_folded_into_its_correlated_attack():
+    ids = iter(f"t-{n}" for n in range(1, 10))
+    book = AlertBook(ids=lambda: next(ids))
+    plan = MessagePlan(
+        "scan", ("scan",), "sippts", "", ("Tool identified as: sippts",), ("tool_identified",), ()
+    )
+    book.report_message(plan, "203.0.113.90", 1.0, 1.0, targets=("100",), call_id="c1")
+    composed = Report(
+        "composed", "enumeration", "203.0.113.90", 2.0,
+        ("composed", "enumeration", "IPSrc", "203.0.113.90"), tool="sippts",
+        conclusions=("Extension enumeration: 203.0.113.90 probes many users (REGISTER)",),
+        rules=("extension_enumeration",), window=1, window_count=8,
+    )  # fmt: skip
+    book.report(composed, 2.0)
+    book.report_message(plan, "203.0.113.90", 3.0, 3.0, targets=("101",), call_id="c2")
+    book.finish(4.0)
+    last = {a.alert_id: a for a in book.take()}
+    message, correlated = last["t-1"], last["t-2"]
+    assert message.closed and message.folded_into == "t-2"
+    assert "Folded into alert t-2 (enumeration): one attack" in message.conclusions
+    assert correlated.category == "enumeration" and correlated.folded_into is None
+    assert "Tool identified as: sippts" in correlated.conclusions
+    assert set(correlated.targets) == {"100", "101"} and set(correlated.call_ids) == {"c1", "c2"}

@@ -235,10 +235,10 @@ def test_an_invite_sweep_is_host_discovery_not_a_flood_or_gateway_probe(
     assert {a["tool"] for a in found} == {"SIPVicious svmap"}
     if where == "offline":  # the capture shows the INVITEs to all five addresses
         (sweep,) = [a for a in found if a["kind"] == "composed"]
-        assert sweep["rules"] == ["host_discovery"] and sweep["count"] == 5
+        assert "host_discovery" in sweep["rules"] and sweep["count"] == 5
     for alert in found:  # the hosts that never answered are not said to have extensions
         said = [c for c in alert["conclusions"] if "is one of the honeypot's extensions" in c]
-        if where == "offline" and alert["kind"] == "message":
+        if where == "offline":
             assert said == [
                 "Extension 100 is one of the honeypot's extensions "
                 "(at the hosts that answered; the others did not answer)"

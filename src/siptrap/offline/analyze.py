@@ -189,7 +189,8 @@ def analyze_paths(
     datagrams = open_inputs(list(paths), stats=stats, accept=None)
     engine = AnalysisEngine(rules, settings)
     emitted, count, media, messages = analyze_datagrams(datagrams, engine)
-    finals = [replace(a, closed=True) for a in final_states(emitted)]
+    # a message alert folded into its correlated alert is part of it: one attack, one alert
+    finals = [replace(a, closed=True) for a in final_states(emitted) if a.folded_into is None]
     return AnalyzeResult(
         alerts=finals,
         emissions=len(emitted),
