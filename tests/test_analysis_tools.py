@@ -315,6 +315,13 @@ def test_live_brute_force_has_the_recovered_guesses_and_the_cracked_password(att
     assert brute["severity"] == "critical"
 
 
+def test_offline_with_the_config_says_the_password_was_cracked(attacked: Run):
+    """`siptrap analyze --config` knows the extensions' passwords: as live, critical."""
+    (brute,) = find(final_alerts(attacked.offline), kind="composed", category="bruteforce")
+    assert "Password cracked: 104:1234" in brute["conclusions"]
+    assert brute["severity"] == "critical"
+
+
 def test_one_attack_updates_one_alert(attacked: Run):
     events = attacked.live
     ids = {e["alert_id"] for e in events}
