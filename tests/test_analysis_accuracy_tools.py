@@ -9,7 +9,10 @@ Two honeypots on loopback, each captured by tshark while real tools work on it:
   sipsak's random mode sends mutated requests (fuzzing); a phone behind NAT sends CRLF,
   double-CRLF and STUN keep-alives (nothing).
 - "asterisk" (challenges every INVITE): baresip registered as extension 101, with its
-  password, calls an international number (toll fraud, never "one of our extensions").
+  password, calls an international number (toll fraud, never "one of our extensions");
+  sipsak registers extension 102 six times through Kamailio, a stateless proxy on its own
+  loopback address in front of the honeypot (nothing; offline, each REGISTER once, with
+  and without `--proxy`).
 
 Each expectation below is written by hand from what the tools did; the live honeypot's
 alerts (events.jsonl) and `siptrap analyze --json --config` on the capture must both meet
@@ -18,6 +21,7 @@ it (the confusion table in the README's analysis section is this file's outcome)
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -31,7 +35,7 @@ import pytest
 from conftest import require_tool
 from siptrap.offline.capture import read_capture
 from siptrap_proc import Siptrap, free_port, run_tool
-from test_analysis_tools import Run, Tshark, _tone, analyze, final_alerts, find
+from test_analysis_tools import SIPTRAP, Run, Tshark, _tone, analyze, final_alerts, find
 
 pytestmark = pytest.mark.tools
 
@@ -72,6 +76,16 @@ ASTERISK = CISCO.replace("cisco", "asterisk")
 # who does what (one address each, so each scenario's alerts are its own)
 SPIT_1S, SPIT_8S, SPIT_TWO = "127.0.0.31", "127.0.0.32", "127.0.0.33"
 SWEEPER, NAT_PHONE, TOLL_CALLER = "127.0.0.41", "127.0.0.42", "127.0.0.35"
+KAMAILIO = "127.0.0.61"  # the domain's proxy, in front of the asterisk honeypot
+KAMAILIO_CFG = """#!KAMAILIO
+debug=1
+log_stderror=yes
+children=1
+listen=udp:{ip}:5060
+request_route {{
+    forward("127.0.0.1", {port});
+}}
+"""
 RTP_BASE = 31200
 
 
@@ -121,6 +135,7 @@ def _finish(proc: subprocess.Popen[bytes], timeout: float = 40) -> str:
 class Captured(Run):
     capture: Path = Path()  # the capture the offline analysis read
     port: int = 0  # the honeypot's SIP port
+    config: Path = Path()  # the honeypot's configuration (for --config)
 
 
 def _collect(honeypot: Siptrap, capture: Tshark, outputs: dict[str, str]) -> Captured:
@@ -129,7 +144,9 @@ def _collect(honeypot: Siptrap, capture: Tshark, outputs: dict[str, str]) -> Cap
     assert honeypot.stop() == 0
     live = honeypot.events("analysis.alert.raised")
     offline, summary = analyze(capture.path, honeypot.config_path)
-    return Captured(live, offline, summary, outputs, capture.path, honeypot.port)
+    return Captured(
+        live, offline, summary, outputs, capture.path, honeypot.port, honeypot.config_path
+    )
 
 
 def _keepalives(port: int) -> None:
@@ -181,16 +198,42 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
     honeypot = Siptrap(base / "data", ASTERISK).start()
     port = honeypot.port
     capture = Tshark(
-        base / "asterisk.pcapng", f"udp and (port {port} or portrange {RTP_BASE}-{RTP_BASE + 99})"
+        base / "asterisk.pcapng",
+        f"udp and (port {port} or host {KAMAILIO} or portrange {RTP_BASE}-{RTP_BASE + 99})",
+    )
+    (base / "kamailio.cfg").write_text(KAMAILIO_CFG.format(ip=KAMAILIO, port=port))
+    kamailio = subprocess.Popen(
+        [
+            require_tool("kamailio"),
+            *("-f", str(base / "kamailio.cfg"), "-DD", "-E"),
+            *("-P", str(base / "kamailio.pid"), "-w", str(base)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     outputs: dict[str, str] = {}
     try:
         account = "<sip:101@127.0.0.1>;auth_pass=1234;regint=0"
         phone = Phone(base, "registered", TOLL_CALLER, 4, account)
         outputs["baresip"] = _finish(phone.call(f"sip:0046812345678@127.0.0.1:{port}", 4))
+        time.sleep(0.5)
+        for n in range(6):  # a user registering through the domain's proxy, again and again
+            outputs[f"register{n}"] = run_tool(
+                [
+                    require_tool("sipsak"),
+                    *("-U", "-C", "sip:102@127.0.0.1:5998", "-x", "60", "-vvv"),
+                    *("-u", "102", "-a", "1234", "-s", f"sip:102@{KAMAILIO}:5060"),
+                ]
+            )
         time.sleep(1.0)
         yield _collect(honeypot, capture, outputs)
     finally:
+        kamailio.terminate()
+        try:
+            kamailio.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            kamailio.kill()
+            kamailio.wait()
         capture.stop()
         honeypot.stop()
 
@@ -298,3 +341,51 @@ def test_authenticated_call_to_an_international_number_is_toll_fraud(
     # an outside line, not "one of the honeypot's extensions"
     assert not [c for c in toll["conclusions"] if c.startswith("Extension 0046812345678")]
     assert {a["category"] for a in found} <= {"toll_fraud"}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_user_registering_through_kamailio_is_not_an_attack(asterisk: Captured, where: str):
+    assert "200 OK" in asterisk.outputs["register5"], asterisk.outputs["register5"][-1500:]
+    found = [a for a in final_alerts(getattr(asterisk, where)) if a["src_ip"] != TOLL_CALLER]
+    assert found == []  # not a brute force, not a flood: one user, right password
+
+
+def test_offline_the_proxy_does_not_double_the_requests(asterisk: Captured) -> None:
+    """Each REGISTER shows twice in the capture (to Kamailio, and on to the honeypot): with
+    the proxy given (`--proxy`) and without, analysed once."""
+    counts = []
+    for extra in ([], ["--proxy", KAMAILIO]):
+        result = subprocess.run(
+            [
+                *(str(SIPTRAP), "analyze", "--json", "--config", str(asterisk.config)),
+                *extra,
+                str(asterisk.capture),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert [json.loads(line)["src_ip"] for line in result.stdout.splitlines()] == [
+            TOLL_CALLER
+        ] * len(result.stdout.splitlines())
+        counts.append(int(result.stderr.split("siptrap analyze: ")[1].split()[0]))
+    registers = _registers(asterisk)
+    assert registers["forwarded"] == registers["to_proxy"] >= 12  # Kamailio sent each on
+    assert counts == [registers["to_proxy"] + registers["direct"]] * 2, (counts, registers)
+
+
+def _registers(run: Captured) -> dict[str, int]:
+    """Requests in the capture: sent to Kamailio, forwarded by it, sent to the honeypot."""
+    out = {"to_proxy": 0, "forwarded": 0, "direct": 0}
+    for d in read_capture(run.capture, accept=None):
+        if not d.payload[:1].isalpha() or d.payload.startswith(b"SIP/2.0"):
+            continue
+        if d.dst_ip == KAMAILIO:
+            out["to_proxy"] += 1
+        elif d.src_ip == KAMAILIO:
+            out["forwarded"] += 1
+        elif d.dst_port == run.port:
+            out["direct"] += 1
+    return out
