@@ -5,6 +5,7 @@ instead of flooding, bounded state, and no alert for ordinary calls and registra
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -118,7 +119,13 @@ def finals(emitted: list) -> dict[str, object]:
 def test_figure_6_invite_gives_the_papers_conclusions():
     eng = engine(extensions=None)
     eng.request(parse(FIGURE6.read_bytes()), Source("0.0.0.0", 0), 1000.0)
-    (alert,) = alerts_of(eng)
+    eng.tick(1010.0)  # the dialog has played out: the alert is raised (not yet closed)
+    alert, last = alerts_of(eng)
+    assert not alert.closed and last.closed
+    # closed, it no longer waits for correlation results; it still says all the rest
+    assert last.conclusions == tuple(
+        x for x in alert.conclusions if x != "waiting for correlation results"
+    )
     c = alert.conclusions
     # The User-Agent header is missing: the tool cannot be estimated.
     assert "The User-Agent header is missing: the tool cannot be identified" in c
@@ -140,7 +147,8 @@ def test_figure_6_invite_gives_the_papers_conclusions():
     # The number is the Citibank UK number of the honeynor report, dialled with 00.
     assert any("international number +442075005000 (United Kingdom)" in x for x in c)
     assert alert.kind == "message" and alert.category == "toll_fraud"
-    assert set(alert.categories) == {"toll_fraud", "spoofing"}
+    # an outside line is never one of the honeypot's extensions: sent directly, a direct attack
+    assert set(alert.categories) == {"toll_fraud", "spoofing", "direct_attack"}
     assert alert.targets == ("00442075005000",)
     assert alert.tool is None
     # The paper's order: tool, spoofing, ... then ACK and media, then the leaf.
@@ -168,7 +176,8 @@ def test_figure_5_inviteflood_message_alert():
     """Figure 5's alert: inviteflood named, spoofed, no ACK, no media, then correlation."""
     eng = engine()
     eng.request(parse(INVITEFLOOD), src("10.1.101.11", 9), 50.0)
-    (alert,) = alerts_of(eng)
+    eng.tick(60.0)
+    alert, _closed = alerts_of(eng)
     c = alert.conclusions
     assert c[0] == "Tool identified as: inviteflood"
     assert "Spoofed Message" in c and any("port is 9 (discard)" in x for x in c)
@@ -193,9 +202,10 @@ def test_the_invite_alert_waits_for_the_dialog_then_reports_ack_and_media():
         parse(request("ACK", "00972599123456", call_id=msg.call_id, to_tag="hp200")), src(), 10.6
     )
     eng.call_ended(msg.call_id, 14.0, media_packets=180)
-    assert eng.take() == []  # rule_3's 5 s window is still open
+    # rule_3's 5 s window is still open (the audio itself is already SPIT evidence)
+    assert [a.category for a in eng.take()] == ["spit"]
     eng.tick(15.5)
-    (alert,) = eng.take()
+    (alert,) = [a for a in eng.take() if a.kind == "message"]
     assert "ACK received" in alert.conclusions
     assert "Media received (180 RTP packets)" in alert.conclusions
     assert "no ACK is received" not in alert.conclusions  # rule_3 saw the ACK too
@@ -356,8 +366,11 @@ def test_svwar_enumeration_from_its_real_register():
     assert {str(n) for n in range(100, 130)} <= set(enum.targets)
     assert enum.count == 30
     assert any(c.startswith("Extension enumeration: 203.0.113.9") for c in enum.conclusions)
-    messages = [a for a in alerts.values() if a.kind == "message"]
-    assert [(a.category, a.count) for a in messages] == [("enumeration", 30)]
+    # the message alert of the first probes is folded into the correlated one: one attack
+    (message,) = [a for a in alerts.values() if a.kind == "message"]
+    assert message.folded_into == enum.alert_id and message.closed
+    assert f"Folded into alert {enum.alert_id} (enumeration): one attack" in message.conclusions
+    assert "Tool identified as: SIPVicious svwar" in enum.conclusions
 
 
 def test_bruteforce_with_usernames_guesses_and_the_cracked_password():
@@ -366,6 +379,8 @@ def test_bruteforce_with_usernames_guesses_and_the_cracked_password():
     ip = "203.0.113.20"
     for i in range(12):
         data = base.replace(b"Call-ID: 2304409636", f"Call-ID: {2304409636 + i}".encode())
+        # another password on the same challenge (svcrack reuses the nonce): another response
+        data = data.replace(b"5f4909f0cedfb558e83a62f68e4061dc", f"{i:032x}".encode())
         eng.request(parse(data), src(ip), 30.0 + i * 0.1)
         eng.auth_attempt(ip, "100", "failure", None, 30.0 + i * 0.1)
     eng.auth_recovered(ip, "100", "1200", 31.5)
@@ -418,34 +433,73 @@ def test_ringing_gateway_probe_and_dial_prefix_probing():
     assert set(composed["ringing"].targets) >= {"100", "101", "102", "103", "104"}
     assert set(composed["toll_fraud"].values) == {"00", "011", "9011", "+"}
     assert any(c.startswith("Dial-prefix probing") for c in composed["toll_fraud"].conclusions)
+    # each call's toll-fraud conclusions are part of the dial-prefix probe's alert
     toll = [a for a in final.values() if a.kind == "message" and a.category == "toll_fraud"]
-    (one,) = toll
-    assert one.count == 4 and any("(Israel)" in c for c in one.conclusions)
+    assert all(a.folded_into == composed["toll_fraud"].alert_id for a in toll)
+    assert any("(Israel)" in c for c in composed["toll_fraud"].conclusions)
 
 
-def test_spit_needs_audio_in_several_answered_calls():
-    def call(eng: AnalysisEngine, ext: str, t: float, packets: int) -> None:
-        invite = request("INVITE", ext, from_ip="203.0.113.50", sdp_ip="203.0.113.50")
-        msg = parse(invite)
-        eng.request(msg, src("203.0.113.50"), t)
-        eng.response(parse(response(200, invite)), src("203.0.113.50"), t + 1)
-        ack = request("ACK", ext, call_id=msg.call_id, to_tag="hp200", from_ip="203.0.113.50")
-        eng.request(parse(ack), src("203.0.113.50"), t + 1.01)
-        eng.call_ended(msg.call_id, t + 20, packets)
+def _call(
+    eng: AnalysisEngine, ext: str, t: float, packets: int, *, authenticate: bool = False
+) -> None:
+    """A call from 203.0.113.50 answered after 7 s (a 180 first), with `packets` of audio;
+    `authenticate`: the caller answers a 401 challenge with credentials first."""
+    caller = src("203.0.113.50")
+    invite = request("INVITE", ext, from_ip="203.0.113.50", sdp_ip="203.0.113.50")
+    msg = parse(invite)
+    eng.request(msg, caller, t)
+    if authenticate:
+        eng.response(parse(response(401, invite)), caller, t + 0.01)
+        again = request(
+            "INVITE",
+            ext,
+            from_ip="203.0.113.50",
+            sdp_ip="203.0.113.50",
+            call_id=msg.call_id,
+            auth_user="alice",
+            cseq=2,
+        )
+        eng.request(parse(again), caller, t + 0.02)
+        invite = again
+    eng.response(parse(response(180, invite)), caller, t + 0.1)
+    eng.response(parse(response(200, invite)), caller, t + 7.1)
+    ack = request("ACK", ext, call_id=msg.call_id, to_tag="hp200", from_ip="203.0.113.50")
+    eng.request(parse(ack), caller, t + 7.11)
+    eng.call_ended(msg.call_id or "", t + 20, packets)
+
+
+def test_spit_is_audio_from_an_unknown_caller_even_answered_late():
+    eng = engine()
+    _call(eng, "100", 0.0, 900)  # answered after 7 s: still watched, its audio seen
+    emitted = alerts_of(eng)
+    (spit,) = finals([a for a in emitted if a.category == "spit"]).values()
+    assert spit.kind == "composed" and spit.severity == "medium" and spit.targets == ("100",)
+    assert not [a for a in emitted if a.kind == "message"]  # a call to an extension: no more
 
     eng = engine()
-    call(eng, "100", 0.0, 900)
-    assert alerts_of(eng) == []  # one call with audio is a call
+    _call(eng, "555", 0.0, 900)  # not an extension: the INVITE's own alert, a direct attack
+    emitted = alerts_of(eng)
+    (call,) = finals([a for a in emitted if a.kind == "message"]).values()
+    assert call.category == "direct_attack"
+    assert "ACK received" in call.conclusions and "no ACK is received" not in call.conclusions
+    assert "Media received (900 RTP packets)" in call.conclusions
+
+    eng = engine()
+    for i, ext in enumerate(("100", "101")):  # two extensions: a campaign
+        _call(eng, ext, 30.0 * i, 900)
+    (spit,) = finals([a for a in alerts_of(eng) if a.category == "spit"]).values()
+    assert set(spit.targets) == {"100", "101"} and spit.severity == "high"
+    assert any(c.startswith("SPIT campaign") for c in spit.conclusions)
+
     eng = engine()
     for i, ext in enumerate(("100", "101", "102")):
-        call(eng, ext, 30.0 * i, 900)
-    spit = [a for a in alerts_of(eng) if a.category == "spit"]
-    assert spit and spit[-1].kind == "composed"
-    assert set(spit[-1].targets) == {"100", "101", "102"}
-    eng = engine()
-    for i, ext in enumerate(("100", "101", "102")):
-        call(eng, ext, 30.0 * i, 0)  # answered, but no audio: not SPIT
+        _call(eng, ext, 30.0 * i, 0)  # answered, but no audio: not SPIT
     assert not [a for a in alerts_of(eng) if a.category == "spit"]
+
+    eng = engine()
+    for i, ext in enumerate(("100", "101")):  # a caller that authenticated: a user's call
+        _call(eng, ext, 30.0 * i, 900, authenticate=True)
+    assert alerts_of(eng) == []
 
 
 def test_fuzzing_with_the_defects_and_input_that_is_not_sip():
@@ -484,7 +538,9 @@ def test_rule_defined_category_and_severity(tmp_path):
     eng = engine(load_rules([path]))
     eng.request(parse(request("OPTIONS", "100", ua="Fake/1.0")), src("203.0.113.70"), 1.0)
     eng.request(parse(request("OPTIONS", "100", ua="Other/2")), src("203.0.113.71"), 1.0)
-    (alert,) = alerts_of(eng)
+    raised, last = alerts_of(eng)
+    assert last == dataclasses.replace(raised, update=1, closed=True)  # always closed at the end
+    alert = raised
     assert (alert.category, alert.severity, alert.src_ip) == (
         "odd_agent",
         "critical",
@@ -557,10 +613,22 @@ def test_spoofing_evidence_and_what_is_not_spoofed():
     relay = parse(request("INVITE", "100", from_ip=phone, sdp_ip=relay_ip))
     result = check_spoofing(relay, phone)
     assert not result.spoofed and result.remarks  # a media relay is a remark, not spoofing
-    forged = parse(request("INVITE", "100", from_ip=other))
-    result = check_spoofing(forged, phone)
-    assert result.spoofed
-    assert result.evidence == (f"the top Via says {other}, but the packet came from {phone}",)
+    # another public address in the Via can be real (a NAT's address pool): a remark
+    pooled = parse(request("INVITE", "100", from_ip=other))
+    result = check_spoofing(pooled, phone)
+    assert not result.spoofed
+    assert result.remarks[0].startswith(f"the top Via says {other}, but the packet came from")
+    # a phone behind NAT putting a call on hold (c=0.0.0.0): not spoofing either
+    hold = parse(request("INVITE", "100", from_ip="192.168.1.20", sdp_ip="0.0.0.0"))
+    result = check_spoofing(hold, phone)
+    assert not result.spoofed and any("on hold" in r for r in result.remarks)
+    # addresses that cannot be real are: a placeholder, 0.0.0.0 for replies, port 9
+    for forged in (
+        request("INVITE", "100", from_ip="1.1.1.1"),
+        request("INVITE", "100", from_ip="0.0.0.0"),
+        request("INVITE", "100", from_ip=phone).replace(b":5062;branch", b":9;branch"),
+    ):
+        assert check_spoofing(parse(forged), phone).spoofed, forged
     loop = parse(request("INVITE", "100", from_ip="127.0.0.1"))
     assert check_spoofing(loop, phone).spoofed
     assert not check_spoofing(loop, "127.0.0.1").spoofed

@@ -12,7 +12,7 @@ from siptrap.analysis.engine import AnalysisEngine, EngineSettings
 from siptrap.analysis.reconnaissance import ReconAsk, ReconBoard, plan
 from siptrap.analysis.rules import load_builtin_rules
 from siptrap.sip import parse
-from test_analysis_engine import alerts_of, engine, request, response, src
+from test_analysis_engine import alerts_of, engine, finals, request, response, src
 
 ATTACKER = "198.51.100.7"
 
@@ -91,7 +91,7 @@ def test_interactive_attack_when_a_sip_stack_answers_at_the_contact() -> None:
         result("port", ATTACKER, "ok", {"ports": {"tcp/5060": "open", "tcp/5061": "closed"}}), 1.3
     )
     eng.recon_result(result("dns", ATTACKER, "ok", {"names": ["scanner.attacker.example"]}), 1.3)
-    (alert,) = alerts_of(eng, 30.0)
+    (alert,) = finals(alerts_of(eng, 30.0)).values()
     text = "\n".join(alert.conclusions)
     assert (
         "Interactive attack: a SIP stack answers at the Contact 198.51.100.7:5062 "
@@ -139,7 +139,7 @@ def test_spoofed_message_when_names_do_not_resolve_and_nothing_answers() -> None
         ),
         1.2,
     )
-    (alert,) = alerts_of(eng, 30.0)
+    (alert,) = finals(alerts_of(eng, 30.0)).values()
     text = "\n".join(alert.conclusions)
     assert "Spoofed Message" in alert.conclusions
     assert "Spoofed: the Contact name 'nowhere.invalid-name.example' does not resolve" in text
@@ -170,7 +170,7 @@ def test_passive_mode_says_what_it_did_not_check() -> None:
     eng = active_engine(asks, refuse="passive mode")
     raw = request("INVITE", "555", from_ip=ATTACKER, call_id="p2")
     eng.request(parse(raw), src(ATTACKER), 1.0)
-    (alert,) = alerts_of(eng, 30.0)
+    (alert,) = finals(alerts_of(eng, 30.0)).values()
     assert any(
         c.startswith("Not checked (passive mode): whether 198.51.100.7 is up")
         for c in alert.conclusions
@@ -181,7 +181,7 @@ def test_passive_mode_says_what_it_did_not_check() -> None:
     full.request(
         parse(request("INVITE", "555", from_ip=ATTACKER, call_id="p3")), src(ATTACKER), 1.0
     )
-    (alert,) = alerts_of(full, 30.0)
+    (alert,) = finals(alerts_of(full, 30.0)).values()
     assert any(c.startswith("Not checked (recon queue full)") for c in alert.conclusions)
 
 
@@ -203,13 +203,13 @@ def test_a_sip_server_at_the_top_via_makes_it_a_dial_plan_fault() -> None:
         ),
         1.1,
     )
-    (alert,) = alerts_of(eng, 30.0)
+    (alert,) = finals(alerts_of(eng, 30.0)).values()
     assert "dialplan_fault" in alert.categories and "direct_attack" not in alert.categories
     assert any("top Via host 203.0.113.5 is a SIP server" in c for c in alert.conclusions)
     # without recon the same INVITE is a direct attack (the engine's passive verdict)
     plain = engine(extensions=frozenset({"100"}))
     plain.request(parse(raw), src(ATTACKER), 1.0)
-    (alert,) = alerts_of(plain, 30.0)
+    (alert,) = finals(alerts_of(plain, 30.0)).values()
     assert alert.category == "direct_attack"
 
 
@@ -238,7 +238,7 @@ def test_in_passive_mode_the_board_plans_nothing() -> None:
     )
     eng.request(parse(request("INVITE", "555", from_ip=ATTACKER, call_id="n1")), src(ATTACKER), 1.0)
     assert asks == [] and not board.asks
-    (alert,) = alerts_of(eng, 30.0)
+    (alert,) = finals(alerts_of(eng, 30.0)).values()
     assert any(c.startswith("Not checked (passive mode)") for c in alert.conclusions)
     mode[0] = "active"  # switched at runtime: the next INVITE is asked about
     eng.request(

@@ -8,11 +8,12 @@ Two kinds, as in the Artemisa paper:
   (source, time span, counts, targets, tool, category, severity).
 
 One ongoing attack is one alert. Message alerts with the same category, source and tool
-are one alert (its `count` is the number of messages); composed alerts with the same
-category and scope key are one alert across windows. An alert is emitted when it opens,
-then again (same `alert_id`, `update` counting up) when it grows significantly (its count
-doubles, its severity rises, it gains a category), at most every `update_interval`
-seconds otherwise, and a last time when it goes idle with changes not yet emitted.
+(fuzzing: the same source) are one alert (its `count` is the number of messages); composed
+alerts with the same category and scope key are one alert across windows. An alert is
+emitted when it opens, then again (same `alert_id`, `update` counting up) when it grows
+significantly (its count doubles, its severity rises, it gains a category), at most every
+`update_interval` seconds otherwise, and a last time, `closed`, when it goes idle or the
+input ends (changed since its last emission or not).
 Everything an alert keeps is bounded.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..events.record import iso
+from .conclusions import summarise
 
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 DEFAULT_SEVERITY = {
@@ -40,7 +42,7 @@ DEFAULT_SEVERITY = {
     "fuzzing": "medium",
     "spoofing": "low",
     "dialplan_fault": "medium",
-    "direct_attack": "low",
+    "direct_attack": "medium",  # at least as severe as a dial-plan fault (see the README)
 }
 # The category a message alert is filed under when a message has several.
 CATEGORY_PRIORITY = (
@@ -103,6 +105,7 @@ class Alert:
     dst_port: int | None = None
     update: int = 0
     closed: bool = False
+    folded_into: str | None = None  # the correlated alert this message alert became part of
 
     def fields(self) -> dict[str, Any]:
         """The event's own fields (besides the common ones)."""
@@ -169,6 +172,7 @@ class _Open:
     windows: dict[str, dict[int, int]] = field(default_factory=dict)
     peer: tuple[str | None, int | None, str | None, int | None] = (None, None, None, None)
     plan: MessagePlan | None = None  # the last plan merged in full (see report_message)
+    folded_into: str | None = None
     update: int = -1
     emitted_count: int = 0
     emitted_at: float = float("-inf")
@@ -201,7 +205,7 @@ class _Open:
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             severity=self.severity,
-            conclusions=tuple(self.conclusions),
+            conclusions=summarise(self.conclusions, closed),
             rules=tuple(self.rules),
             evidence=tuple(self.evidence),
             usernames=tuple(self.usernames),
@@ -214,6 +218,7 @@ class _Open:
             dst_port=dst_port,
             update=self.update,
             closed=closed,
+            folded_into=self.folded_into,
         )
 
 
@@ -292,6 +297,11 @@ class AlertBook:
         self.pending: list[Alert] = []
         self.raised = 0
         self.hold = False  # closing: keep changes for the one last (closed) emission
+        # message alerts folded into a correlated one: their key -> the correlated key
+        # (and the plan last merged from it)
+        self.folded: OrderedDict[tuple[str, ...], tuple[tuple[str, ...], MessagePlan | None]] = (
+            OrderedDict()
+        )
 
     def report(self, rep: Report, now: float) -> str:
         """Add what a message or window shows to its alert (opening it if needed)."""
@@ -310,9 +320,13 @@ class AlertBook:
             )
             self.open[rep.key] = alert
             self.raised += 1
+            new = True
         else:
             self.open.move_to_end(rep.key)
+            new = False
         self._merge(alert, rep)
+        if new and rep.kind == "composed":
+            self._fold(alert, rep.key, now)
         self._maybe_emit(alert, now)
         while len(self.open) > self.max_open:
             _key, oldest = self.open.popitem(last=False)
@@ -336,8 +350,28 @@ class AlertBook:
         the source and the tool). When the alert merged this plan already, its categories,
         conclusions, rules, evidence, tool, source and severity cannot change (an alert only
         grows): only what is the message's own is merged."""
-        key = ("message", plan.category, src_ip, plan.tool or "")
+        # fuzzed messages often lose the fingerprint of the tool that mangled them: one
+        # fuzzing alert per source, named after the tool its messages showed first
+        key = ("message", plan.category, src_ip, "" if plan.fuzzing else plan.tool or "")
+        into = self.folded.get(key)
+        if into is not None:
+            correlated = self.open.get(into[0])
+            if correlated is not None:  # this attack's messages: onto its correlated alert
+                if into[1] is not plan:
+                    self._plan_onto(correlated, plan)
+                    self.folded[key] = (into[0], plan)
+                self._message_onto(correlated, ts, targets, call_id, now)
+                return correlated.alert_id
+            del self.folded[key]
         alert = self.open.get(key)
+        if alert is None:
+            correlated_key = self._correlated_for(plan.category, src_ip, plan.tool)
+            if correlated_key is not None:  # the attack is already correlated: part of it
+                correlated = self.open[correlated_key]
+                self._plan_onto(correlated, plan)
+                self._redirect(key, correlated_key, plan)
+                self._message_onto(correlated, ts, targets, call_id, now)
+                return correlated.alert_id
         if alert is None or alert.plan is not plan:
             rep = Report(
                 kind="message",
@@ -380,6 +414,89 @@ class AlertBook:
             alert.urgent = True
         self._maybe_emit(alert, now)
         return alert.alert_id
+
+    @staticmethod
+    def _belongs(category: str, tool: str | None, correlated: _Open) -> bool:
+        """Whether a message alert of this category and tool is part of a correlated one
+        (of its source): the same category, or `scan` (the tool alone did not say which
+        attack) from the same tool."""
+        if category == correlated.category:
+            return True
+        return category == "scan" and tool is not None and tool == correlated.tool
+
+    def _correlated_for(
+        self, category: str, src_ip: str, tool: str | None
+    ) -> tuple[str, ...] | None:
+        for key, alert in reversed(self.open.items()):
+            if alert.kind == "composed" and alert.src_ip == src_ip:
+                if self._belongs(category, tool, alert):
+                    return key
+        return None
+
+    def _fold(self, correlated: _Open, key: tuple[str, ...], now: float) -> None:
+        """One attack reads as one alert: the open message alerts of the correlated alert's
+        source and category (or its tool's, filed under `scan` because the tool alone did
+        not say which attack) become part of it. Each is emitted a last time, closed,
+        saying where it went; its later messages go to the correlated alert."""
+        for message_key, alert in list(self.open.items()):
+            if alert.kind != "message" or alert.src_ip != correlated.src_ip:
+                continue
+            if not self._belongs(alert.category, alert.tool, correlated):
+                continue
+            _add(correlated.categories, alert.categories)
+            _add(correlated.conclusions, alert.conclusions, MAX_CONCLUSIONS)
+            _add(correlated.evidence, alert.evidence, MAX_EVIDENCE)
+            _add(correlated.targets, alert.targets)
+            _add(correlated.call_ids, alert.call_ids)
+            _add(correlated.rules, alert.rules)
+            correlated.first_seen = min(correlated.first_seen, alert.first_seen)
+            if correlated.tool is None:
+                correlated.tool = alert.tool
+            if SEVERITY_ORDER[alert.severity] > SEVERITY_ORDER[correlated.severity]:
+                correlated.severity = alert.severity
+            _add(
+                alert.conclusions,
+                (f"Folded into alert {correlated.alert_id} ({correlated.category}): one attack",),
+                MAX_CONCLUSIONS + 1,
+            )
+            alert.folded_into = correlated.alert_id
+            del self.open[message_key]
+            self._emit(alert, now, closed=True)
+            self._redirect(message_key, key, alert.plan)
+
+    def _redirect(
+        self, key: tuple[str, ...], into: tuple[str, ...], plan: MessagePlan | None
+    ) -> None:
+        self.folded[key] = (into, plan)
+        if len(self.folded) > self.max_open:
+            self.folded.popitem(last=False)
+
+    @staticmethod
+    def _plan_onto(alert: _Open, plan: MessagePlan) -> None:
+        """What a kind of message concludes, onto the correlated alert it is part of."""
+        _add(alert.categories, plan.categories)
+        _add(alert.conclusions, plan.conclusions, MAX_CONCLUSIONS)
+        _add(alert.evidence, plan.evidence, MAX_EVIDENCE)
+        _add(alert.rules, plan.rules)
+        if alert.tool is None and plan.tool:
+            alert.tool = plan.tool
+        if plan.severity and SEVERITY_ORDER[plan.severity] > SEVERITY_ORDER[alert.severity]:
+            alert.severity = plan.severity
+
+    def _message_onto(
+        self,
+        alert: _Open,
+        ts: float,
+        targets: tuple[str, ...],
+        call_id: str,
+        now: float,
+    ) -> None:
+        alert.last_seen = max(alert.last_seen, ts)
+        _add(alert.targets, targets)
+        if call_id:
+            _add(alert.call_ids, (call_id,))
+        alert.dirty = True
+        self._maybe_emit(alert, now)
 
     def _merge(self, alert: _Open, rep: Report) -> None:
         before = (alert.severity, len(alert.categories), len(alert.guesses))
@@ -445,8 +562,8 @@ class AlertBook:
         self.pending.append(alert.snapshot(closed))
 
     def _close(self, alert: _Open, now: float) -> None:
-        if alert.dirty:
-            self._emit(alert, now, closed=True)
+        """Every alert's last emission says it is closed, changed since or not."""
+        self._emit(alert, now, closed=True)
 
     def tick(self, now: float) -> None:
         """Emit due updates; close alerts idle for `idle` seconds."""

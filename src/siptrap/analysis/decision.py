@@ -22,7 +22,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..sip import Request
-from .facts import Facts
+from .facts import Facts, tool_category
 from .fields import Message
 from .reconnaissance import (
     Finding,
@@ -34,33 +34,11 @@ from .reconnaissance import (
     via_proxy,
 )
 
-# What a tool is for, when its messages alone say which attack is going on.
-TOOL_CATEGORIES = {
-    "SIPVicious svmap": "scan",
-    "SIPVicious svwar": "enumeration",
-    "SIPVicious svcrack": "bruteforce",
-    "SIPVicious": "scan",
-    "inviteflood": "flood",
-    "PROTOS c07-sip": "fuzzing",
-    "VoIPER": "fuzzing",
-    "Sip Send Fun": "fuzzing",
-    "SIP Army Knife": "fuzzing",
-}
-DEFAULT_TOOL_CATEGORY = "scan"
-
 NO_ACK = "no ACK is received"
 NO_MEDIA = "no Media is received"
 SCANNING = "Scanning or Ringing or flooding attack"
 WAITING = "waiting for correlation results"
 SPOOFED = "Spoofed Message"
-
-
-def tool_category(facts: Facts) -> str | None:
-    """The category a message's tool alone gives it (none for dual-use tools)."""
-    tool = facts.tool
-    if tool is None or facts.dual_use:
-        return None
-    return TOOL_CATEGORIES.get(tool.tool, TOOL_CATEGORIES.get(tool.family, DEFAULT_TOOL_CATEGORY))
 
 
 @dataclass(slots=True)

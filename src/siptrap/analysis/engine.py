@@ -23,11 +23,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..sip import Response
+from ..sip import Request, Response
+from ..sip.auth import parse_credentials, verify
 from ..sip.sdp import parse_sdp
 from .alerts import Alert, AlertBook, MessagePlan, Report, main_category
 from .correlate import Firing, RuleCorrelator
-from .decision import CallObservation, invite_decision, message_decision
+from .decision import NO_ACK, CallObservation, invite_decision, message_decision
 from .evaluate import Command, Evaluator, Outcome, Source
 from .facts import Directory, FactFinder, Facts, ToolCache, parse_networks
 from .fields import Message
@@ -44,6 +45,7 @@ MAX_MEDIA_ADDRESSES = 8192
 MAX_LEDGER = 4096
 MAX_PLANS = 4096  # message plans remembered (see AnalysisEngine._plan)
 MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
+MAX_KEPT = 4096  # bytes of a credentialed request kept until its answer (AUTH_FAILURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class EngineSettings:
     update_interval: float = 30.0
     ack_wait: float = 5.0  # seconds after a final answer an ACK may take
     max_call: float = 300.0  # longest a dialog is watched for
+    passwords: tuple[tuple[str, str], ...] = ()  # (user, password): offline digest checks
     max_dialogs: int = 20_000
     max_alerts: int = 10_000
     max_windows: int = 50_000
@@ -79,6 +82,11 @@ class Watch:
     rules: list[str] = field(default_factory=list)
     media_seen: bool = False
     last_seen: float = 0.0  # the dialog's last message or event
+    authenticated: bool = False  # the caller answered a challenge (with credentials)
+    responded: bool = False  # the host called answered at all
+
+
+_Kept = tuple[Message, Source, dict[str, str], str | None]
 
 
 @dataclass(slots=True)
@@ -129,14 +137,18 @@ class AnalysisEngine:
         self.watches: OrderedDict[str, Watch] = OrderedDict()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count(1)
-        self._seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._media: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._credentialed: OrderedDict[tuple[str, int | None], _Kept | None] = OrderedDict()
+        self._challenges: OrderedDict[tuple[str, ...], str] = OrderedDict()
+        self._passwords = dict(s.passwords)
         self._ledger: OrderedDict[str, _Ledger] = OrderedDict()
         self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
         self._last_facts: tuple[Facts | None, dict[str, str]] = (None, {})
         self.now = float("-inf")
         self._next_tick = float("-inf")
         self.messages = 0
+        self.keepalives = 0  # CRLF and STUN keep-alives seen (see malformed)
         self.commands_not_run = 0
         self.dropped_firings = 0
 
@@ -182,10 +194,11 @@ class AnalysisEngine:
     def request(
         self, msg: Message, source: Source, now: float, *, retransmission: bool = False
     ) -> None:
-        """A request received by the honeypot."""
+        """A request received by the honeypot. `retransmission` (the live honeypot's flag,
+        by transaction keys) is not trusted: a retransmission is the same bytes again."""
         self.tick(now)
-        if retransmission or self._repeated(msg, source):
-            return
+        if self._repeated(msg, source):
+            return  # a retransmission: the same bytes again (the live flag is by keys)
         self.messages += 1
         now = self.now
         method = (msg.method or "").upper()
@@ -194,11 +207,16 @@ class AnalysisEngine:
         if facts is not self._last_facts[0]:  # a tool run's messages share their Facts
             self._last_facts = (facts, facts.variables())
         variables = self._last_facts[1]  # read-only for rules and windows
+        credentials = self._credentials(msg, source)
+        if credentials is not None and credentials[1]:
+            variables = {**variables, "AuthGuess": "yes"}
         outcome = self.evaluator.classify(msg, source, facts=variables)
         if outcome.commands or outcome.problems:
             self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
         self._learn_auth(msg, source)
+        if credentials is not None:
+            self._note_credentials(msg, source, variables, tool)
         if call_id in self.watches:
             self._dialog_event(method, call_id, msg)
         firings = self.correlator.observe(msg, source, now, variables, tool=tool)
@@ -209,21 +227,20 @@ class AnalysisEngine:
             watched = self._watch(msg, source, facts, outcome, now)
         for firing in firings:
             self._firing(firing)
+        if self._passwords:
+            self._check_password(msg, source)
         if not watched:
             self._message_alert(msg, source, facts, outcome, tool, now)
 
     def _repeated(self, msg: Message, source: Source) -> bool:
-        """A retransmission, as a capture shows it (the live honeypot flags them)."""
-        via = msg.top_via
-        cseq = msg.cseq
-        key = (
-            source.ip,
-            source.port,
-            msg.call_id or "",
-            via.branch or "" if via else "",
-            cseq.seq if cseq else None,
-            msg.method or "",
-        )
+        """A retransmission: the same bytes from the same address. A fuzzer's mutations
+        keep the Call-ID, branch, CSeq and method and are still new messages; the live
+        honeypot's transaction layer flags those as retransmissions (by keys), so its flag
+        is not used here."""
+        return self._seen_bytes(msg.raw, source)
+
+    def _seen_bytes(self, data: bytes, source: Source) -> bool:
+        key = (source.ip, source.port, hash(data))
         if key in self._seen:
             return True
         self._seen[key] = None
@@ -333,6 +350,8 @@ class AnalysisEngine:
         call_id = msg.call_id or ""
         watch = self.watches.get(call_id)
         if watch is not None:  # the same call again (answering a challenge): one alert
+            if _has_credentials(msg):
+                watch.authenticated = True
             _extend_list(watch.conclusions, outcome.conclusions)
             _extend_list(watch.rules, outcome.fired)
             _extend_list(watch.categories, self._categories(outcome.fired))
@@ -381,13 +400,24 @@ class AnalysisEngine:
         status = msg.status or 0
         method = (cseq.method if cseq else "").upper()
         user = msg.to_addr.user if msg.to_addr and msg.to_addr.user else ""
-        if method in ("INVITE", "REGISTER") and user:
+        if status in (401, 403, 407) and self._answers_credentials(msg):
+            self._auth_failure(msg)
+        elif method in ("INVITE", "REGISTER") and user and not self._answers_credentials(msg):
+            # only answers to unauthenticated requests say who exists: for an
+            # authenticated caller a PBX rings outside numbers too
             if status in EXISTS:
-                self.directory.learn(user, True)
+                self.directory.learn(user, True, source.ip)
             elif status in MISSING:
-                self.directory.learn(user, False)
+                self.directory.learn(user, False, source.ip)
         watch = self.watches.get(msg.call_id or "")
-        if watch is None or method != "INVITE" or status < 200:
+        if watch is None or method != "INVITE":
+            return
+        watch.responded = True
+        if status < 200:
+            if status > 100 and watch.seen.final_status is None:
+                # ringing: the call may be answered late, watch it until its final answer
+                watch.last_seen = self.now
+                self._extend(watch, watch.opened + self.settings.max_call)
             return
         seen = watch.seen
         watch.last_seen = self.now
@@ -442,11 +472,13 @@ class AnalysisEngine:
         if watch.media_seen:
             return
         watch.media_seen = True
+        variables = dict(watch.facts.variables())
+        variables["Caller"] = "authenticated" if watch.authenticated else "unknown"
         firings = self.correlator.observe(
             watch.msg,
             watch.source,
             self.now,
-            watch.facts.variables(),
+            variables,
             context="MEDIA",
             tool=watch.facts.attack_tool,
         )
@@ -457,8 +489,11 @@ class AnalysisEngine:
         """The dialog has played out: the INVITE's message alert, with the decision tree."""
         facts = watch.facts
         target = facts.target
-        if target:
-            facts = _with_extension(facts, self.directory.status(target))
+        if target and facts.extension != "no":  # what the answers showed meanwhile
+            status = self.directory.status(target, watch.source.dst_ip)
+            if status == "yes" and not watch.responded:
+                status = "unknown"  # a host that never answered: not known to be the honeypot
+            facts = _with_extension(facts, status)
         view = self.recon.view(watch.msg.call_id or "") if self.recon is not None else None
         decision = invite_decision(watch.msg, facts, watch.seen, view)
         categories = (
@@ -469,6 +504,8 @@ class AnalysisEngine:
         conclusions = _merge_conclusions(
             list(decision.conclusions) + list(watch.outcome.conclusions) + watch.conclusions
         )
+        if watch.seen.acked:  # an EventInWindow rule's timer may run out before a late ACK
+            conclusions = [c for c in conclusions if c != NO_ACK]
         tool = facts.attack_tool or (watch.outcome.tools[0] if watch.outcome.tools else None)
         fired = list(watch.outcome.fired) + watch.rules
         plan = self._make_plan(facts, tool, categories, conclusions, fired)
@@ -562,6 +599,64 @@ class AnalysisEngine:
             self._ledger.move_to_end(src_ip)
         return ledger
 
+    def _credentials(self, msg: Message, source: Source) -> tuple[str, bool] | None:
+        """A request's digest credentials: (username, whether they are a further guess on a
+        challenge this source already answered: the same nonce, user, URI, method and
+        counters with another response, i.e. another password), or None without any."""
+        if not _has_credentials(msg):
+            return None
+        value = msg.header("authorization") or msg.header("proxy-authorization") or ""
+        creds = parse_credentials(value[:4096])
+        key = (
+            source.ip,
+            creds.username or "",
+            creds.realm or "",
+            creds.nonce or "",
+            creds.uri or "",
+            (msg.method or "").upper(),
+            creds.nc or "",
+            creds.cnonce or "",
+        )
+        answered = self._challenges.get(key)
+        response = creds.response or ""
+        if answered is None:
+            self._challenges[key] = response
+            if len(self._challenges) > MAX_SEEN:
+                self._challenges.popitem(last=False)
+        return creds.username or "", answered is not None and answered != response
+
+    def _note_credentials(
+        self, msg: Message, source: Source, variables: dict[str, str], tool: str | None
+    ) -> None:
+        """Remember the transactions that carried credentials: their answers teach nothing
+        about which users exist, and a refusal is a failed guess (AUTH_FAILURE)."""
+        if msg.cseq is None:
+            return
+        kept = (msg, source, variables, tool) if len(msg.raw) <= MAX_KEPT else None
+        self._credentialed[(msg.call_id or "", msg.cseq.seq)] = kept
+        if len(self._credentialed) > MAX_SEEN:
+            self._credentialed.popitem(last=False)
+
+    def _answers_credentials(self, msg: Response) -> bool:
+        cseq = msg.cseq
+        return cseq is not None and (msg.call_id or "", cseq.seq) in self._credentialed
+
+    def _auth_failure(self, msg: Response) -> None:
+        """The honeypot refused a digest response (not merely a stale nonce): the request
+        it answered goes to the AUTH_FAILURE rules."""
+        cseq = msg.cseq
+        if cseq is None or (msg.status or 0) not in (401, 403, 407):
+            return
+        kept = self._credentialed.pop((msg.call_id or "", cseq.seq), None)
+        challenge = msg.header("www-authenticate") or msg.header("proxy-authenticate") or ""
+        if kept is None or "stale=true" in challenge.lower().replace(" ", ""):
+            return
+        request, source, variables, tool = kept
+        for firing in self.correlator.observe(
+            request, source, self.now, variables, context="AUTH_FAILURE", tool=tool
+        ):
+            self._firing(firing)
+
     def _learn_auth(self, msg: Message, source: Source) -> None:
         if not (msg.has_header("authorization") or msg.has_header("proxy-authorization")):
             return
@@ -571,6 +666,22 @@ class AnalysisEngine:
         ledger = self._ledger_of(source.ip)
         if user and len(ledger.usernames) < 100:
             ledger.usernames[user] = None
+
+    def _check_password(self, msg: Message, source: Source) -> None:
+        """Offline with the honeypot's passwords (`--config`): a digest response made with
+        the right password is a cracked password, as the live honeypot reports it."""
+        value = msg.header("authorization") or msg.header("proxy-authorization")
+        if value is None:
+            return
+        creds = parse_credentials(value[:4096])
+        user = creds.username or ""
+        password = self._passwords.get(user)
+        if password is None or not creds.response:
+            return
+        uri = msg.request_uri if isinstance(msg, Request) else None
+        verdict = verify(creds, password, msg.method or "", msg.body, request_uri=uri)
+        if verdict is not None:
+            self._guess(source.ip, self._ledger_of(source.ip), user, password, True)
 
     def auth_attempt(
         self, src_ip: str, username: str, result: str, password: str | None, now: float
@@ -619,10 +730,15 @@ class AnalysisEngine:
 
     # -- input that is not a request --------------------------------------------------------
     def malformed(self, data: bytes, source: Source, now: float, error: str) -> None:
-        """Input that is not a SIP message at all (the parser refused it)."""
+        """Input that is not a SIP message at all (the parser refused it). Keep-alives
+        (CRLF, double CRLF: RFC 5626) and STUN binding requests, which phones behind NAT
+        send every few seconds, are counted in `keepalives`, never alerted on."""
         self.tick(now)
-        if len(data.strip()) < 4:
-            return  # keep-alives (CRLF), stray bytes
+        if is_keepalive(data):
+            self.keepalives += 1
+            return
+        if len(data.strip()) < 4 or self._seen_bytes(data, source):
+            return  # stray bytes, or the same bytes again (a retransmission)
         self.messages += 1
         self.book.report(
             Report(
@@ -637,6 +753,27 @@ class AnalysisEngine:
             ),
             self.now,
         )
+
+
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def is_keepalive(data: bytes) -> bool:
+    """A NAT keep-alive: CRLFs only (RFC 5626), or a STUN message (RFC 5389: two zero bits,
+    a length that is the rest of the datagram, the magic cookie; RFC 3489's classic STUN
+    has no cookie, and is recognised by its binding request type and length)."""
+    if not data.strip(b"\r\n"):
+        return True
+    if len(data) < 20 or data[0] & 0xC0:
+        return False
+    length = int.from_bytes(data[2:4], "big")
+    if length != len(data) - 20 or length % 4:
+        return False
+    return data[4:8] == STUN_COOKIE or data[:2] == b"\x00\x01"
+
+
+def _has_credentials(msg: Message) -> bool:
+    return msg.has_header("authorization") or msg.has_header("proxy-authorization")
 
 
 def _severity_rank(name: str) -> int:

@@ -21,6 +21,9 @@ from .fingerprints import Catalogue, Match
 from .spoofing import SpoofCheck, check_spoofing
 from .tollfraud import NumberInfo, classify_number
 
+# Known clients that are SIP servers (PBXs, proxies): they qualify the phones registered
+# with them by sending OPTIONS to each (%Server).
+SERVERS = frozenset({"Asterisk", "FreeSWITCH", "Kamailio", "OpenSIPS"})
 # Tools that operators use as much as attackers: naming one is not an alert by itself.
 DUAL_USE = frozenset({"sipsak", "SIPp", "Nmap"})
 MAX_SHAPE = 4096  # messages longer than this are identified without the cache
@@ -96,31 +99,35 @@ class ToolCache:
 
 
 class Directory:
-    """Which users are the honeypot's extensions: the configured plan, corrected by what
-    the honeypot's own replies showed (404 for a user it does not host)."""
+    """Which users are the honeypot's extensions. The configured plan decides when there is
+    one; without it (offline), the honeypot's answers to unauthenticated requests do, host
+    by host (a capture may hold several hosts, not all of them honeypots): a 404 for a user
+    it does not host, a 180 or 200 for one it does."""
 
     def __init__(self, extensions: Iterable[str] | None, size: int = 65536) -> None:
         self.configured = frozenset(extensions) if extensions is not None else None
-        self.learned: OrderedDict[str, bool] = OrderedDict()
+        self.learned: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self.size = size
 
-    def learn(self, user: str, exists: bool) -> None:
-        if not user:
+    def learn(self, user: str, exists: bool, host: str = "") -> None:
+        if not user or self.configured is not None:
             return
-        self.learned[user] = exists
-        self.learned.move_to_end(user)
+        key = (host, user)
+        self.learned[key] = exists
+        self.learned.move_to_end(key)
         if len(self.learned) > self.size:
             self.learned.popitem(last=False)
 
-    def status(self, user: str) -> str:
-        """ "yes", "no", or "unknown"."""
+    def status(self, user: str, host: str = "") -> str:
+        """ "yes", "no", or "unknown" (`host`: the address the request was sent to)."""
         if not user:
             return "unknown"
-        if user in self.learned:
-            return "yes" if self.learned[user] else "no"
-        if self.configured is None:
+        if self.configured is not None:
+            return "yes" if user in self.configured else "no"
+        found = self.learned.get((host, user))
+        if found is None:
             return "unknown"
-        return "yes" if user in self.configured else "no"
+        return "yes" if found else "no"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,43 @@ class Facts:
             "NumberKind": number.kind if number else "",
             "NumberCountry": (number.country or number.region) if number else "",
             "DialPrefix": number.prefix if number else "",
+            "Purpose": purpose(self),
+            "Server": self.client.tool
+            if self.client is not None and self.client.tool in SERVERS
+            else "",
         }
+
+
+# What a tool is for, when its messages alone say which attack is going on.
+TOOL_CATEGORIES = {
+    "SIPVicious svmap": "scan",
+    "SIPVicious svwar": "enumeration",
+    "SIPVicious svcrack": "bruteforce",
+    "SIPVicious": "scan",
+    "inviteflood": "flood",
+    "PROTOS c07-sip": "fuzzing",
+    "VoIPER": "fuzzing",
+    "Sip Send Fun": "fuzzing",
+    "SIP Army Knife": "fuzzing",
+}
+DEFAULT_TOOL_CATEGORY = "scan"
+
+
+def tool_category(facts: Facts) -> str | None:
+    """The category a message's tool alone gives it (none for dual-use tools)."""
+    tool = facts.tool
+    if tool is None or facts.dual_use:
+        return None
+    return TOOL_CATEGORIES.get(tool.tool, TOOL_CATEGORIES.get(tool.family, DEFAULT_TOOL_CATEGORY))
+
+
+def purpose(facts: Facts) -> str:
+    """%Purpose: "flood" for a flood tool, "probe" for a tool built to scan, enumerate,
+    crack or fuzz (its rate serves that attack), "" for unknown and dual-use tools."""
+    category = tool_category(facts)
+    if category is None:
+        return ""
+    return "flood" if category == "flood" else "probe"
 
 
 NO_FACTS = Facts(None, None, None, "", "unknown", "", None)
@@ -197,7 +240,9 @@ class FactFinder:
         number = None
         if target and method in ("INVITE", "MESSAGE", "REFER", "SUBSCRIBE"):
             number = classify_number(target, self.home_region)
-        extension = self.directory.status(target) if target else "unknown"
+        extension = self.directory.status(target, source.dst_ip) if target else "unknown"
+        if number is not None and number.kind and extension != "yes":
+            extension = "no"  # an outside line (a costly number) is not an extension
         route = self.route(msg, source) if target else ""
         # the messages of a tool run share their matches, spoofing verdict and number
         # objects (the caches return the same ones): they share one Facts too

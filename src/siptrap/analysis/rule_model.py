@@ -23,9 +23,11 @@ RULE_TYPES = (
 SCOPES = ("DIALOG", "IPSrc", "IPNet", "FromUser", "ToUser", "UserAgent")
 # Events a rule can listen to besides methods: ANY (every message; also methods siptrap does
 # not know), RESPONSE (a response received), MEDIA (media received in a dialog, for
-# correlation rules such as "no media is received").
-EVENTS = frozenset({"ANY", "MEDIA", "RESPONSE"})
+# correlation rules such as "no media is received"), AUTH_FAILURE (the honeypot refused a
+# request's digest response: its message; not part of ANY).
+EVENTS = frozenset({"ANY", "MEDIA", "RESPONSE", "AUTH_FAILURE"})
 CONTEXTS = SIP_METHODS | EVENTS
+NOT_IN_ANY = frozenset({"AUTH_FAILURE"})
 
 # Variables every rule can read, set from the message and its source before rules run.
 PREDEFINED_VARIABLES = frozenset(
@@ -64,6 +66,10 @@ PREDEFINED_VARIABLES = frozenset(
         "NumberKind",
         "NumberCountry",
         "DialPrefix",
+        "Purpose",
+        "Server",
+        "Caller",
+        "AuthGuess",
     }
 )
 # Facts: variables the analysis engine fills (siptrap.analysis.facts); empty otherwise.
@@ -78,6 +84,10 @@ FACT_VARIABLES = frozenset(
         "NumberKind",
         "NumberCountry",
         "DialPrefix",
+        "Purpose",
+        "Server",
+        "Caller",
+        "AuthGuess",
     }
 )
 # Collections every rule can read. FINGERPINTS is the paper's spelling of FINGERPRINTS.
@@ -265,7 +275,7 @@ class RuleSet:
         ordered = tuple(rules)
         index: dict[str, list[Rule]] = defaultdict(list)
         for rule in ordered:
-            for ctx in CONTEXTS if "ANY" in rule.context else rule.context:
+            for ctx in CONTEXTS - NOT_IN_ANY if "ANY" in rule.context else rule.context:
                 index[ctx].append(rule)
         return cls(ordered, {ctx: tuple(found) for ctx, found in index.items()})
 

@@ -6,16 +6,19 @@ unveil it, so `check_spoofing` works from the message alone, and says what it co
 check. A message is *spoofed* when an address it gives for replies or media cannot be the
 sender's:
 
-- the unspecified address, broadcast, multicast, or a placeholder attack tools write
-  (1.1.1.1, 1.2.3.4) as the Contact, the top Via or the SDP connection/origin address;
+- broadcast, multicast, or a placeholder attack tools write (1.1.1.1, 1.2.3.4) as the
+  Contact, the top Via or the SDP connection/origin address, or the unspecified address
+  0.0.0.0 as the Contact or top Via;
 - a Contact or top Via port of 0 or 9 (discard: nothing answers there, inviteflood's
   default);
-- a loopback address in a message that did not come from loopback;
-- a public top-Via address that is not the public address the packet came from (a NAT
-  rewrites to a private address, not to another public one).
+- a loopback address in a message that did not come from loopback.
 
-Addresses that disagree in a weaker way (an SDP address that is neither the source nor the
-Via host: media relays do that) are reported as remarks, not as spoofing.
+Addresses that can be real are not spoofing, however they disagree with the source: a
+phone behind NAT announces its private address (192.168...) in Via, Contact and SDP while
+its packets come from the public one (the most common SIP deployment); a NAT with an
+address pool may send from another public address than the one the phone learnt; an SDP
+address that is neither the source nor the Via host is a media relay; an SDP c=0.0.0.0 is
+a call on hold (RFC 3264) or an offer without an address yet. Those are remarks.
 """
 
 from __future__ import annotations
@@ -139,7 +142,9 @@ def _verdict(
             names.append(host)
             continue
         reason = _unusable(ip, source)
-        if reason is not None:
+        if reason is not None and ip.is_unspecified and what.startswith("SDP"):
+            remarks.append(f"the {what} address is 0.0.0.0 (a call on hold, or no address yet)")
+        elif reason is not None:
             evidence.append(f"the {what} address {reason}")
         if port in DEAD_PORTS and what in ("top Via", "Contact"):
             evidence.append(f"the {what} port is {DEAD_PORTS[port]}: nothing answers there")
@@ -152,7 +157,10 @@ def _verdict(
         and source.is_global
         and not via_received
     ):
-        evidence.append(f"the top Via says {via_ip}, but the packet came from {source}")
+        remarks.append(
+            f"the top Via says {via_ip}, but the packet came from {source} "
+            "(a NAT with an address pool, or a Via that is not the sender's)"
+        )
     known = {ip for _w, h, _p in signalling if (ip := _ip(h)) is not None}
     if source is not None:
         known.add(source)

@@ -11,6 +11,7 @@ is analysed. RTP packets to a port a server answered a call with are that call's
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ class AnalyzeResult:
     media_packets: int
     stats: CaptureStats
     commands_not_run: int = 0
+    keepalives: int = 0
     seconds: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -63,11 +65,62 @@ class _Sides:
             self._add(self.servers, (d.dst_ip, d.dst_port))
             self._add(self.clients, (d.src_ip, d.src_port))
 
+    def receives(self, d: Datagram) -> bool:
+        """Sent to a server (keep-alives and junk go to the SIP port of the honeypot)."""
+        return (d.dst_ip, d.dst_port) in self.servers
+
     def is_server(self, d: Datagram) -> bool:
         return (d.src_ip, d.src_port) in self.servers
 
     def is_client(self, d: Datagram) -> bool:
         return (d.src_ip, d.src_port) in self.clients
+
+
+class _Proxies:
+    """The domain's proxies in a capture. A proxy receives a request and sends it on to the
+    honeypot (a new top Via, the same Call-ID, CSeq and method): one request, not two.
+    With the proxies configured (`--config`, `--proxy`) the honeypot's side is analysed, as
+    live: what a proxy receives or answers is its own business, its forwarded copy comes
+    "through the domain's proxy". Without, the first copy is analysed (the client's) and
+    the forwarded one is recognised and skipped; its sender is a proxy from then on."""
+
+    def __init__(self, engine: AnalysisEngine) -> None:
+        self.configured = engine.finder.proxies
+        self.found: OrderedDict[str, None] = OrderedDict()
+        self.first: OrderedDict[tuple[str, int | None, str], tuple[str, int]] = OrderedDict()
+
+    def is_proxy(self, ip: str) -> bool:
+        if ip in self.found:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in self.configured)
+
+    def skip_request(self, msg: Request, d: Datagram) -> bool:
+        """Whether a request is the proxy's part (to a configured proxy) or a copy a
+        proxy forwarded of a request already analysed."""
+        if self.configured and self.is_proxy(d.dst_ip):
+            return True
+        cseq = msg.cseq
+        key = (msg.call_id or "", cseq.seq if cseq else None, msg.method or "")
+        first = self.first.get(key)
+        if first is None:
+            self.first[key] = (d.dst_ip, d.dst_port)
+            if len(self.first) > MAX_ENDPOINTS:
+                self.first.popitem(last=False)
+            return False
+        if first[0] == d.src_ip and first != (d.dst_ip, d.dst_port):
+            self.found[d.src_ip] = None  # it received the request and sends it on
+            if len(self.found) > MAX_ENDPOINTS:
+                self.found.popitem(last=False)
+            return True
+        return False
+
+    def skip_response(self, d: Datagram) -> bool:
+        """A configured proxy's answers to its clients (the honeypot's are analysed)."""
+        return bool(self.configured) and self.is_proxy(d.src_ip)
 
 
 def analyze_datagrams(
@@ -76,6 +129,7 @@ def analyze_datagrams(
     """Feed datagrams to the engine in order; return every alert emission and counts."""
     sides = _Sides()
     sources = _Sources()
+    proxies = _Proxies(engine)
     emitted: list[Alert] = []
     count = media = 0
     last_ts = 0.0
@@ -86,7 +140,7 @@ def analyze_datagrams(
         if d.transport == "udp" and not looks_like_sip(payload):
             if engine.media_packet(d.dst_ip, d.dst_port, d.ts):
                 media += 1
-            elif probably_sip(d) and payload.strip():
+            elif payload and (probably_sip(d) or sides.receives(d)):
                 engine.malformed(payload, sources.of(d), d.ts, "not a SIP message")
             continue
         try:
@@ -97,10 +151,12 @@ def analyze_datagrams(
         if isinstance(msg, Request):
             if sides.is_server(d) and msg.to_addr is not None and msg.to_addr.tag:
                 engine.own_request(msg, d.ts)
+            elif proxies.skip_request(msg, d):
+                sides.request(msg, d)
             else:
                 sides.request(msg, d)
                 engine.request(msg, sources.of(d), d.ts)
-        elif not sides.is_client(d):
+        elif not sides.is_client(d) and not proxies.skip_response(d):
             engine.response(msg, sources.of(d), d.ts)
         emitted += engine.take()
     engine.finish(last_ts)
@@ -133,7 +189,8 @@ def analyze_paths(
     datagrams = open_inputs(list(paths), stats=stats, accept=None)
     engine = AnalysisEngine(rules, settings)
     emitted, count, media, messages = analyze_datagrams(datagrams, engine)
-    finals = [replace(a, closed=True) for a in final_states(emitted)]
+    # a message alert folded into its correlated alert is part of it: one attack, one alert
+    finals = [replace(a, closed=True) for a in final_states(emitted) if a.folded_into is None]
     return AnalyzeResult(
         alerts=finals,
         emissions=len(emitted),
@@ -142,6 +199,7 @@ def analyze_paths(
         media_packets=media,
         stats=stats,
         commands_not_run=engine.commands_not_run,
+        keepalives=engine.keepalives,
     )
 
 
@@ -176,7 +234,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     s = result.stats
     print(
         f"siptrap analyze: {result.messages} SIP messages in {result.datagrams} datagrams "
-        f"({result.media_packets} media packets) from {s.files} file(s); "
+        f"({result.media_packets} media packets, {result.keepalives} keep-alives) "
+        f"from {s.files} file(s); "
         f"{len(result.alerts)} alert(s); {s.problems} capture problem(s)"
         + (
             f"; {result.commands_not_run} system action(s) not run (offline)"
@@ -193,11 +252,15 @@ def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettin
     proxies: tuple[str, ...] = ()
     home = args.home_region or ""
     configured: tuple[str, ...] = ()
+    passwords: tuple[tuple[str, str], ...] = ()
     if args.config:
         from ..config import load_config
 
         config = load_config(args.config)
-        extensions = frozenset(e.user for e in config.extension_list())
+        plan = config.extension_list()
+        extensions = frozenset(e.user for e in plan)
+        # the passwords let offline tell a cracked password, as the live honeypot does
+        passwords = tuple((e.user, e.password) for e in plan if e.password is not None)
         proxies = tuple(config.analysis.proxies)
         home = home or config.analysis.home_region
         configured = tuple(config.analysis.rules)
@@ -209,7 +272,9 @@ def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettin
         rules = load_builtin_rules()
     if args.proxy:
         proxies = tuple(args.proxy)
-    return rules, EngineSettings(extensions=extensions, proxies=proxies, home_region=home)
+    return rules, EngineSettings(
+        extensions=extensions, proxies=proxies, home_region=home, passwords=passwords
+    )
 
 
 def add_analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

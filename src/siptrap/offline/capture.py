@@ -856,8 +856,43 @@ def _accepted(
         yield datagram
 
 
+# Capture formats siptrap does not read (tshark does), by their first bytes: a file in one
+# of them is refused with its name and how to convert it, never read as one SIP message.
+FOREIGN_FORMATS: tuple[tuple[bytes, str], ...] = (
+    (b"GMBU", "Microsoft Network Monitor 2.x"),
+    (b"RTSS", "Microsoft Network Monitor 1.x"),
+    (b"snoop\0\0\0", "Solaris snoop"),
+    (b"XCP\0", "NetXRay / Windows Sniffer"),
+    (b"TRSNIFF data", "Network General Sniffer"),
+    (b"\x34\xcd\xb2\xa1", "modified (Kuznetzov) pcap"),
+    (b"\xa1\xb2\xcd\x34", "modified (Kuznetzov) pcap"),
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\0", "xz-compressed"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+)
+
+
+def foreign_format(head: bytes) -> str | None:
+    """The name of a capture or compression format siptrap does not read, or None."""
+    return next((name for magic, name in FOREIGN_FORMATS if head.startswith(magic)), None)
+
+
+def _refuse_foreign(path: StrPath, head: bytes) -> None:
+    name = foreign_format(head)
+    if name is None:
+        return
+    if name.endswith("-compressed"):
+        hint = "decompress it first (siptrap reads pcap, pcapng and raw SIP files)"
+    else:
+        hint = f"convert it with: editcap -F pcapng {path} {path}.pcapng"
+    raise CaptureError(f"{path} is a {name} file, which siptrap does not read; {hint}")
+
+
 def read_sip_file(path: StrPath) -> Datagram:
-    """Read a file holding one raw SIP message as a Datagram with zero addresses and time."""
+    """Read a file holding one raw SIP message as a Datagram with zero addresses and time.
+    A capture in a format siptrap does not read is refused (CaptureError), not read as
+    one message."""
     with _open_file(path) as fh:
         try:
             data = fh.read(MAX_RAW_FILE + 1)
@@ -865,6 +900,7 @@ def read_sip_file(path: StrPath) -> Datagram:
             raise CaptureError(f"cannot read {path}: {exc}") from exc
     if not data:
         raise CaptureError(f"{path} is empty")
+    _refuse_foreign(path, data[:16])
     if len(data) > MAX_RAW_FILE:
         raise CaptureError(f"{path} is larger than {MAX_RAW_FILE} bytes: not one SIP message")
     return Datagram(0.0, "udp", "0.0.0.0", 0, "0.0.0.0", 0, data, 0)
