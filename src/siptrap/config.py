@@ -23,6 +23,8 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .fleet.settings import NatsConfig
+from .store.settings import StoreConfig
 
 DEFAULT_LISTEN = (
     "udp:0.0.0.0:5060",
@@ -189,6 +191,8 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    nats: NatsConfig = field(default_factory=NatsConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -279,6 +283,8 @@ SECTIONS = {
     "media": MediaConfig,
     "analysis": AnalysisConfig,
     "alerts": AlertsConfig,
+    "store": StoreConfig,
+    "nats": NatsConfig,
 }
 
 
@@ -319,10 +325,26 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     config.listen()
     config.personality()
     config.extension_list()
-    problem = check_sections(config.analysis, config.alerts)
+    problem = check_sections(config.analysis, config.alerts) or _check_fleet(config)
     if problem is not None:
         raise ConfigError(problem)
     return config
+
+
+def _check_fleet(config: Config) -> str | None:
+    """[store] and [nats] (issue 12): what the fleet sink needs."""
+    url, nats = config.store.url, config.nats
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        return "store.url: a postgresql:// URL, or empty"
+    if nats.url and not nats.url.startswith(("nats://", "tls://")):
+        return "nats.url: a nats:// URL, or empty"
+    if nats.url and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", nats.stream):
+        return "nats.stream: letters, digits, _ and - (at most 64)"
+    if (url or nats.url) and not config.recording.sqlite:
+        return "recording.sqlite: the fleet sink ([store] url, [nats] url) reads siptrap.db"
+    if nats.batch < 1:
+        return "nats.batch: at least 1"
+    return None
 
 
 def _section(cls: type, values: Any, name: str) -> Any:

@@ -21,6 +21,7 @@ from ..endpoint.extensions import ConfigError
 from ..offline.analyze import add_analyze_parser
 from ..sip import ParseError, parse
 from ..sip.describe import describe
+from . import fleet
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -140,7 +141,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # Command families in modules of their own, each `add_parser(sub)`; one line per family.
-FAMILIES: tuple[Callable[[Any], None], ...] = ()
+FAMILIES: tuple[Callable[[Any], None], ...] = (
+    fleet.add_parser,  # db upgrade, collect, export (issue 12)
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -196,4 +196,6 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS registrations_username ON registrations (username, contact)",
     "CREATE INDEX IF NOT EXISTS registrations_src_ip ON registrations (src_ip)",
     recordings.INDEX,
+    # issue 12: the fleet publisher reads each event with its message (fleet.spool).
+    "CREATE INDEX IF NOT EXISTS messages_event_id ON messages (event_id)",
 )
