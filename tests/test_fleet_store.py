@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,64 @@ def test_sqlite_is_untouched_by_the_spool(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         assert spool._conn is not None
         spool._conn.execute("DELETE FROM events")
+
+
+def _bus(tmp: Path, url: str) -> tuple[Any, Any]:
+    from siptrap.events.bus import EventBus
+    from siptrap.fleet.publisher import fleet_sink
+
+    data = tmp / "direct"
+    sink = fleet_sink(data, url, "", "siptrap", batch=50, drain=20.0)
+    bus = EventBus([SqliteSink(data / "siptrap.db"), sink], 100_000)
+    return bus, sink
+
+
+def test_direct_mode_catches_up_after_an_outage_and_a_clean_stop_sends_all(
+    pg: Postgres, tmp_path: Path
+) -> None:
+    url = pg.database("direct")
+    bus, sink = _bus(tmp_path, url)
+    pg.stop()  # the store is down when the sensor starts
+    try:
+        bus.start()
+        for i in range(40):  # the network path: emit never waits for the store
+            for event in sensor_events("direct-1", 10 * i, ip=f"198.18.0.{i}"):
+                bus.emit(event)
+        time.sleep(1.0)
+        assert sink.delivered == 0 and sink.failures >= 1
+    finally:
+        pg.start()
+    deadline = time.monotonic() + 30
+    while sink.delivered < 240 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for i in range(10):  # more while it runs, then a clean stop at once
+        bus.emit(Event("sensor.stats", T0 + 1000 + i, "direct-1", None, {"requests": i}))
+    bus.stop()
+    with psycopg.connect(url) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+        per_source = conn.execute("SELECT COUNT(*), SUM(events) FROM sources").fetchone()
+    assert seqs == list(range(1, 251))  # in order, none lost, none twice
+    assert per_source == (40, 160)
+    cursor = json.loads((tmp_path / "direct" / "fleet-postgres.json").read_text())
+    assert cursor["acked"] == 250
+
+
+def test_the_honeypot_adds_the_fleet_sink_only_when_configured(tmp_path: Path) -> None:
+    from siptrap.app import Honeypot
+    from siptrap.config import config_from_dict
+    from siptrap.endpoint.extensions import ConfigError
+    from siptrap.fleet.publisher import FleetSink
+
+    base = {"sensor": {"data_dir": str(tmp_path / "d"), "listen": ["udp:127.0.0.1:0"]}}
+    plain = Honeypot(config_from_dict(base))
+    assert not any(isinstance(r.sink, FleetSink) for r in plain.bus.runners)
+    fleet = config_from_dict({**base, "nats": {"url": "nats://127.0.0.1:4222"}})
+    names = [r.sink.name for r in Honeypot(fleet).bus.runners]
+    assert names.index("fleet") == names.index("sqlite") + 1  # reads what SQLite wrote
+    for bad in (
+        {"store": {"url": "mysql://x"}},
+        {"nats": {"url": "nats://h:1", "stream": "a.b"}},
+        {"store": {"url": "postgresql://x/y"}, "recording": {"sqlite": False}},
+    ):
+        with pytest.raises(ConfigError):
+            config_from_dict({**base, **bad})

@@ -263,6 +263,10 @@ _SPECS = (
             "call_ids",
             "update",
             "closed",
+            # issue 12: a cross-sensor alert (siptrap analyze --store) names its sensors,
+            # with first/last seen and count at each
+            "sensors",
+            "per_sensor",
         ),
     ),
 )

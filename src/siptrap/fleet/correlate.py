@@ -58,7 +58,6 @@ def _composed(
         "categories": [category],
         "severity": DEFAULT_SEVERITY.get(category, "medium"),
         "rules": [rule],
-        "scope": key,
         "sensors": sensors,
         "per_sensor": {
             name: {"first_seen": iso(s.first), "last_seen": iso(s.last), "count": s.count}
