@@ -383,3 +383,30 @@ def test_the_honeypot_adds_the_fleet_sink_only_when_configured(tmp_path: Path) -
     ):
         with pytest.raises(ConfigError):
             config_from_dict({**base, **bad})
+
+
+def test_a_message_named_twice_is_one_row_with_both_defects(pg: Postgres, tmp_path: Path) -> None:
+    peer = Peer("udp", SCANNER, 5070, "192.0.2.1", 5060)
+
+    def named(event_id: str, ts: float, defects: list[str]) -> Event:
+        fields = {"message_id": "twice", "method": "INVITE", "defects": defects}
+        return Event(event_id, ts, "s-twice", peer, fields, INVITE, "in")
+
+    first = [
+        named("sip.request.received", T0, ["a"]),
+        named("sip.message.malformed", T0, ["a", "b"]),
+    ]
+    later = [named("sip.message.malformed", T0 + 1, ["c"])]
+    spool = spool_of(tmp_path, "s-twice", first + later)
+    events = spool.read(100)
+    store = PostgresStore(pg.url)
+    store.write(events[:2])  # both in one batch
+    store.write(events[2:])  # and once more later
+    store.close()
+    with psycopg.connect(pg.url) as conn:
+        rows = conn.execute(
+            "SELECT malformed, defects, raw FROM messages WHERE sensor = 's-twice'"
+        ).fetchall()
+    assert len(rows) == 1
+    assert rows[0][0] == 1 and json.loads(rows[0][1]) == ["a", "b", "c"]
+    assert bytes(rows[0][2]) == INVITE

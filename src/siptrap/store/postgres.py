@@ -18,7 +18,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .postgres_rows import EVENT_COLUMNS, MESSAGE_EVENTS, MESSAGE_SQL, FleetEvent, event_row
+from .postgres_rows import (
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_EVENTS,
+    MESSAGE_FROM_STAGING,
+    MESSAGE_SQL,
+    MESSAGE_STAGING,
+    FleetEvent,
+    event_row,
+)
 from .postgres_rows import message_row as _message_row
 from .postgres_schema import upgrade
 from .postgres_tables import WRITERS, flush_sources, tally
@@ -86,6 +95,7 @@ class PostgresStore:
         try:
             upgrade(conn)
             conn.execute(_STAGING)
+            conn.execute(MESSAGE_STAGING)
         except psycopg.OperationalError as exc:
             conn.close()
             raise StoreUnavailable(str(exc).strip()) from exc
@@ -134,16 +144,31 @@ class PostgresStore:
 
     def _derived(self, conn: Any, new: list[tuple[FleetEvent, int]]) -> None:
         """The rows of the other tables for the events just stored, in order."""
-        messages = [_message_row(e, i) for e, i in new if e.event in MESSAGE_EVENTS]
-        if messages:
-            with conn.cursor() as cur:
-                cur.executemany(MESSAGE_SQL, messages)
-        tallies: dict[tuple[str, str], SourceTally] = {}
+        # A message's first row in the batch, and any later ones.
+        first: list[tuple[Any, ...]] = []
+        again: list[tuple[Any, ...]] = []
+        seen: set[object] = set()
         for event, event_id in new:
-            writer = WRITERS.get(event.event)
-            if writer is not None:
-                writer(conn, event, event_id)
-            tally(tallies, event)
+            if event.event in MESSAGE_EVENTS:
+                row = _message_row(event, event_id)
+                key = row[1]  # message_id (None never conflicts)
+                (again if key is not None and key in seen else first).append(row)
+                seen.add(key)
+        with conn.cursor() as cur:
+            if first:
+                with cur.copy(f"COPY fleet_messages ({MESSAGE_COLUMNS}) FROM STDIN") as copy:
+                    for row in first:
+                        copy.write_row(row)
+                cur.execute(MESSAGE_FROM_STAGING)
+            if again:
+                cur.executemany(MESSAGE_SQL, again)
+        tallies: dict[tuple[str, str], SourceTally] = {}
+        with conn.pipeline():  # one round trip for many statements, not one each
+            for event, event_id in new:
+                writer = WRITERS.get(event.event)
+                if writer is not None:
+                    writer(conn, event, event_id)
+                tally(tallies, event)
         flush_sources(conn, tallies)
 
     def _write_alone(self, conn: Any, event: FleetEvent) -> int:

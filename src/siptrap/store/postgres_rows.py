@@ -120,6 +120,11 @@ MESSAGE_EVENTS: dict[str, tuple[str, str | None]] = {
     "sip.message.malformed": ("in", None),
 }
 
+MESSAGE_COLUMNS = (
+    "sensor, message_id, event_id, ts, ts_epoch, direction, transport, src_ip, src_port,"
+    " dst_ip, dst_port, kind, method, request_uri, status, reason, call_id, user_agent, size,"
+    " malformed, error, defects, raw"
+)
 MESSAGE_SQL = """
 INSERT INTO messages (
     sensor, message_id, event_id, ts, ts_epoch, direction, transport, src_ip, src_port,
@@ -141,6 +146,16 @@ ON CONFLICT (sensor, message_id) DO UPDATE SET
     defects = siptrap_merge_defects(messages.defects, excluded.defects),
     raw = COALESCE(messages.raw, excluded.raw)
 """
+# The same, for many rows at once from the staging table (a batch's first mention of
+# each message: one INSERT may not update a row twice).
+MESSAGE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS fleet_messages ON COMMIT DELETE ROWS"  # noqa: S608
+    f" AS SELECT {MESSAGE_COLUMNS} FROM messages WITH NO DATA"
+)
+MESSAGE_FROM_STAGING = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM fleet_messages "  # noqa: S608
+    + MESSAGE_SQL[MESSAGE_SQL.index("ON CONFLICT") :]
+)
 
 # The defects of a message stored twice: those stored, then the new ones not among them.
 MERGE_DEFECTS_FUNCTION = """

@@ -378,27 +378,49 @@ def _source_values(total: SourceTally) -> tuple[Any, ...]:
     )
 
 
+_INSERT_SOURCE = (
+    f"INSERT INTO sources (sensor, src_ip, {_SOURCE_COLUMNS})"  # noqa: S608
+    f" VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (sensor, src_ip) DO NOTHING"
+    " RETURNING sensor, src_ip"
+)
+_LOCK_SOURCES = (
+    "SELECT s.sensor, s.src_ip, first_seen_epoch, last_seen_epoch,"  # noqa: S608
+    f" {', '.join(_COUNTER_COLUMNS)}, methods, user_agents, transports"
+    " FROM sources AS s JOIN unnest(%s::text[], %s::text[]) AS k(sensor, src_ip)"
+    " ON s.sensor = k.sensor AND s.src_ip = k.src_ip"
+    " ORDER BY s.sensor, s.src_ip FOR UPDATE OF s"
+)
+_UPDATE_SOURCE = (
+    "UPDATE sources SET "  # noqa: S608
+    + ", ".join(f"{c.strip()} = %s" for c in _SOURCE_COLUMNS.split(","))
+    + " WHERE sensor = %s AND src_ip = %s"
+)
+
+
 def flush_sources(conn: Conn, tallies: dict[tuple[str, str], SourceTally]) -> None:
-    """Merge the tallies into `sources`, locking each row (collectors share the work),
-    in key order so that two collectors never wait on each other in a cycle."""
-    for (sensor, ip), batch in sorted(tallies.items()):
-        cur = conn.execute(
-            f"INSERT INTO sources (sensor, src_ip, {_SOURCE_COLUMNS})"  # noqa: S608
-            f" VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (sensor, src_ip) DO NOTHING",
-            (sensor, ip, *_source_values(batch)),
-        )
-        if cur.rowcount:
-            continue
-        row = conn.execute(
-            f"SELECT first_seen_epoch, last_seen_epoch, {', '.join(_COUNTER_COLUMNS)},"  # noqa: S608
-            " methods, user_agents, transports FROM sources"
-            " WHERE sensor = %s AND src_ip = %s FOR UPDATE",
-            (sensor, ip),
-        ).fetchone()
-        total = _stored(row)
-        total.absorb(batch)
-        assignments = ", ".join(f"{c.strip()} = %s" for c in _SOURCE_COLUMNS.split(","))
-        conn.execute(
-            f"UPDATE sources SET {assignments} WHERE sensor = %s AND src_ip = %s",  # noqa: S608
-            (*_source_values(total), sensor, ip),
-        )
+    """Merge the tallies into `sources` in three round trips: insert the addresses not
+    there yet (their row is the tally), lock the others (collectors share the work; in
+    key order, so two never wait on each other in a cycle), write them merged."""
+    if not tallies:
+        return
+    keys = sorted(tallies)
+    fresh: set[tuple[str, str]] = set()
+    with conn.cursor() as cur:
+        rows = [(sensor, ip, *_source_values(tallies[(sensor, ip)])) for sensor, ip in keys]
+        cur.executemany(_INSERT_SOURCE, rows, returning=True)
+        while True:
+            fresh.update((str(r[0]), str(r[1])) for r in cur.fetchall())
+            if not cur.nextset():
+                break
+    rest = [key for key in keys if key not in fresh]
+    if not rest:
+        return
+    stored = conn.execute(_LOCK_SOURCES, ([k[0] for k in rest], [k[1] for k in rest])).fetchall()
+    updates = []
+    for row in stored:
+        key = (str(row[0]), str(row[1]))
+        total = _stored(tuple(row[2:]))
+        total.absorb(tallies[key])
+        updates.append((*_source_values(total), *key))
+    with conn.cursor() as cur:
+        cur.executemany(_UPDATE_SOURCE, updates)
