@@ -56,10 +56,10 @@ call_duration = 1
 
 
 class Collector:
-    def __init__(self, nats: Nats, pg: Postgres, log: Path) -> None:
+    def __init__(self, nats: Nats, pg: Postgres, log: Path, *extra: str) -> None:
         self.argv = [
             str(BIN), "collect", "--nats", nats.url, "--stream", "siptrap", "--store", pg.url,
-            "--ack-wait", "3", "--batch", "200",
+            "--ack-wait", "3", "--batch", "200", *extra,
         ]  # fmt: skip
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,7 +136,8 @@ def test_three_sensors_through_nats_to_postgres_lose_and_repeat_nothing(
     sipp = require_tool("sipp")
     collector = Collector(nats, pg, tmp_path / "collect.log")
     collector.start()
-    partner = Collector(nats, pg, tmp_path / "partner.log")  # two share the work
+    # Two share the work; this one also correlates live, every second.
+    partner = Collector(nats, pg, tmp_path / "partner.log", "--analyze-interval", "1")
     partner.start()
     for name in SENSORS:
         (tmp_path / name).mkdir()
@@ -216,4 +217,7 @@ def test_three_sensors_through_nats_to_postgres_lose_and_repeat_nothing(
     log = (tmp_path / "collect.log").read_text() + (tmp_path / "partner.log").read_text()
     assert "store unavailable" in log  # the outage was seen and ridden out
     assert log.count(" received, ") == 2  # the restarted collector and its partner ended
+    live = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    live_sweeps = [a for a in live if a["rules"] == ["fleet.sweep"]]
+    assert live_sweeps and live_sweeps[-1]["sensors"] == sorted(SENSORS)
     print(expected, got, log[-1500:], file=sys.stderr)

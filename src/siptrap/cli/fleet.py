@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
+import time
 from typing import Any
 
 
@@ -32,19 +34,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
     """Consume the NATS stream into PostgreSQL until Ctrl-C or SIGTERM."""
     import logging
 
+    from ..events.record import Event
     from ..fleet.collector import Collector, CollectorSettings
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = CollectorSettings(
-        args.nats, args.stream, args.store, args.durable, args.batch, args.ack_wait
+        args.nats,
+        args.stream,
+        args.store,
+        args.durable,
+        args.batch,
+        args.ack_wait,
+        args.analyze_interval,
+        args.analyze_window,
     )
     collector = Collector(settings)
+
+    def print_alert(fields: dict[str, Any]) -> None:
+        event = Event("analysis.alert.raised", time.time(), "siptrap-collect", None, fields)
+        print(json.dumps(event.to_dict(), ensure_ascii=False, default=str), flush=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, collector.stop)
-        await collector.run()
+        await collector.run(print_alert)
 
     asyncio.run(main())
     s = collector.stats
@@ -98,6 +112,16 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=30.0,
         help="seconds before an unacked batch is redelivered",
+    )
+    p_col.add_argument(
+        "--analyze-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="live mode: correlate the store every S seconds, print new cross-sensor alerts",
+    )
+    p_col.add_argument(
+        "--analyze-window", type=float, default=3600.0, metavar="S", help="live mode: look back S s"
     )
     p_col.set_defaults(func=cmd_collect)
 

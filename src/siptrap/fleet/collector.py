@@ -12,16 +12,54 @@ event is terminated (never redelivered) and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.postgres import PostgresStore, StoreUnavailable
+from .correlate import correlate
 from .jetstream import connect, ensure_stream
+from .reader import ReaderError, open_reader
 from .wire import WireError, decode
 
 log = logging.getLogger(__name__)
 DURABLE = "siptrap-collect"
+MAX_KNOWN_ALERTS = 100_000
+
+
+class LiveCorrelation:
+    """The collector's live mode: correlate the recent window of the store, and return
+    the alerts that are new or changed (count, sensors) since the last time."""
+
+    def __init__(self, store_url: str, window: float) -> None:
+        self.store_url = store_url
+        self.window = window
+        self._known: OrderedDict[str, tuple[int, tuple[str, ...]]] = OrderedDict()
+
+    def changed(self) -> list[dict[str, Any]]:
+        reader = open_reader(self.store_url, None)
+        try:
+            alerts = correlate(reader, since=time.time() - self.window)
+        except Exception as exc:
+            raise ReaderError(str(exc)) from exc
+        finally:
+            reader.close()
+        out = []
+        for alert in alerts:
+            state = (int(alert["count"]), tuple(alert["sensors"]))
+            if self._known.get(alert["alert_id"]) == state:
+                continue
+            alert["update"] = 0 if alert["alert_id"] not in self._known else 1
+            self._known[alert["alert_id"]] = state
+            self._known.move_to_end(alert["alert_id"])
+            if len(self._known) > MAX_KNOWN_ALERTS:
+                self._known.popitem(last=False)
+            out.append(alert)
+        return out
 
 
 @dataclass
@@ -43,6 +81,8 @@ class CollectorSettings:
     durable: str = DURABLE
     batch: int = 500
     ack_wait: float = 30.0
+    analyze_interval: float = 0.0  # seconds between live correlations; 0: none
+    analyze_window: float = 3600.0  # the live correlation looks this far back
 
 
 class Collector:
@@ -73,8 +113,34 @@ class Collector:
         )
         return nc, sub
 
-    async def run(self) -> None:
-        """Collect until stop(); connect to NATS again if it goes away."""
+    async def run(self, on_alert: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Collect until stop(); connect to NATS again if it goes away. With an
+        analyze_interval, correlate the store that often and give each new or grown
+        cross-sensor alert to on_alert."""
+        live = None
+        if self.settings.analyze_interval > 0 and on_alert is not None:
+            live = asyncio.create_task(self._live(on_alert))
+        try:
+            await self._collect()
+        finally:
+            if live is not None:
+                live.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await live
+
+    async def _live(self, on_alert: Callable[[dict[str, Any]], None]) -> None:
+        live = LiveCorrelation(self.settings.store_url, self.settings.analyze_window)
+        while not self._stop.is_set():
+            await self._sleep(self.settings.analyze_interval)
+            try:
+                alerts = await asyncio.to_thread(live.changed)
+            except ReaderError as exc:
+                log.warning("collect: live correlation: %s", exc)
+                continue
+            for alert in alerts:
+                on_alert(alert)
+
+    async def _collect(self) -> None:
         while not self._stop.is_set():
             try:
                 nc, sub = await self._subscribe()
