@@ -8,12 +8,14 @@ the fleet store drops any later repeat by the event's identity.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..store.postgres_rows import FleetEvent
 from .wire import encode, message_id, subject
 
+log = logging.getLogger(__name__)
 DUPLICATE_WINDOW = 300.0  # seconds
 
 
@@ -38,16 +40,26 @@ async def ensure_stream(js: Any, stream: str) -> None:
         await js.stream_info(stream)
 
 
+async def _quiet(exc: Exception) -> None:
+    log.debug("nats: %r", exc)  # the callers report what matters, once
+
+
 async def connect(url: str, timeout: float = 5.0) -> Any:
+    """A connection, or NatsUnavailable within `timeout` seconds (nats-py itself keeps
+    trying a refused first connection for ever, so it is bounded here)."""
     import nats
 
     try:
-        return await nats.connect(
-            url,
-            connect_timeout=timeout,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            name="siptrap",
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                connect_timeout=timeout,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                name="siptrap",
+                error_cb=_quiet,
+            ),
+            timeout,
         )
     except Exception as exc:  # nats-py raises several unrelated kinds here
         raise NatsUnavailable(f"{url}: {exc!r}") from exc
