@@ -96,9 +96,12 @@ class FleetSink:
                 try:
                     sent = self._deliver_all(target, deadline)
                     backoff = 0.5
-                except UNAVAILABLE as exc:
+                except Exception as exc:  # the worker must outlive any failure
                     self.failures += 1
-                    log.warning("fleet: far end unavailable (%s); retrying", exc)
+                    if isinstance(exc, UNAVAILABLE):
+                        log.warning("fleet: far end unavailable (%s); retrying", exc)
+                    else:  # the spool unreadable for a moment, or a bug: say so, go on
+                        log.exception("fleet: delivery failed; retrying")
                     sent = False
                     if deadline is not None:
                         left = deadline - time.monotonic()
