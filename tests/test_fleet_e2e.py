@@ -128,17 +128,31 @@ def fleet_counts(pg: Postgres, name: str) -> tuple[int, int, int]:
         return int(row[0]), int(row[2]), int(messages.fetchone()[0])  # type: ignore[index]
 
 
-def test_three_sensors_through_nats_to_postgres_lose_and_repeat_nothing(
+@pytest.fixture
+def collectors(
     servers: tuple[Postgres, Nats], tmp_path: Path
+) -> Iterator[tuple[Collector, Collector]]:
+    """Two collectors sharing the work; the second also correlates live, every second.
+    Stopped whatever happens to the test."""
+    pg, nats = servers
+    collector = Collector(nats, pg, tmp_path / "collect.log")
+    partner = Collector(nats, pg, tmp_path / "partner.log", "--analyze-interval", "1")
+    try:
+        collector.start()
+        partner.start()
+        yield collector, partner
+    finally:
+        collector.stop()
+        partner.stop()
+
+
+def test_three_sensors_through_nats_to_postgres_lose_and_repeat_nothing(
+    servers: tuple[Postgres, Nats], collectors: tuple[Collector, Collector], tmp_path: Path
 ) -> None:
     pg, nats = servers
+    collector, partner = collectors
     svmap = require_tool("sipvicious_svmap")
     sipp = require_tool("sipp")
-    collector = Collector(nats, pg, tmp_path / "collect.log")
-    collector.start()
-    # Two share the work; this one also correlates live, every second.
-    partner = Collector(nats, pg, tmp_path / "partner.log", "--analyze-interval", "1")
-    partner.start()
     for name in SENSORS:
         (tmp_path / name).mkdir()
     sensors = [
