@@ -31,6 +31,7 @@ from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
+from .fleet.publisher import fleet_sink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
@@ -99,6 +100,9 @@ class Honeypot:
             sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
         if config.recording.sqlite:
             sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
+        if config.store.url or config.nats.url:  # after SQLite: it reads what SQLite wrote
+            n, url = config.nats, config.store.url
+            sinks.append(fleet_sink(self.data_dir, url, n.url, n.stream, n.batch, n.drain_timeout))
         sinks.append(ConsoleSink())
         self.outputs = output_sinks(config.outputs, self.data_dir)
         sinks += self.outputs

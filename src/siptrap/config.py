@@ -30,8 +30,10 @@ from .endpoint.extensions import (
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .fleet.settings import NatsConfig
 from .outputs.settings import KINDS, OutputBase, check_output
 from .recon.settings import ReconConfig, check_recon
+from .store.settings import StoreConfig
 from .transport.settings import TransportConfig
 from .upstream.settings import UpstreamConfig, UpstreamConfigError, upstream_configs
 
@@ -218,6 +220,8 @@ class Config:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     recon: ReconConfig = field(default_factory=ReconConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    nats: NatsConfig = field(default_factory=NatsConfig)
     extensions: tuple[dict[str, Any], ...] = DEFAULT_EXTENSIONS
     personalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: tuple[OutputBase, ...] = ()
@@ -315,6 +319,8 @@ SECTIONS = {
     "alerts": AlertsConfig,
     "recon": ReconConfig,
     "policy": PolicyConfig,
+    "store": StoreConfig,
+    "nats": NatsConfig,
 }
 
 
@@ -367,7 +373,7 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
         check_policy(config.policy)
     except ActionConfigError as exc:
         raise ConfigError(str(exc)) from None
-    problem = check_sections(config.analysis, config.alerts)
+    problem = check_sections(config.analysis, config.alerts) or _check_fleet(config)
     if problem is not None:
         raise ConfigError(problem)
     problem = check_recon(config.recon, config.sensor.mode)
@@ -403,6 +409,22 @@ def _actions(entries: Any) -> tuple[ActionSpec, ...]:
         return action_specs(entries)
     except ActionConfigError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_fleet(config: Config) -> str | None:
+    """[store] and [nats] (issue 12): what the fleet sink needs."""
+    url, nats = config.store.url, config.nats
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        return "store.url: a postgresql:// URL, or empty"
+    if nats.url and not nats.url.startswith(("nats://", "tls://")):
+        return "nats.url: a nats:// URL, or empty"
+    if nats.url and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", nats.stream):
+        return "nats.stream: letters, digits, _ and - (at most 64)"
+    if (url or nats.url) and not config.recording.sqlite:
+        return "recording.sqlite: the fleet sink ([store] url, [nats] url) reads siptrap.db"
+    if nats.batch < 1:
+        return "nats.batch: at least 1"
+    return None
 
 
 def _section(cls: type, values: Any, name: str) -> Any:

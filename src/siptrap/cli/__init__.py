@@ -22,7 +22,7 @@ from ..offline.analyze import add_analyze_parser
 from ..outputs.jsontext import print_json
 from ..sip import ParseError, parse
 from ..sip.describe import describe
-from . import blocks, report, status, web
+from . import blocks, fleet, report, status, web
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -165,6 +165,7 @@ FAMILIES: tuple[Callable[[Any], None], ...] = (
     status.add_parser,  # issue 11: siptrap status
     web.add_parser,  # issue 13: siptrap web, siptrap ctl
     report.add_parser,  # issue 13: siptrap report
+    fleet.add_parser,  # db upgrade, collect, export (issue 12)
 )
 
 

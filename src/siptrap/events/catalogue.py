@@ -273,6 +273,10 @@ _SPECS = (
             "call_ids",
             "update",
             "closed",
+            # issue 12: a cross-sensor alert (siptrap analyze --store) names its sensors,
+            # with first/last seen and count at each
+            "sensors",
+            "per_sensor",
         ),
     ),
     # issue 14: active mode (reconnaissance of attack sources) and the mode switch

@@ -24,6 +24,7 @@ from ..analysis.evaluate import Source
 from ..analysis.live import alert_event as live_alert_event
 from ..analysis.rules import RuleError, RuleSet, load_builtin_rules, load_rules
 from ..events.record import Event
+from ..fleet.commands import add_store_arguments, analyze_store
 from ..outputs.jsontext import print_json
 from ..sip import ParseError, Request, parse
 from .capture import CaptureError, CaptureStats, Datagram, looks_like_sip, open_inputs, probably_sip
@@ -213,6 +214,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse captures and raw SIP files; print the alerts (text, or one JSON event a line)."""
     from ..outputs.alerts import alert_text
 
+    if args.store:
+        return analyze_store(args)
+    if not args.files:
+        print("siptrap analyze: give FILEs, or --store URL", file=sys.stderr)
+        return 2
     try:
         rules, settings = _rules_and_settings(args)
         result = analyze_paths(args.files, rules, settings)
@@ -281,7 +287,7 @@ def add_analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = sub.add_parser(
         "analyze", help="analyse pcap/pcapng captures and raw SIP files, print the alerts"
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="pcap, pcapng or raw SIP message")
+    p.add_argument("files", nargs="*", metavar="FILE", help="pcap, pcapng or raw SIP message")
     p.add_argument("--json", action="store_true", help="one analysis.alert.raised event a line")
     p.add_argument(
         "--rules",
@@ -299,4 +305,5 @@ def add_analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument("--home-region", metavar="CC", help="the honeypot's country, e.g. GB")
     p.add_argument("--sensor", default="siptrap-analyze", help="sensor name in the events")
+    add_store_arguments(p)  # --store URL: the fleet's cross-sensor alerts (issue 12)
     p.set_defaults(func=cmd_analyze)

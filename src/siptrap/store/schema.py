@@ -199,4 +199,6 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS registrations_src_ip ON registrations (src_ip)",
     recordings.INDEX,
     *recon.INDEXES,
+    # issue 12: the fleet publisher reads each event with its message (fleet.spool).
+    "CREATE INDEX IF NOT EXISTS messages_event_id ON messages (event_id)",
 )
