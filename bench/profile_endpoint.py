@@ -108,8 +108,10 @@ class Driver:
         self.events: list[Event] = []
         self.replies: list[bytes] = []
         config = pkg.config_from_dict(tomllib.loads(CONFIG))
+        # Trees before the endpoint took its own settings were given the whole Config.
+        settings = config.endpoint_settings() if hasattr(config, "endpoint_settings") else config
         self.ep = pkg.Endpoint(
-            config,
+            settings,
             emit=self.events.append,
             send=self._send,
             media=pkg.NullMedia(),
@@ -248,10 +250,13 @@ def run(name: str, flows: int, profile: str | None) -> dict[str, float]:
 def analyse(events: list[Event], data_dir: Path, profile: bool) -> float:
     """Seconds the live analysis sink (when this checkout has one) takes to read the
     same events (its rules loaded beforehand)."""
-    try:
-        from siptrap.analysis.live import analysis_sinks
+    try:  # app.py wires the analysis sinks now; older trees kept them in analysis.live
+        from siptrap.app import analysis_sinks
     except ImportError:
-        return 0.0
+        try:
+            from siptrap.analysis.live import analysis_sinks
+        except ImportError:
+            return 0.0
     config = config_from_dict(tomllib.loads(CONFIG))
     alerts: list[Event] = []
     elapsed = 0.0

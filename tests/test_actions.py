@@ -23,9 +23,9 @@ from siptrap.actions.sink import ActionSink
 from siptrap.actions.state import load_blocks
 from siptrap.cli import main
 from siptrap.config import config_from_dict
-from siptrap.endpoint.extensions import ConfigError
 from siptrap.events.catalogue import CATALOGUE
 from siptrap.events.record import Event, Peer
+from siptrap.settings import ConfigError
 
 STEPS = ("try_later", "forbid", "firewall")
 HOSTILE = [

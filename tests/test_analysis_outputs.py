@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from siptrap.analysis.alerts import Alert
+from siptrap.analysis.alerts import Alert, alert_event
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings
-from siptrap.analysis.live import AnalysisSink, alert_event
+from siptrap.analysis.live import AnalysisSink
 from siptrap.analysis.rules import load_builtin_rules
 from siptrap.config import config_from_dict
-from siptrap.endpoint.extensions import ConfigError
 from siptrap.events.record import Event, Peer
 from siptrap.outputs.alerts import AlertFileSink, AlertMailSink, alert_line
 from siptrap.outputs.console import format_line
+from siptrap.settings import ConfigError
 
 DATA = Path(__file__).parent / "data"
 TOOLS = DATA / "tools"

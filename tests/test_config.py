@@ -20,8 +20,9 @@ from siptrap.config import (
     parse_listen,
     render,
 )
-from siptrap.endpoint.extensions import MAX_EXTENSIONS, ConfigError, expand_users
+from siptrap.endpoint.extensions import MAX_EXTENSIONS, expand_users
 from siptrap.endpoint.personality import BUILTIN
+from siptrap.settings import ConfigError
 
 # -- listen ---------------------------------------------------------------------------------
 

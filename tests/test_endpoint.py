@@ -144,7 +144,9 @@ class Box:
         self.wire: list[tuple[Peer, bytes]] = []
         self.events: list[Event] = []
         self.now = T0
-        self.ep = Endpoint(self.config, emit=self._emit, send=self._send, secret=b"fixed")
+        self.ep = Endpoint(
+            self.config.endpoint_settings(), emit=self._emit, send=self._send, secret=b"fixed"
+        )
 
     def _emit(self, event: Event) -> None:
         if self.check is not None:

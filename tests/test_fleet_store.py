@@ -367,8 +367,8 @@ def test_direct_mode_catches_up_after_an_outage_and_a_clean_stop_sends_all(
 def test_the_honeypot_adds_the_fleet_sink_only_when_configured(tmp_path: Path) -> None:
     from siptrap.app import Honeypot
     from siptrap.config import config_from_dict
-    from siptrap.endpoint.extensions import ConfigError
     from siptrap.fleet.publisher import FleetSink
+    from siptrap.settings import ConfigError
 
     base = {"sensor": {"data_dir": str(tmp_path / "d"), "listen": ["udp:127.0.0.1:0"]}}
     plain = Honeypot(config_from_dict(base))

@@ -28,7 +28,6 @@ import dpkt
 import pytest
 
 from conftest import DATA, require_tool
-from siptrap.config import MediaConfig
 from siptrap.events.bus import EventBus
 from siptrap.events.record import Event, Peer
 from siptrap.media import codecs
@@ -42,6 +41,7 @@ from siptrap.media.ports import PortPool
 from siptrap.media.prompts import ClipLibrary, ensure_default_prompt, read_wav, resample
 from siptrap.media.rtp import build_rtp, parse_rtp
 from siptrap.media.session import CallSetup, MediaLimits, MediaSession, RecordingPlan
+from siptrap.media.settings import MediaConfig
 from siptrap.media.storage import (
     RECORDINGS_DIR,
     DiskBudget,

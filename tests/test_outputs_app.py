@@ -18,7 +18,6 @@ import pytest
 
 from outputs_helpers import UdpReceiver
 from siptrap.config import config_from_dict, render
-from siptrap.endpoint.extensions import ConfigError
 from siptrap.events.bus import EventBus
 from siptrap.offline.capture import read_capture
 from siptrap.outputs.settings import (
@@ -30,6 +29,7 @@ from siptrap.outputs.settings import (
     WebhookOutput,
 )
 from siptrap.outputs.webhook import WebhookSink
+from siptrap.settings import ConfigError
 from test_app import Running, make_config, options
 
 ALL_KINDS = [

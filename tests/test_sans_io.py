@@ -28,7 +28,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_core_imports_no_io_modules() -> None:
-    files = sorted(SIP_DIR.glob("*.py"))
+    files = sorted(SIP_DIR.rglob("*.py"))
     assert files
     for path in files:
         bad = imported_modules(path) & FORBIDDEN

@@ -10,9 +10,9 @@ import pytest
 
 import test_endpoint
 from siptrap.config import config_from_dict
-from siptrap.endpoint.extensions import ConfigError
 from siptrap.events.catalogue import CATALOGUE
 from siptrap.events.record import Event, Peer
+from siptrap.settings import ConfigError
 from siptrap.sip import Response, parse
 from siptrap.upstream.client import BACKOFF_FIRST, TIMEOUT, Outgoing, RegistrarClient
 from siptrap.upstream.settings import upstream_configs

@@ -18,13 +18,16 @@ import signal
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .actions.sink import ActionSink
-from .analysis.live import analysis_sinks, stop_analysis
+from .analysis.actions import CommandRunner
+from .analysis.engine import AnalysisEngine
+from .analysis.live import AnalysisSink, rules_in_force
 from .analysis.reconnaissance import ReconBoard
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
@@ -32,6 +35,7 @@ from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .fleet.publisher import fleet_sink
+from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
@@ -55,6 +59,42 @@ from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 IDLE_WAKE = 0.25  # the longest the run loop sleeps: expiries without a deadline of their own
+
+
+def analysis_sinks(
+    config: Config,
+    data_dir: Path,
+    emit: Callable[[Event], None],
+    recon: ReconBoard | None = None,
+) -> list[Sink]:
+    """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
+    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14).
+
+    Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
+    a, al = config.analysis, config.alerts
+    rules = rules_in_force(a.rules)
+    if not a.enabled:
+        return []
+    runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
+    engine = AnalysisEngine(rules, config.engine_settings(), run_command=runner, recon=recon)
+    sinks: list[Sink] = [AnalysisSink(engine, emit, config.sensor.name, runner)]
+    if al.files:
+        sinks.append(AlertFileSink(data_dir / "alerts"))
+    if al.smtp_host:
+        sinks.append(
+            AlertMailSink(
+                al.smtp_host,
+                al.smtp_port,
+                al.smtp_from,
+                tuple(al.smtp_to),
+                min_severity=al.min_severity,
+                starttls=al.smtp_starttls,
+                user=al.smtp_user,
+                password=al.smtp_password,
+                max_per_hour=al.max_emails_per_hour,
+            )
+        )
+    return sinks
 
 
 @dataclass
@@ -132,7 +172,7 @@ class Honeypot:
             [ext.media_file for ext in config.extension_list() if ext.media_file],
         )
         self.endpoint = Endpoint(
-            config,
+            config.endpoint_settings(),
             emit=self.bus.emit,
             send=self._send,
             media=self.media,
@@ -486,7 +526,7 @@ class Honeypot:
             await asyncio.to_thread(self.recovery.stop)
         self._report_shed()  # what was shed since the last summary (or ever, without them)
         await self.recon.aclose()
-        await asyncio.to_thread(stop_analysis, self.bus)  # its last alerts before the end
+        await asyncio.to_thread(self.bus.stop_sinks, AnalysisSink)  # its last alerts before the end
         g = self.endpoint.guard
         self._emit(
             "sensor.stopped",

@@ -20,19 +20,22 @@ from .actions.settings import (
     action_specs,
     check_policy,
 )
+from .analysis.engine import EngineSettings
 from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
     MAX_EXTENSIONS,
     MEDIA_MODES,
-    ConfigError,
     Extension,
     expand_users,
 )
 from .endpoint.personality import BUILTIN, Personality, personality_from_config
+from .endpoint.settings import EndpointSettings, FloodConfig
 from .fleet.settings import NatsConfig
+from .media.settings import MediaConfig
 from .outputs.settings import KINDS, OutputBase, check_output
 from .recon.settings import ReconConfig, check_recon
+from .settings import ConfigError, doc
 from .store.settings import StoreConfig
 from .transport.settings import TransportConfig
 from .upstream.settings import UpstreamConfig, UpstreamConfigError, upstream_configs
@@ -47,10 +50,6 @@ DEFAULT_LISTEN = (
 )
 TRANSPORTS = ("udp", "tcp", "tls")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,31 +119,6 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
-class FloodConfig:
-    per_source_rate: float = doc(
-        "requests a second answered per source address; 0 = no limit", 200.0
-    )
-    burst: float = doc("requests a source may send at once above its rate", 400.0)
-    amplification: float = doc(
-        "bytes sent per byte received to a UDP source not yet shown to receive our replies", 3.0
-    )
-    max_sources: int = doc("source addresses tracked at once (oldest forgotten first)", 65536)
-    max_transactions: int = doc("server transactions kept at once", 65536)
-    max_dialogs: int = doc("dialogs (calls) kept at once", 16384)
-    max_registrations: int = doc("registrations kept at once", 16384)
-    max_connections: int = doc(
-        "TCP and TLS connections open at once, all listeners together; when full the idlest "
-        "is shed for a new one",
-        1024,
-    )
-    idle_timeout: float = doc("seconds before an idle TCP or TLS connection is closed", 120.0)
-    max_delay: float = doc(
-        "seconds a UDP datagram may wait to be read; later ones are shed unanswered; 0 = never",
-        0.2,
-    )
-
-
-@dataclass(frozen=True)
 class CredentialsConfig:
     recover: bool = doc("try to recover the password behind every digest response", True)
     max_candidates: int = doc("passwords tried per digest response", 2000)
@@ -165,39 +139,6 @@ class RecordingConfig:
 class ConsoleConfig:
     enabled: bool = doc("print one line per notable event", True)
     summary_interval: float = doc("seconds between summary lines; 0 = none", 60.0)
-
-
-MIB = 1024 * 1024
-IVR_OUTCOMES = ("ring", "busy")
-TONE_REGIONS = ("eu", "us")
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    port_min: int = doc("lowest RTP port (a stream takes an even port and the next)", 10000)
-    port_max: int = doc("highest UDP port for RTP and RTCP", 20000)
-    max_calls: int = doc("answered calls with media at once; more get 486 Busy Here", 200)
-    max_streams: int = doc("audio streams (m= lines) accepted per call", 4)
-    max_call_duration: float = doc("seconds after which siptrap hangs up any answered call", 600.0)
-    rtp_timeout: float = doc("seconds without RTP or RTCP before siptrap hangs up; 0 = never", 30.0)
-    max_packet_rate: int = doc("datagrams a second taken per stream; more are dropped", 500)
-    record: bool = doc("record every stream to pcap and WAV files under DATA/recordings/", True)
-    max_call_bytes: int = doc("bytes of recordings per call: half pcap, half WAV", 32 * MIB)
-    max_total_bytes: int = doc("bytes all recordings may take together", 10240 * MIB)
-    prompt_file: str = doc("WAV answered calls hear; empty: DATA/media/prompt.wav", "")
-    tone_region: str = doc("ringback and busy tones: eu or us", "eu")
-    ivr_digit_timeout: float = doc("IVR: seconds after the last key that end the number", 4.0)
-    ivr_max_digits: int = doc("IVR: keys that end the number (# ends it too)", 24)
-    ivr_outcome: str = doc("IVR: after the number, ring (ringback) or busy (busy tone)", "ring")
-    ivr_outcome_seconds: float = doc("IVR: seconds of that tone, then siptrap hangs up", 20.0)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.port_min < self.port_max <= 65535:
-            raise ConfigError("media.port_min and port_max: 1 <= port_min < port_max <= 65535")
-        if self.ivr_outcome not in IVR_OUTCOMES:
-            raise ConfigError(f"media.ivr_outcome: one of {', '.join(IVR_OUTCOMES)}")
-        if self.tone_region not in TONE_REGIONS:
-            raise ConfigError(f"media.tone_region: one of {', '.join(TONE_REGIONS)}")
 
 
 DEFAULT_EXTENSIONS: tuple[dict[str, Any], ...] = (
@@ -242,6 +183,28 @@ class Config:
 
     def extension_list(self) -> list[Extension]:
         return build_extensions(self.extensions)
+
+    def engine_settings(self) -> EngineSettings:
+        """What the analysis engine knows of the honeypot: its extensions and proxies."""
+        a = self.analysis
+        return EngineSettings(
+            extensions=frozenset(e.user for e in self.extension_list()),
+            proxies=tuple(a.proxies),
+            home_region=a.home_region,
+            alert_idle=a.alert_idle,
+            update_interval=a.update_interval,
+        )
+
+    def endpoint_settings(self) -> EndpointSettings:
+        """What the endpoint answers with, personality and extension plan resolved once."""
+        return EndpointSettings(
+            personality=self.personality(),
+            extensions=tuple(self.extension_list()),
+            sensor=self.sensor.name,
+            public_address=self.sensor.public_address,
+            flood=self.flood,
+            proxies=tuple(self.analysis.proxies),
+        )
 
     @property
     def data_path(self) -> Path:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..analysis.alerts import SEVERITY_ORDER
+from ..settings import doc
 
 KINDS = ("kamailio", "nftables", "blocklist", "webhook", "program", "svcrash")
 STEPS = ("try_later", "forbid", "firewall")
 CATEGORIES = ("scan", "enumeration", "bruteforce", "flood", "spit", "toll_fraud")
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
-
-
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
 
 
 class ActionConfigError(ValueError):
@@ -24,19 +21,19 @@ class ActionConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    ladder: tuple[str, ...] = _doc(
+    ladder: tuple[str, ...] = doc(
         "the steps a persisting source goes through: try_later (503), forbid (403), "
         "firewall (nftables)",
         STEPS,
     )
-    step_after: float = _doc("seconds an attack must go on after a step before the next", 10.0)
-    expire: float = _doc("seconds a step holds once the attack stops (then one step down)", 300.0)
-    allow: tuple[str, ...] = _doc(
+    step_after: float = doc("seconds an attack must go on after a step before the next", 10.0)
+    expire: float = doc("seconds a step holds once the attack stops (then one step down)", 300.0)
+    allow: tuple[str, ...] = doc(
         "addresses and networks never blocked (replaces the default, loopback); the "
         "[analysis] proxies are always allowed",
         DEFAULT_ALLOW,
     )
-    max_sources: int = _doc("sources on the ladder at once (more are not blocked)", 10000)
+    max_sources: int = doc("sources on the ladder at once (more are not blocked)", 10000)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..events.record import iso
+from ..events.record import Event, Peer, iso
 from .conclusions import summarise
 
 SEVERITY_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -599,3 +599,13 @@ def final_states(alerts: Iterable[Alert]) -> list[Alert]:
 
 def closed(alert: Alert) -> Alert:
     return replace(alert, closed=True)
+
+
+def alert_event(alert: Alert, sensor: str, ts: float) -> Event:
+    """An alert as the event the bus carries."""
+    peer = None
+    if alert.transport and alert.src_port is not None:
+        peer = Peer(
+            alert.transport, alert.src_ip, alert.src_port, alert.dst_ip or "", alert.dst_port or 0
+        )
+    return Event("analysis.alert.raised", ts, sensor, peer, alert.fields())

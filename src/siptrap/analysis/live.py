@@ -17,21 +17,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..events.record import Event, Peer
 from ..sip import ParseError, Request, Response, parse
 from .actions import CommandRunner
-from .alerts import Alert
-from .engine import AnalysisEngine, EngineSettings
+from .alerts import alert_event
+from .engine import AnalysisEngine
 from .evaluate import Source
-from .reconnaissance import ReconBoard
 from .rules import RuleSet, load_builtin_rules, load_rules
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from ..events.bus import EventBus, Sink
 
 log = logging.getLogger(__name__)
 TICK = 0.25
@@ -40,27 +34,6 @@ TICK = 0.25
 def rules_in_force(paths: tuple[str, ...] | list[str]) -> RuleSet:
     """The configured rule files, or the built-in ones; raises RuleError (file, line)."""
     return load_rules(paths) if paths else load_builtin_rules()
-
-
-def engine_settings(config: Config) -> EngineSettings:
-    a = config.analysis
-    return EngineSettings(
-        extensions=frozenset(e.user for e in config.extension_list()),
-        proxies=tuple(a.proxies),
-        home_region=a.home_region,
-        alert_idle=a.alert_idle,
-        update_interval=a.update_interval,
-    )
-
-
-def alert_event(alert: Alert, sensor: str, ts: float) -> Event:
-    """An alert as the event the bus carries."""
-    peer = None
-    if alert.transport and alert.src_port is not None:
-        peer = Peer(
-            alert.transport, alert.src_ip, alert.src_port, alert.dst_ip or "", alert.dst_port or 0
-        )
-    return Event("analysis.alert.raised", ts, sensor, peer, alert.fields())
 
 
 class AnalysisSink:
@@ -164,15 +137,6 @@ class AnalysisSink:
             self.engine.tick(event.ts)
 
 
-def stop_analysis(bus: EventBus) -> None:
-    """Stop the analysis sinks before the others: each takes every event queued for it,
-    closes its windows and alerts, and puts its last alerts on the bus while the other
-    sinks still run; then it leaves the bus. Call it before `sensor.stopped`."""
-    for runner in [r for r in bus.runners if isinstance(r.sink, AnalysisSink)]:
-        runner.stop()
-        bus.runners.remove(runner)
-
-
 def _message(event: Event, peer: Peer) -> Request | Response | None:
     """The event's message as the network path parsed it; parsed here only when the
     emitter did not attach it (events from elsewhere: tests, replays)."""
@@ -201,41 +165,3 @@ def _origin(f: dict[str, Any], peer: Peer) -> Source | None:
     port = int(f.get("origin_port") or 0)
     transport = str(f.get("origin_transport") or peer.transport)
     return Source(str(ip), port, transport, peer.dst_ip, peer.dst_port)
-
-
-def analysis_sinks(
-    config: Config,
-    data_dir: Path,
-    emit: Callable[[Event], None],
-    recon: ReconBoard | None = None,
-) -> list[Sink]:
-    """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
-    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14).
-
-    Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
-    from ..outputs.alerts import AlertFileSink, AlertMailSink
-
-    a, al = config.analysis, config.alerts
-    rules = rules_in_force(a.rules)
-    if not a.enabled:
-        return []
-    runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
-    engine = AnalysisEngine(rules, engine_settings(config), run_command=runner, recon=recon)
-    sinks: list[Sink] = [AnalysisSink(engine, emit, config.sensor.name, runner)]
-    if al.files:
-        sinks.append(AlertFileSink(data_dir / "alerts"))
-    if al.smtp_host:
-        sinks.append(
-            AlertMailSink(
-                al.smtp_host,
-                al.smtp_port,
-                al.smtp_from,
-                tuple(al.smtp_to),
-                min_severity=al.min_severity,
-                starttls=al.smtp_starttls,
-                user=al.smtp_user,
-                password=al.smtp_password,
-                max_per_hour=al.max_emails_per_hour,
-            )
-        )
-    return sinks

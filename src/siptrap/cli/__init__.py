@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..analysis.commands import add_rules_parser
 from ..config import Config, load_config, render
-from ..endpoint.extensions import ConfigError
-from ..offline.analyze import add_analyze_parser
 from ..outputs.jsontext import print_json
+from ..settings import ConfigError
 from ..sip import ParseError, parse
 from ..sip.describe import describe
 from . import blocks, fleet, report, status, web
+from .analyze import add_analyze_parser
+from .rules import add_rules_parser
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from ..actions.nftables import NftablesAction
 from ..actions.settings import ActionSpec
 from ..actions.state import forget_block, load_blocks, normal_address, request_lift
 from ..config import Config, load_config
-from ..endpoint.extensions import ConfigError
+from ..settings import ConfigError
 
 LIST_FIELDS = ("src_ip", "step", "category", "since", "expires")
 

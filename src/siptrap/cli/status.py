@@ -11,7 +11,7 @@ from typing import Any
 
 from ..actions.state import load_blocks
 from ..config import load_config
-from ..endpoint.extensions import ConfigError
+from ..settings import ConfigError
 
 
 def upstream_status(data_dir: Any) -> list[dict[str, Any]]:

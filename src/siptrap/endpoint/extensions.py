@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..settings import ConfigError
+
 BEHAVIOURS = ("ring", "answer", "busy", "redirect", "hangup")
 MEDIA_MODES = ("play", "silence", "echo", "ivr")
 MAX_EXTENSIONS = 100_000
@@ -20,10 +22,6 @@ class Extension:
     call_duration: float = 30.0  # an answered call is hung up (BYE) after this long
     media: str = "play"
     media_file: str | None = None
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names it."""
 
 
 def expand_users(spec: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .extensions import ConfigError
+from ..settings import ConfigError
 
 # How identifiers look on the wire, per product family.
 TAG_STYLES = ("as-hex8", "pjsip-uuid", "cisco", "yealink", "polycom")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from ..config import Config
 from ..events.record import Event, Peer
 from ..sip import ParseError, Request, Response, parse
 from ..sip.dialog import DialogTable
@@ -28,6 +27,7 @@ from .guard import FloodGuard
 from .personality import Personality
 from .registrar import Binding, Registrar
 from .responder import Emit, Incoming, Responder, Send
+from .settings import EndpointSettings
 
 # Defects after which a request gets 400 Bad Request (RFC 4475 expects it for these).
 BAD_REQUEST = frozenset(
@@ -78,7 +78,7 @@ class NullMedia:
 class Endpoint:
     def __init__(
         self,
-        config: Config,
+        settings: EndpointSettings,
         *,
         emit: Emit,
         send: Send,
@@ -86,12 +86,12 @@ class Endpoint:
         secret: bytes | None = None,
         recovery: RecoveryWorker | None = None,
     ) -> None:
-        self.config = config
-        self.p: Personality = config.personality()
-        self.plan = ExtensionPlan(config.extension_list())
-        self.sensor = config.sensor.name
+        self.settings = settings
+        self.p: Personality = settings.personality
+        self.plan = ExtensionPlan(list(settings.extensions))
+        self.sensor = settings.sensor
         self.emit = emit
-        flood = config.flood
+        flood = settings.flood
         self.guard = FloodGuard(
             flood.per_source_rate,
             flood.burst,
@@ -105,7 +105,7 @@ class Endpoint:
         self.auth = Authenticator(self.p, secret or secrets.token_bytes(32))
         self.recovery = recovery
         self.r = Responder(
-            self.p, self.sensor, self.txs, self.guard, emit, send, config.sensor.public_address
+            self.p, self.sensor, self.txs, self.guard, emit, send, settings.public_address
         )
         self.calls = CallManager(
             self.r,
@@ -118,7 +118,7 @@ class Endpoint:
             flood.max_dialogs,
         )
         self.requests = 0
-        self.proxies = networks(config.analysis.proxies)
+        self.proxies = networks(settings.proxies)
         # Responses to siptrap's own requests at registrars (app.py sets it: upstream/).
         self.response_hook: Callable[[Response, Peer, float], None] | None = None
         self.handlers: dict[str, Callable[[Incoming], None]] = {

@@ -117,6 +117,14 @@ class EventBus:
         for runner in self.runners:
             runner.put(event)
 
+    def stop_sinks(self, kind: type) -> None:
+        """Stop the sinks of one kind before the others (the analysis sinks: each takes
+        every event queued for it and puts its last alerts on the bus while the other sinks
+        still run), then take them off the bus."""
+        for runner in [r for r in self.runners if isinstance(r.sink, kind)]:
+            runner.stop()
+            self.runners.remove(runner)
+
     def stop(self) -> None:
         for runner in self.runners:
             runner.stop()

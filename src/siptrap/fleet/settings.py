@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
+from ..settings import doc
 
 
 @dataclass(frozen=True)
 class NatsConfig:
-    url: str = _doc("NATS server, nats://127.0.0.1:4222; empty: no NATS", "")
-    stream: str = _doc("JetStream stream the sensor publishes to (created when missing)", "siptrap")
-    batch: int = _doc("events published (or written to the fleet store) at a time at most", 500)
-    drain_timeout: float = _doc(
+    url: str = doc("NATS server, nats://127.0.0.1:4222; empty: no NATS", "")
+    stream: str = doc("JetStream stream the sensor publishes to (created when missing)", "siptrap")
+    batch: int = doc("events published (or written to the fleet store) at a time at most", 500)
+    drain_timeout: float = doc(
         "seconds a stopping sensor keeps trying to publish what it has not yet; the rest "
         "waits in its spool for the next start",
         30.0,

@@ -8,9 +8,10 @@ types; `check_output` then checks values a type cannot (addresses, URLs, sizes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from ..settings import doc
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SYSLOG_FACILITIES = {
@@ -32,17 +33,13 @@ SYSLOG_FACILITIES = {
 }
 
 
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
-
-
 @dataclass(frozen=True)
 class OutputBase:
     """Keys every output has."""
 
-    name: str = _doc("name in logs and counters; empty: the kind", "")
-    queue_size: int = _doc("events waiting for this output (more are counted as dropped)", 10000)
-    events: tuple[str, ...] = _doc(
+    name: str = doc("name in logs and counters; empty: the kind", "")
+    queue_size: int = doc("events waiting for this output (more are counted as dropped)", 10000)
+    events: tuple[str, ...] = doc(
         "event ids or prefixes (sip.auth) sent; empty: the kind's default", ()
     )
 
@@ -57,57 +54,57 @@ class OutputBase:
 
 @dataclass(frozen=True)
 class SyslogOutput(OutputBase):
-    address: str = _doc(
+    address: str = doc(
         "where to: udp:HOST:PORT, tcp:HOST:PORT or unix:/PATH (a datagram socket)",
         "udp:127.0.0.1:514",
     )
-    facility: str = _doc("syslog facility: local0-7, daemon, auth, authpriv, user...", "local0")
-    app_name: str = _doc("APP-NAME field of each message", "siptrap")
-    hostname: str = _doc("HOSTNAME field; empty: this host's name", "")
-    framing: str = _doc("TCP framing: octet (RFC 6587 octet counting) or lf (newline)", "octet")
-    max_size: int = _doc("bytes of one message at most (the rest is cut)", 4096)
+    facility: str = doc("syslog facility: local0-7, daemon, auth, authpriv, user...", "local0")
+    app_name: str = doc("APP-NAME field of each message", "siptrap")
+    hostname: str = doc("HOSTNAME field; empty: this host's name", "")
+    framing: str = doc("TCP framing: octet (RFC 6587 octet counting) or lf (newline)", "octet")
+    max_size: int = doc("bytes of one message at most (the rest is cut)", 4096)
 
 
 @dataclass(frozen=True)
 class WebhookOutput(OutputBase):
-    url: str = _doc("http:// or https:// URL each event is POSTed to", "")
-    format: str = _doc("json (the event as siptrap writes it) or slack (Slack, Mattermost)", "json")
-    min_severity: str = _doc("alerts below this severity are not sent", "info")
-    timeout: float = _doc("seconds one POST may take", 5.0)
-    retries: int = _doc("retries of a failed POST (connection error, 429 or 5xx)", 3)
-    backoff: float = _doc("seconds before the first retry, doubled for each next one", 1.0)
-    pause: float = _doc("seconds events are dropped (counted) after a POST failed for good", 30.0)
+    url: str = doc("http:// or https:// URL each event is POSTed to", "")
+    format: str = doc("json (the event as siptrap writes it) or slack (Slack, Mattermost)", "json")
+    min_severity: str = doc("alerts below this severity are not sent", "info")
+    timeout: float = doc("seconds one POST may take", 5.0)
+    retries: int = doc("retries of a failed POST (connection error, 429 or 5xx)", 3)
+    backoff: float = doc("seconds before the first retry, doubled for each next one", 1.0)
+    pause: float = doc("seconds events are dropped (counted) after a POST failed for good", 30.0)
 
 
 @dataclass(frozen=True)
 class HepOutput(OutputBase):
-    address: str = _doc("HOMER or sngrep HEP listener: udp:HOST:PORT or tcp:HOST:PORT", "")
-    capture_id: int = _doc("HEP capture agent id", 2001)
-    password: str = _doc("HEP authentication key; empty: none", "")
+    address: str = doc("HOMER or sngrep HEP listener: udp:HOST:PORT or tcp:HOST:PORT", "")
+    capture_id: int = doc("HEP capture agent id", 2001)
+    password: str = doc("HEP authentication key; empty: none", "")
 
 
 @dataclass(frozen=True)
 class HpfeedsOutput(OutputBase):
-    host: str = _doc("hpfeeds broker host", "127.0.0.1")
-    port: int = _doc("hpfeeds broker port", 20000)
-    ident: str = _doc("hpfeeds identity", "")
-    secret: str = _doc("hpfeeds secret", "")
-    channel: str = _doc("channel events are published on", "siptrap.events")
-    timeout: float = _doc("seconds to connect or send before the broker counts as down", 5.0)
-    pause: float = _doc("seconds events are dropped (counted) after the broker failed", 10.0)
+    host: str = doc("hpfeeds broker host", "127.0.0.1")
+    port: int = doc("hpfeeds broker port", 20000)
+    ident: str = doc("hpfeeds identity", "")
+    secret: str = doc("hpfeeds secret", "")
+    channel: str = doc("channel events are published on", "siptrap.events")
+    timeout: float = doc("seconds to connect or send before the broker counts as down", 5.0)
+    pause: float = doc("seconds events are dropped (counted) after the broker failed", 10.0)
 
 
 @dataclass(frozen=True)
 class EcsOutput(OutputBase):
-    path: str = _doc("file of ECS JSON lines; relative: in the data directory", "ecs.jsonl")
-    max_bytes: int = _doc("size at which the file is renamed to .1 and begun again", 256 << 20)
+    path: str = doc("file of ECS JSON lines; relative: in the data directory", "ecs.jsonl")
+    max_bytes: int = doc("size at which the file is renamed to .1 and begun again", 256 << 20)
 
 
 @dataclass(frozen=True)
 class PcapOutput(OutputBase):
-    directory: str = _doc("directory of capture files; relative: in the data directory", "pcap")
-    file_bytes: int = _doc("size at which a capture file is closed and the next begun", 64 << 20)
-    max_files: int = _doc("capture files kept (the oldest are deleted)", 16)
+    directory: str = doc("directory of capture files; relative: in the data directory", "pcap")
+    file_bytes: int = doc("size at which a capture file is closed and the next begun", 64 << 20)
+    max_files: int = doc("capture files kept (the oldest are deleted)", 16)
 
 
 KINDS: dict[str, type[OutputBase]] = {

@@ -8,42 +8,39 @@ given here in `modes` (`"NAME=check,check"`: the checks that mode runs).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from ..settings import doc
 
 CHECKS = ("dns", "rdap", "geoip", "sip_probe", "port", "route", "os")
 PRIMITIVE_MODES = ("passive", "active")
 
 
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
-
-
 @dataclass(frozen=True)
 class ReconConfig:
-    allow: tuple[str, ...] = _doc(
+    allow: tuple[str, ...] = doc(
         "networks that may be probed although a guard forbids them (tests, labs)", ()
     )
-    never: tuple[str, ...] = _doc(
+    never: tuple[str, ...] = doc(
         "networks never probed (your own), added to the built-in forbidden ranges", ()
     )
-    resolvers: tuple[str, ...] = _doc("DNS servers for recon lookups; empty: the system's", ())
-    rate: float = _doc("probes a second in all (every check counts one)", 5.0)
-    target_rate: float = _doc("probes a second to any one address", 2.0)
-    queue_size: int = _doc("attack sources waiting for recon (more are dropped and counted)", 256)
-    budget: int = _doc("probes per attack source within ttl (the rest are skipped)", 40)
-    ttl: float = _doc("seconds a result is remembered before a host is checked again", 3600.0)
-    timeout: float = _doc("seconds any one check may take", 3.0)
-    workers: int = _doc("attack sources checked at once", 4)
-    ports: tuple[str, ...] = _doc(
+    resolvers: tuple[str, ...] = doc("DNS servers for recon lookups; empty: the system's", ())
+    rate: float = doc("probes a second in all (every check counts one)", 5.0)
+    target_rate: float = doc("probes a second to any one address", 2.0)
+    queue_size: int = doc("attack sources waiting for recon (more are dropped and counted)", 256)
+    budget: int = doc("probes per attack source within ttl (the rest are skipped)", 40)
+    ttl: float = doc("seconds a result is remembered before a host is checked again", 3600.0)
+    timeout: float = doc("seconds any one check may take", 3.0)
+    workers: int = doc("attack sources checked at once", 4)
+    ports: tuple[str, ...] = doc(
         "ports checked on a source: tcp/N or udp/N", ("tcp/5060", "tcp/5061", "udp/5060")
     )
-    rdap_url: str = _doc("RDAP base URL; the address is appended", "https://rdap.org/ip/")
-    geoip_db: str = _doc("MaxMind/DB-IP .mmdb file for city and AS; empty: country only", "")
-    p0f_socket: str = _doc("p0f API socket (p0f -s PATH) for the source's OS; empty: none", "")
-    traceroute: str = _doc("traceroute program (run with an argument vector, no shell)", "")
-    route_hops: int = _doc("hops traceroute goes at most", 16)
-    modes: tuple[str, ...] = _doc(
+    rdap_url: str = doc("RDAP base URL; the address is appended", "https://rdap.org/ip/")
+    geoip_db: str = doc("MaxMind/DB-IP .mmdb file for city and AS; empty: country only", "")
+    p0f_socket: str = doc("p0f API socket (p0f -s PATH) for the source's OS; empty: none", "")
+    traceroute: str = doc("traceroute program (run with an argument vector, no shell)", "")
+    route_hops: int = doc("hops traceroute goes at most", 16)
+    modes: tuple[str, ...] = doc(
         "custom modes: NAME=check,check (e.g. quiet=dns,geoip,rdap sends nothing to sources)",
         (),
     )

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import MediaConfig
 from ..events.record import Event, Peer
 from ..media.codecs import PCMA, PCMU
 from ..media.dtmf import DtmfEvent
@@ -32,6 +31,7 @@ from ..media.negotiation import DEFAULT_PTIME
 from ..media.ports import PortPool
 from ..media.prompts import ClipLibrary, PromptError, ensure_default_prompt
 from ..media.session import CallSetup, Flow, MediaLimits, MediaSession, RecordingPlan
+from ..media.settings import MediaConfig
 from ..media.storage import RECORDINGS_DIR, DiskBudget, allocate_files, disk_usage
 
 log = logging.getLogger(__name__)

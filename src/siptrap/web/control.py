@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..analysis.rules import RuleError
-from ..endpoint.extensions import BEHAVIOURS, MEDIA_MODES, ConfigError, Extension
+from ..endpoint.extensions import BEHAVIOURS, MEDIA_MODES, Extension
 from ..endpoint.uas import Endpoint
 from ..events.bus import EventBus, Sink
 from ..events.record import Event
+from ..settings import ConfigError
 
 SOCKET_NAME = "control.sock"
 MAX_LINE = 64 * 1024
@@ -412,7 +413,7 @@ def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
     (the old one finishes first, so its open alerts are written). A bad file raises and
     the running rules stay."""
     from ..analysis.engine import AnalysisEngine
-    from ..analysis.live import AnalysisSink, engine_settings, rules_in_force
+    from ..analysis.live import AnalysisSink, rules_in_force
 
     sink = next((r.sink for r in bus.runners if isinstance(r.sink, AnalysisSink)), None)
     if sink is None:
@@ -421,7 +422,12 @@ def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
 
     def reload() -> int:
         rules = rules_in_force(config.analysis.rules)
-        engine = AnalysisEngine(rules, engine_settings(config), run_command=analysis.runner)
+        engine = AnalysisEngine(
+            rules,
+            config.engine_settings(),
+            run_command=analysis.runner,
+            recon=analysis.engine.recon,  # active mode's board, asked about every INVITE
+        )
         with analysis.lock:
             analysis.engine.finish(time.time())
             analysis._flush()

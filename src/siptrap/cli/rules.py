@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .rules import RuleError, builtin_rules_dir, load_rules, parse_rules
+from ..analysis.rules import RuleError, builtin_rules_dir, load_rules, parse_rules
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 def cmd_rules_list(args: argparse.Namespace) -> int:
     """Print the rules in force: the configured files, or the built-in ones."""
     from ..config import load_config
-    from ..endpoint.extensions import ConfigError
+    from ..settings import ConfigError
 
     paths: tuple[str, ...] = ()
     if args.config:
