@@ -77,6 +77,9 @@ def _list_path(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+ADDRESS: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]
+}
 _LIFTED = {
     "type": "object",
     "required": ["src_ip", "lifted", "errors"],
@@ -98,7 +101,7 @@ LIFT = {
                     "schema": {
                         "type": "object",
                         "required": ["src_ip"],
-                        "properties": {"src_ip": {"type": "string"}},
+                        "properties": {"src_ip": ADDRESS},
                     }
                 }
             },
