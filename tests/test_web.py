@@ -416,3 +416,36 @@ def test_a_lift_an_action_could_not_undo_says_so(tmp_path: Path) -> None:
             assert len(body["errors"]) == 1 and body["errors"][0].startswith(nowhere.label)
 
     asyncio.run(main_())
+
+
+def test_siptrap_web_config_gives_the_actions_a_lift_undoes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import siptrap.web.server
+    from siptrap.cli import main
+
+    seen: list[Any] = []
+
+    class Started(Exception):
+        pass
+
+    class FakeServer:
+        def __init__(self, *args: Any, actions: tuple[Any, ...] = ()) -> None:
+            seen.append(actions)
+
+        async def start(self) -> None:
+            raise Started
+
+    monkeypatch.setattr(siptrap.web.server, "WebServer", FakeServer)
+    config = tmp_path / "siptrap.toml"
+    config.write_text(f'[[actions]]\nkind = "blocklist"\npath = "{tmp_path}/bl.txt"\n')
+    args = ["web", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"]
+    with pytest.raises(Started):
+        main([*args, "--config", str(config)])
+    assert [(s.kind, s.path) for s in seen[0]] == [("blocklist", f"{tmp_path}/bl.txt")]
+    with pytest.raises(Started):
+        main(args)
+    assert seen[1] == ()
+    config.write_text('[[actions]]\nkind = "no-such-kind"\n')
+    assert main([*args, "--config", str(config)]) == 2
+    assert "configuration error" in capsys.readouterr().err
