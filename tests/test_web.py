@@ -237,3 +237,215 @@ def test_the_cli_refuses_a_public_web_address_without_a_token(
     assert main(["ctl", "--data-dir", str(tmp_path), "status"]) == 1
     assert "no running honeypot" in capsys.readouterr().err
     assert main(["report", "--data-dir", str(tmp_path)]) == 1
+
+
+# -- blocks (issue 11's ladder in the operator's view) and countries -------------------
+BLOCKED = "192.0.2.7"
+HOSTILE_ID = '"><script>alert(3)</script>'
+
+
+def _blocks_state(data_dir: Path, now: float) -> None:
+    from siptrap.actions.state import save_state
+
+    def block(ip: str, step: str, since: float, expires: float, alert_id: str) -> dict[str, Any]:
+        return {
+            "src_ip": ip,
+            "step": step,
+            "category": "scan",
+            "alert_id": alert_id,
+            "since": since,
+            "step_since": since,
+            "last_seen": since,
+            "expires": expires,
+            "count": 3,
+        }
+
+    save_state(
+        data_dir,
+        [
+            block(BLOCKED, "forbid", now - 100, now + 300, HOSTILE_ID),
+            block("2001:db8::9", "try_later", now - 50, now + 200, "a-2"),
+            block("198.51.100.3", "firewall", now - 900, now - 1, "a-3"),  # expired
+        ],
+    )
+
+
+def test_blocks_listed_paged_shown_and_lifted_with_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from siptrap.actions.settings import ActionSpec
+    from siptrap.cli import main
+
+    data_dir = write_store(tmp_path)
+    _blocks_state(data_dir, time.time())
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text(f"{BLOCKED}\n2001:db8::9\n")
+    assert main(["blocks", "list", "--json", "--data-dir", str(data_dir)]) == 0
+    cli_rows = json.loads(capsys.readouterr().out)
+    auth = {"Authorization": "Bearer s3cret"}
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        page = await (await client.get("/api/v1/blocks")).json()
+        assert [b["src_ip"] for b in page["items"]] == ["2001:db8::9", BLOCKED]  # newest first
+        assert sorted(page["items"], key=lambda b: b["since"]) == cli_rows  # blocks list --json
+        assert set(page["items"][0]) >= {"src_ip", "step", "category", "since", "expires"}
+        one = await (await client.get("/api/v1/blocks?limit=1")).json()
+        assert len(one["items"]) == 1 and one["next_cursor"] == 1
+        rest = await (await client.get("/api/v1/blocks?limit=1&cursor=1")).json()
+        assert rest["items"][0]["src_ip"] == BLOCKED and rest["next_cursor"] is None
+        forbid = await (await client.get("/api/v1/blocks?step=forbid")).json()
+        assert [b["src_ip"] for b in forbid["items"]] == [BLOCKED]
+        csv_text = await (await client.get("/api/v1/blocks?format=csv")).text()
+        assert csv_text.splitlines()[0].startswith("src_ip,step,category,since,expires")
+        assert (await client.get("/api/v1/blocks?tool=x")).status == 400
+        for path in ("/blocks", f"/sources/{BLOCKED}"):
+            reply = await client.get(path)
+            html = await reply.text()
+            assert reply.status == 200 and "forbid" in html, path
+            assert "<script>alert(3)" not in html and "&lt;script&gt;alert(3)" in html
+        assert "198.51.100.3" not in await (await client.get("/blocks")).text()  # expired
+        spec = document_paths(await (await client.get("/api/v1/openapi.json")).json())
+        assert {"/api/v1/blocks", "/api/v1/blocks/lift"} <= spec
+        # lifting changes something: only with the admin token, even from loopback
+        lift = "/api/v1/blocks/lift"
+        assert (await client.post(lift, json={"src_ip": BLOCKED})).status == 401
+        bad = await client.post(lift, json={"src_ip": "not-an-ip"}, headers=auth)
+        assert bad.status == 400 and "not an address" in (await bad.json())["error"]
+        assert (await client.post(lift, json=[BLOCKED], headers=auth)).status == 400
+        done = await client.post(lift, json={"src_ip": BLOCKED}, headers=auth)
+        assert done.status == 200
+        assert await done.json() == {"src_ip": BLOCKED, "lifted": True, "errors": []}
+        after = await (await client.get("/api/v1/blocks")).json()
+        assert [b["src_ip"] for b in after["items"]] == ["2001:db8::9"]
+        again = await client.post(lift, json={"src_ip": BLOCKED}, headers=auth)
+        assert (await again.json())["lifted"] is False
+
+    async def main_() -> None:
+        settings = WebSettings("127.0.0.1", 0, "s3cret")
+        spec = ActionSpec("blocklist", path=str(blocklist))
+        server = WebServer(data_dir, settings, "test", actions=(spec,))
+        async with TestClient(TestServer(server.app(), host="127.0.0.1")) as client:
+            await check(client)
+
+    asyncio.run(main_())
+    assert blocklist.read_text() == "2001:db8::9\n"  # undone where the action pushed it
+    assert (data_dir / "blocks.lift").read_text().split() == [BLOCKED, BLOCKED]  # for run
+
+
+def document_paths(doc: dict[str, Any]) -> set[str]:
+    return set(doc["paths"])
+
+
+def test_a_lift_is_refused_by_a_read_only_server(tmp_path: Path) -> None:
+    import time
+
+    data_dir = write_store(tmp_path)
+    _blocks_state(data_dir, time.time())
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        reply = await client.post("/api/v1/blocks/lift", json={"src_ip": BLOCKED})
+        assert reply.status == 403
+        page = await (await client.get("/api/v1/blocks")).json()
+        assert BLOCKED in [b["src_ip"] for b in page["items"]]  # nothing changed
+
+    _serve(data_dir, WebSettings("127.0.0.1", 0, ""), check)
+    assert not (data_dir / "blocks.lift").exists()
+
+
+def test_no_blocks_file_is_an_empty_list(tmp_path: Path) -> None:
+    data_dir = write_store(tmp_path)
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        page = await (await client.get("/api/v1/blocks")).json()
+        assert page == {"items": [], "next_cursor": None}
+        assert "not blocked" in await (await client.get(f"/sources/{BLOCKED}")).text()
+
+    _serve(data_dir, WebSettings("127.0.0.1", 0, ""), check)
+
+
+def test_the_country_of_each_source_comes_from_iptocc_offline(tmp_path: Path) -> None:
+    from siptrap.web.geo import country_of
+    from siptrap.web.report import html_report, markdown_report
+
+    assert country_of("8.8.8.8") == "US" and country_of("2001:4860:4860::8888") == "US"
+    assert country_of("10.0.0.1") is None and country_of("127.0.0.1") is None
+    assert country_of(HOSTILE) is None
+    data_dir = write_store(tmp_path)
+    public = Peer("udp", "8.8.8.8", 5060, "127.0.0.1", 5060)
+    sink = SqliteSink(data_dir / "siptrap.db")
+    sink.open()
+    raw = b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nCall-ID: g1\r\n\r\n"
+    fields = {"method": "OPTIONS", "call_id": "g1", "size": len(raw), "message_id": "g1"}
+    sink.write([Event("sip.request.received", T0 + 20, "test", public, fields, raw=raw)])
+    sink.close()
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        items = (await (await client.get("/api/v1/sources")).json())["items"]
+        assert {s["src_ip"]: s["country"] for s in items} == {"8.8.8.8": "US", BLOCKED: None}
+        listing = await (await client.get("/sources")).text()
+        assert "<td>US</td>" in listing
+        assert "<td>US</td>" in await (await client.get("/sources/8.8.8.8")).text()
+        assert "unknown" in await (await client.get(f"/sources/{BLOCKED}")).text()
+
+    _serve(data_dir, WebSettings("127.0.0.1", 0, ""), check)
+    assert "| 8.8.8.8 | US |" in markdown_report(data_dir, "test", None, None)
+    assert "<td>8.8.8.8</td><td>US</td>" in html_report(data_dir, "test", None, None)
+
+
+def test_a_lift_an_action_could_not_undo_says_so(tmp_path: Path) -> None:
+    import time
+
+    from siptrap.actions.settings import ActionSpec
+
+    data_dir = write_store(tmp_path)
+    _blocks_state(data_dir, time.time())
+    nowhere = ActionSpec("kamailio", rpc=f"unix:{tmp_path}/no-kamailio.sock", timeout=0.5)
+
+    async def main_() -> None:
+        server = WebServer(data_dir, WebSettings("127.0.0.1", 0, "s3cret"), actions=(nowhere,))
+        async with TestClient(TestServer(server.app(), host="127.0.0.1")) as client:
+            reply = await client.post(
+                "/api/v1/blocks/lift",
+                json={"src_ip": BLOCKED},
+                headers={"Authorization": "Bearer s3cret"},
+            )
+            body = await reply.json()
+            assert reply.status == 502 and body["lifted"] is True
+            assert len(body["errors"]) == 1 and body["errors"][0].startswith(nowhere.label)
+
+    asyncio.run(main_())
+
+
+def test_siptrap_web_config_gives_the_actions_a_lift_undoes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import siptrap.web.server
+    from siptrap.cli import main
+
+    seen: list[Any] = []
+
+    class Started(Exception):
+        pass
+
+    class FakeServer:
+        def __init__(self, *args: Any, actions: tuple[Any, ...] = ()) -> None:
+            seen.append(actions)
+
+        async def start(self) -> None:
+            raise Started
+
+    monkeypatch.setattr(siptrap.web.server, "WebServer", FakeServer)
+    config = tmp_path / "siptrap.toml"
+    config.write_text(f'[[actions]]\nkind = "blocklist"\npath = "{tmp_path}/bl.txt"\n')
+    args = ["web", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"]
+    with pytest.raises(Started):
+        main([*args, "--config", str(config)])
+    assert [(s.kind, s.path) for s in seen[0]] == [("blocklist", f"{tmp_path}/bl.txt")]
+    with pytest.raises(Started):
+        main(args)
+    assert seen[1] == ()
+    config.write_text('[[actions]]\nkind = "no-such-kind"\n')
+    assert main([*args, "--config", str(config)]) == 2
+    assert "configuration error" in capsys.readouterr().err

@@ -353,7 +353,16 @@ def _non_blank(png: bytes) -> int:
     return len(colours)
 
 
-PAGES = ["/", "/sources", "/sources/127.0.0.1", "/alerts", "/credentials", "/numbers", "/calls"]
+PAGES = [
+    "/",
+    "/sources",
+    "/sources/127.0.0.1",
+    "/alerts",
+    "/credentials",
+    "/numbers",
+    "/calls",
+    "/blocks",
+]
 
 
 def test_every_page_loads_without_errors(trap: Trap, browser: Any) -> None:

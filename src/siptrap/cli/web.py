@@ -26,9 +26,19 @@ def cmd_web(args: argparse.Namespace) -> int:
         print(f"siptrap web: {exc}", file=sys.stderr)
         return 2
     data_dir = Path(args.data_dir)
+    actions: tuple[Any, ...] = ()
+    if args.config:  # only what a lift undoes (as `siptrap blocks lift --config`)
+        from ..config import load_config
+        from ..endpoint.extensions import ConfigError
+
+        try:
+            actions = tuple(load_config(args.config, data_dir=str(data_dir)).actions)
+        except ConfigError as exc:
+            print(f"siptrap: configuration error: {exc}", file=sys.stderr)
+            return 2
 
     async def serve() -> None:
-        server = WebServer(data_dir, settings, args.sensor)
+        server = WebServer(data_dir, settings, args.sensor, actions=actions)
         await server.start()
         print(f"siptrap web: http://{settings.host}:{server.port}/ over {data_dir}", flush=True)
         stop = asyncio.Event()
@@ -79,6 +89,9 @@ def add_parser(sub: Any) -> None:
         help="token (default $SIPTRAP_WEB_TOKEN); required off loopback",
     )
     p_web.add_argument("--sensor", default="siptrap", help="sensor name shown in the pages")
+    p_web.add_argument(
+        "--config", metavar="FILE", help="TOML configuration: the [[actions]] a block lift undoes"
+    )
     p_web.set_defaults(func=cmd_web)
 
     p_ctl = sub.add_parser(

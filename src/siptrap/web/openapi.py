@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .blocks import BLOCK_FILTERS
 from .queries import MAX_CURSOR, MAX_LIMIT, RESOURCES
 
 _ERROR = {
@@ -76,10 +77,63 @@ def _list_path(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+ADDRESS: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]
+}
+_LIFTED = {
+    "type": "object",
+    "required": ["src_ip", "lifted", "errors"],
+    "properties": {
+        "src_ip": {"type": "string"},
+        "lifted": {"type": "boolean", "description": "false: it was not blocked"},
+        "errors": {"type": "array", "items": {"type": "string"}},
+    },
+}
+LIFT = {
+    "post": {
+        "operationId": "lift_block",
+        "summary": "lift a block everywhere it was pushed, as `siptrap blocks lift` (admin token)",
+        "security": [{"token": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["src_ip"],
+                        "properties": {"src_ip": ADDRESS},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {"description": "lifted", "content": {"application/json": {"schema": _LIFTED}}},
+            "400": _ERROR,
+            "401": _DENIED,
+            "403": _DENIED,
+            "502": {
+                "description": "lifted here, but an action could not take it out",
+                "content": {"application/json": {"schema": _LIFTED}},
+            },
+        },
+    }
+}
+
+
+def _blocks_path() -> dict[str, Any]:
+    path = _list_path("blocks", BLOCK_FILTERS)
+    get = path["get"]
+    get["summary"] = "sources the policy ladder blocks now, newest first (as `blocks list`)"
+    del get["responses"]["503"]  # read from blocks.json: none is an empty list
+    return path
+
+
 def document(version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {
         f"/api/v1/{name}": _list_path(name, filters) for name, filters in RESOURCES.items()
     }
+    paths["/api/v1/blocks"] = _blocks_path()
+    paths["/api/v1/blocks/lift"] = LIFT
     paths["/api/v1/overview"] = {
         "get": {
             "operationId": "overview",

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import charts
+from .geo import country_of
 from .queries import Query, list_numbers, list_table, reader
 from .summary import overview
 
@@ -124,7 +125,7 @@ def source_context(db: Path, addr: str, cursor: int | None) -> dict[str, Any]:
         "messages": messages.items,
         "next_cursor": messages.next_cursor,
         "tools": tools,
-        "country": None,
+        "country": country_of(addr),
     }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.tollfraud import classify_number
+from .geo import country_of
 
 ALERT_EVENT = "analysis.alert.raised"
 MAX_LIMIT = 1000
@@ -217,6 +218,9 @@ def list_table(conn: sqlite3.Connection, name: str, q: Query) -> Page:
     items = [_decode(r, table.json_columns) for r in rows]
     if name == "alerts":
         items = [_alert(item) for item in items]
+    if name == "sources":
+        for item in items:
+            item["country"] = country_of(str(item.get("src_ip")))
     return Page(items, int(rows[-1]["_id"]) if more and rows else None)
 
 

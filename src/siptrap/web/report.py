@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import charts
+from .geo import UNKNOWN, country_of
 from .pages import STATIC, calls_rows, environment, recording_path
 from .queries import ALERT_EVENT, Query, list_numbers, reader
 from .summary import overview
@@ -58,7 +59,7 @@ def gather(data_dir: Path, since: float | None, until: float | None) -> dict[str
         "calls": calls,
         "since": ov.since,
         "until": ov.until,
-        "countries": {},
+        "countries": {addr: country_of(addr) for addr, _ in ov.tops["sources"]},
     }
 
 
@@ -145,7 +146,8 @@ def markdown_report(data_dir: Path, sensor: str, since: float | None, until: flo
         "## Top sources",
         "",
         *_table(
-            ["source", "country", "messages"], [[a, "unknown", n] for a, n in ov.tops["sources"]]
+            ["source", "country", "messages"],
+            [[a, c["countries"].get(a) or UNKNOWN, n] for a, n in ov.tops["sources"]],
         ),
         "## Tools",
         "",

@@ -24,9 +24,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from .. import __version__
+from ..actions.lift import lift_block
+from ..actions.settings import ActionSpec
 from . import metrics, pages
+from .blocks import BLOCK_FILTERS, list_blocks, shown, source_blocks
 from .openapi import document
-from .queries import RESOURCES, Query, QueryError, list_resource, make_query
+from .queries import RESOURCES, Page, Query, QueryError, list_resource, make_query
 from .settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -48,13 +51,18 @@ PAGE_FILTERS = {
 }
 PAGE_COLUMNS = {
     "sources": (
-        "src_ip first_seen last_seen requests auth_attempts calls registrations malformed"
+        "src_ip country first_seen last_seen requests auth_attempts calls registrations malformed"
         " user_agents"
     ),
     "alerts": "ts src_ip category severity tool count targets conclusions evidence",
     "credentials": "ts src_ip method username realm result password password_source user_agent",
     "numbers": "number calls sources country type kind first_seen last_seen",
+    "blocks": "src_ip step category since expires left count alert_id",
 }
+LIFT_HOW = (
+    "A block is lifted with `siptrap blocks lift ADDR`, or with the admin token by"
+    ' POST /api/v1/blocks/lift {"src_ip": "ADDR"}.'
+)
 
 
 class WebServer:
@@ -65,6 +73,7 @@ class WebServer:
         sensor: str = "siptrap",
         registry: CollectorRegistry | None = None,
         control: Control | None = None,
+        actions: tuple[ActionSpec, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.db = data_dir / "siptrap.db"
@@ -72,6 +81,7 @@ class WebServer:
         self.sensor = sensor
         self.registry = registry
         self.control = control
+        self.actions = actions  # what a lift undoes, as `siptrap blocks lift` does
         self.env = pages.environment()
         self.port = settings.port
         self._runner: web.AppRunner | None = None
@@ -88,6 +98,7 @@ class WebServer:
         r.add_get("/credentials", self.page_list("credentials"))
         r.add_get("/numbers", self.page_list("numbers"))
         r.add_get("/calls", self.page_calls)
+        r.add_get("/blocks", self.page_blocks)
         r.add_get("/recordings/{id:[0-9]{1,12}}/{kind}", self.recording)
         r.add_get("/metrics", self.metrics)
         r.add_get("/favicon.ico", self.no_icon)
@@ -95,6 +106,8 @@ class WebServer:
         r.add_get("/api/v1/overview", self.api_overview)
         for name in RESOURCES:
             r.add_get(f"/api/v1/{name}", self.api_list(name))
+        r.add_get("/api/v1/blocks", self.api_blocks)
+        r.add_post("/api/v1/blocks/lift", self.api_lift)
         r.add_post("/api/v1/control", self.api_control)
         r.add_static("/static", pages.STATIC, show_index=False, follow_symlinks=False)
         return app
@@ -225,6 +238,22 @@ class WebServer:
             next_url=_next(request, cursor),
         )
 
+    async def page_blocks(self, request: web.Request) -> web.Response:
+        q = make_query(dict(request.query), BLOCK_FILTERS, forms=True)
+        q = Query(q.since, q.until, min(q.limit, 200), q.cursor, q.filters)
+        page = await asyncio.to_thread(list_blocks, self.data_dir, q)
+        return self._render(
+            "table.html",
+            title="Blocks",
+            columns=PAGE_COLUMNS["blocks"].split(),
+            rows=shown(page.items),
+            links={"src_ip": "/sources/"},
+            filters=_shown(q),
+            filter_names=BLOCK_FILTERS,
+            next_url=_next(request, page.next_cursor),
+            intro=LIFT_HOW,
+        )
+
     async def page_source(self, request: web.Request) -> web.Response:
         try:
             addr = str(ipaddress.ip_address(request.match_info["addr"]))
@@ -233,6 +262,7 @@ class WebServer:
         cursor_text = request.query.get("cursor", "")
         cursor = int(cursor_text) if cursor_text.isdigit() else None
         context = await asyncio.to_thread(pages.source_context, self.db, addr, cursor)
+        context["blocks"] = await asyncio.to_thread(source_blocks, self.data_dir, addr)
         next_cursor = context.pop("next_cursor")
         return self._render(
             "source.html",
@@ -286,21 +316,49 @@ class WebServer:
             if fmt not in ("json", "csv"):
                 raise QueryError("format: json or csv")
             page = await asyncio.to_thread(list_resource, self.db, name, q)
-            if fmt == "csv":
-                return web.Response(
-                    text=to_csv(page.items),
-                    content_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-                )
-            return web.json_response({"items": page.items, "next_cursor": page.next_cursor})
+            return _page_response(name, fmt, page)
 
         return handler
 
-    async def api_control(self, request: web.Request) -> web.Response:
+    async def api_blocks(self, request: web.Request) -> web.Response:
+        q = make_query(dict(request.query), BLOCK_FILTERS)
+        fmt = request.query.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise QueryError("format: json or csv")
+        page = await asyncio.to_thread(list_blocks, self.data_dir, q)
+        return _page_response("blocks", fmt, page)
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """Why a request that changes something is refused (None: it holds the token)."""
         if not self.settings.token:
             return _error(403, "read-only: start the web server with --web-token to control")
         if not self._token_ok(request):
             return _error(401, "the admin token is required (Authorization: Bearer TOKEN)")
+        return None
+
+    async def api_lift(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        address = body.get("src_ip") if isinstance(body, dict) else None
+        if not isinstance(address, str):
+            return _error(400, 'expected {"src_ip": "ADDR"}')
+        try:
+            lifted = await asyncio.to_thread(lift_block, self.data_dir, address, self.actions)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        log.info("web: block on %s lifted by %s", lifted.src_ip, request.remote)
+        result = {"src_ip": lifted.src_ip, "lifted": lifted.known, "errors": list(lifted.errors)}
+        return web.json_response(result, status=502 if lifted.errors else 200)
+
+    async def api_control(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         if self.control is None:
             return _error(503, "not a running honeypot (siptrap web only reads)")
         try:
@@ -324,6 +382,16 @@ def _overview_json(db: Path, q: Query) -> dict[str, Any]:
 
     with reader(db) as conn:
         return overview(conn, q.since, q.until).as_json()
+
+
+def _page_response(name: str, fmt: str, page: Page) -> web.Response:
+    if fmt == "csv":
+        return web.Response(
+            text=to_csv(page.items),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    return web.json_response({"items": page.items, "next_cursor": page.next_cursor})
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -78,6 +78,7 @@ async def start_web(honeypot: Any, settings: WebSettings) -> WebServer:
         honeypot.config.sensor.name,
         registry=honeypot.registry,
         control=control,
+        actions=tuple(honeypot.config.actions),
     )
     await server.start()
     honeypot._emit(
