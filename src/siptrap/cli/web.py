@@ -29,7 +29,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     actions: tuple[Any, ...] = ()
     if args.config:  # only what a lift undoes (as `siptrap blocks lift --config`)
         from ..config import load_config
-        from ..endpoint.extensions import ConfigError
+        from ..settings import ConfigError
 
         try:
             actions = tuple(load_config(args.config, data_dir=str(data_dir)).actions)
