@@ -8,7 +8,9 @@ types; `check_output` then checks values a type cannot (addresses, URLs, sizes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import doc
@@ -146,34 +148,60 @@ def check_output(output: OutputBase) -> str | None:
 def _check(o: OutputBase) -> None:
     if o.queue_size < 1:
         raise ValueError("queue_size: at least 1")
-    if isinstance(o, SyslogOutput):
-        split_address(o.address, ("udp", "tcp", "unix"))
-        if o.facility not in SYSLOG_FACILITIES:
-            raise ValueError(f"facility: one of {', '.join(SYSLOG_FACILITIES)}")
-        if o.framing not in ("octet", "lf"):
-            raise ValueError("framing: octet or lf")
-        if o.max_size < 480:
-            raise ValueError("max_size: at least 480")
-    elif isinstance(o, WebhookOutput):
-        parts = urlsplit(o.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url: an http:// or https:// URL")
-        if o.format not in ("json", "slack"):
-            raise ValueError("format: json or slack")
-        if o.min_severity not in SEVERITIES:
-            raise ValueError(f"min_severity: one of {', '.join(SEVERITIES)}")
-        if o.timeout <= 0:
-            raise ValueError("timeout: more than 0")
-    elif isinstance(o, HepOutput):
-        split_address(o.address, ("udp", "tcp"))
-        if not 0 <= o.capture_id < 1 << 32:
-            raise ValueError("capture_id: 0 to 4294967295")
-    elif isinstance(o, HpfeedsOutput):
-        if not o.ident or not o.channel or not 0 < o.port < 65536:
-            raise ValueError("ident, channel and port (1-65535) are required")
-    elif isinstance(o, EcsOutput):
-        if not o.path or o.max_bytes < 4096:
-            raise ValueError("path is required; max_bytes at least 4096")
-    elif isinstance(o, PcapOutput):
-        if not o.directory or o.file_bytes < 65536 or o.max_files < 1:
-            raise ValueError("directory is required; file_bytes >= 65536, max_files >= 1")
+    check = _CHECKS.get(type(o))
+    if check is not None:
+        check(o)
+
+
+def _check_syslog(o: Any) -> None:
+    split_address(o.address, ("udp", "tcp", "unix"))
+    if o.facility not in SYSLOG_FACILITIES:
+        raise ValueError(f"facility: one of {', '.join(SYSLOG_FACILITIES)}")
+    if o.framing not in ("octet", "lf"):
+        raise ValueError("framing: octet or lf")
+    if o.max_size < 480:
+        raise ValueError("max_size: at least 480")
+
+
+def _check_webhook(o: Any) -> None:
+    parts = urlsplit(o.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("url: an http:// or https:// URL")
+    if o.format not in ("json", "slack"):
+        raise ValueError("format: json or slack")
+    if o.min_severity not in SEVERITIES:
+        raise ValueError(f"min_severity: one of {', '.join(SEVERITIES)}")
+    if o.timeout <= 0:
+        raise ValueError("timeout: more than 0")
+
+
+def _check_hep(o: Any) -> None:
+    split_address(o.address, ("udp", "tcp"))
+    if not 0 <= o.capture_id < 1 << 32:
+        raise ValueError("capture_id: 0 to 4294967295")
+
+
+def _check_hpfeeds(o: Any) -> None:
+    if not o.ident or not o.channel or not 0 < o.port < 65536:
+        raise ValueError("ident, channel and port (1-65535) are required")
+
+
+def _check_ecs(o: Any) -> None:
+    if not o.path or o.max_bytes < 4096:
+        raise ValueError("path is required; max_bytes at least 4096")
+
+
+def _check_pcap(o: Any) -> None:
+    if not o.directory or o.file_bytes < 65536 or o.max_files < 1:
+        raise ValueError("directory is required; file_bytes >= 65536, max_files >= 1")
+
+
+# What each kind checks beyond queue_size (ValueError naming the key).
+_CHECKS: dict[type, Callable[[Any], None]] = {
+    SyslogOutput: _check_syslog,
+    WebhookOutput: _check_webhook,
+    HepOutput: _check_hep,
+    HpfeedsOutput: _check_hpfeeds,
+    EcsOutput: _check_ecs,
+    PcapOutput: _check_pcap,
+}

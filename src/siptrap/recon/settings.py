@@ -75,6 +75,21 @@ def known_mode(config: ReconConfig, mode: str) -> bool:
 
 def check_recon(config: ReconConfig, mode: str) -> str | None:
     """A problem with the [recon] section or the sensor's mode, or None."""
+    problem = _check_addresses(config) or _check_ports(config) or _check_modes(config)
+    if problem is not None:
+        return problem
+    if not config.rdap_url.startswith(("https://", "http://")):
+        return "recon.rdap_url: an https:// (or http://) URL"
+    if config.rate <= 0 or config.target_rate <= 0:
+        return "recon.rate and recon.target_rate: more than 0"
+    if config.workers < 1 or config.queue_size < 1:
+        return "recon.workers and recon.queue_size: at least 1"
+    if not known_mode(config, mode):
+        return f"sensor.mode: passive, active or a custom mode of recon.modes, not {mode!r}"
+    return None
+
+
+def _check_addresses(config: ReconConfig) -> str | None:
     for key in ("allow", "never"):
         for item in getattr(config, key):
             try:
@@ -86,12 +101,20 @@ def check_recon(config: ReconConfig, mode: str) -> str | None:
             ipaddress.ip_address(item.strip())
         except ValueError:
             return f"recon.resolvers: {item!r} is not an IP address"
+    return None
+
+
+def _check_ports(config: ReconConfig) -> str | None:
     for item in config.ports:
         proto, _sep, number = item.strip().partition("/")
         if proto.lower() not in ("tcp", "udp") or not number.isdigit():
             return f"recon.ports: {item!r} is not tcp/N or udp/N"
         if not 0 < int(number) < 65536:
             return f"recon.ports: {item!r}: port out of range"
+    return None
+
+
+def _check_modes(config: ReconConfig) -> str | None:
     for item in config.modes:
         name, sep, checks = item.partition("=")
         if not sep or not name.strip() or name.strip() in PRIMITIVE_MODES:
@@ -99,12 +122,4 @@ def check_recon(config: ReconConfig, mode: str) -> str | None:
         bad = [c for c in checks.split(",") if c.strip() and c.strip() not in CHECKS]
         if bad:
             return f"recon.modes: unknown check {bad[0].strip()!r} (one of {', '.join(CHECKS)})"
-    if not config.rdap_url.startswith(("https://", "http://")):
-        return "recon.rdap_url: an https:// (or http://) URL"
-    if config.rate <= 0 or config.target_rate <= 0:
-        return "recon.rate and recon.target_rate: more than 0"
-    if config.workers < 1 or config.queue_size < 1:
-        return "recon.workers and recon.queue_size: at least 1"
-    if not known_mode(config, mode):
-        return f"sensor.mode: passive, active or a custom mode of recon.modes, not {mode!r}"
     return None
