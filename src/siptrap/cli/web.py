@@ -70,8 +70,18 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p_web = sub.add_parser("web", help="serve the dashboard and API over a data directory")
-    p_web.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
-    p_web.add_argument("--listen", default="127.0.0.1:8080", metavar="ADDR:PORT")
+    p_web.add_argument(
+        "--data-dir",
+        default="./siptrap-data",
+        metavar="DIR",
+        help="data directory (default ./siptrap-data)",
+    )
+    p_web.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="ADDR:PORT",
+        help="address to serve on (default 127.0.0.1:8080)",
+    )
     p_web.add_argument(
         "--token",
         "--web-token",
@@ -88,6 +98,11 @@ def add_parser(sub: Any) -> None:
         "email on|off | calls list|hangup ID|hangup all | extensions list|add|remove|set | "
         "personality NAME | rules reload | clean alerts|recordings|events --before DATE",
     )
-    p_ctl.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_ctl.add_argument(
+        "--data-dir",
+        default="./siptrap-data",
+        metavar="DIR",
+        help="data directory (default ./siptrap-data)",
+    )
     p_ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND")
     p_ctl.set_defaults(func=cmd_ctl)
