@@ -60,3 +60,14 @@ def test_a_readme_snippet_goes_through_config_show(tmp_path: Path) -> None:
     shown.write_bytes(done.stdout)
     assert 'registrar = "udp:127.0.0.1:5080"' in done.stdout.decode()
     load_config(shown)
+
+
+def test_the_readme_names_every_tool_test_sh_installs() -> None:
+    script = (ROOT / "test.sh").read_text()
+    match = re.search(r"^APT_TOOLS=\(([^)]*)\)", script, re.M)
+    assert match is not None
+    tools = match.group(1).split()
+    assert "kamailio" in tools
+    start = (ROOT / "README.md").read_text().split("## Running the honeypot")[0]
+    missing = [tool for tool in tools if f"`{tool}`" not in start]
+    assert missing == []
