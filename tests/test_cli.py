@@ -353,3 +353,19 @@ def test_export_hashes_without_a_database_fails_cleanly(tmp_path: Path) -> None:
     done = run("export-hashes", "--data-dir", str(tmp_path))
     assert done.returncode == 1
     assert b"no database" in done.stderr and done.stdout == b""
+
+
+@pytest.mark.parametrize("where", ["before", "after", "after="])
+def test_ctl_takes_data_dir_before_or_after_the_command(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(tmp_path / "elsewhere")
+    args = {
+        "before": ["ctl", "--data-dir", data, "status"],
+        "after": ["ctl", "status", "--data-dir", data],
+        "after=": ["ctl", "status", f"--data-dir={data}"],
+    }[where]
+    assert main(args) == 1  # nothing runs there
+    assert capsys.readouterr().err.strip() == (
+        f"siptrap ctl: no running honeypot at {data}/control.sock"
+    )
