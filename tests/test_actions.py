@@ -17,7 +17,7 @@ import pytest
 import test_endpoint
 from siptrap.actions.base import ActionFailed, Job
 from siptrap.actions.policy import Change, Ladder
-from siptrap.actions.program import argv_for, values_of
+from siptrap.actions.program import ProgramAction, argv_for, values_of
 from siptrap.actions.settings import ActionSpec, PolicyConfig, action_specs
 from siptrap.actions.sink import ActionSink
 from siptrap.actions.state import load_blocks
@@ -115,6 +115,11 @@ def test_actions_and_policy_configuration() -> None:
         {"actions": [{"kind": "shell"}]},
         {"actions": [{"kind": "kamailio", "rpc": "/no/scheme"}]},
         {"actions": [{"kind": "program"}]},
+        {"actions": [{"kind": "program", "command": ["/bin/sh", "-c", "echo {user_agent}"]}]},
+        {"actions": [{"kind": "program", "command": ["python3", "-c", "print(1)", "{src_ip}"]}]},
+        {"actions": [{"kind": "program", "command": ["bash", "{user_agent}"]}]},
+        {"actions": [{"kind": "program", "command": ["/usr/bin/env", "{src_ip}"]}]},
+        {"actions": [{"kind": "program", "command": ["xargs", "echo"]}]},
         {"actions": [{"kind": "webhook", "url": "ftp://x"}]},
         {"actions": [{"kind": "blocklist", "colour": "red"}]},
         {"policy": {"ladder": ["try_later", "nuke"]}},
@@ -207,14 +212,20 @@ ARGV_DUMP = (
 )
 
 
+def script_file(tmp_path: Path, code: str) -> Path:
+    """A script for the interpreter to run: an interpreter may not be given code (-c)."""
+    path = tmp_path / f"script-{abs(hash(code))}.py"
+    path.write_text(code + "\n")
+    return path
+
+
 def test_hostile_values_reach_a_real_program_as_inert_arguments(tmp_path: Path) -> None:
     out = tmp_path / "argv.json"
     spec = {
         "kind": "program",
         "command": [
             sys.executable,
-            "-c",
-            ARGV_DUMP,
+            str(script_file(tmp_path, ARGV_DUMP)),
             str(out),
             "{src_ip}",
             "{user_agent}",
@@ -472,7 +483,10 @@ def test_a_refresh_goes_to_kamailio_but_not_to_programs(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     specs = [
         {"kind": "kamailio", "rpc": url},
-        {"kind": "program", "command": [sys.executable, "-c", APPEND, str(out)]},
+        {
+            "kind": "program",
+            "command": [sys.executable, str(script_file(tmp_path, APPEND)), str(out)],
+        },
     ]
     sink, collect = sink_with(tmp_path, specs, ladder=("try_later",), expire=2.0, step_after=99)
     try:
@@ -494,3 +508,17 @@ def test_a_refresh_goes_to_kamailio_but_not_to_programs(tmp_path: Path) -> None:
 
 
 APPEND = "import sys; open(sys.argv[1], 'a').write('run\\n')"
+
+
+def test_a_program_that_would_read_code_is_refused_before_it_runs(tmp_path: Path) -> None:
+    # Built past the configuration check: the action checks again before it runs anything.
+    out = tmp_path / "ran"
+    for command in (
+        ("/bin/sh", "-c", f"echo {{user_agent}} > {out}"),
+        ("bash", "{user_agent}"),
+        ("/usr/bin/env", "touch", str(out)),
+    ):
+        action = ProgramAction(ActionSpec(kind="program", command=command))
+        with pytest.raises(ActionFailed, match="refused"):
+            action.apply(_job(user_agent=f"x; touch {out}"))
+    assert not out.exists()

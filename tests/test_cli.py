@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -151,6 +152,57 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     except SystemExit as exc:  # argparse's own usage errors
         code = exc.code
     assert code == 2
+
+
+@pytest.mark.parametrize("family", ["config", "blocks"])
+def test_a_family_without_its_subcommand_prints_its_own_help(
+    family: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([family]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: siptrap {family} ")
+    assert "SUBCOMMAND" in out
+
+
+def _help_of(args: list[str]) -> str:
+    done = run(*args, "--help")
+    assert done.returncode == 0
+    return done.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["config", "show"],
+        ["export-hashes"],
+        ["blocks", "list"],
+        ["blocks", "lift"],
+        ["status"],
+        ["web"],
+        ["ctl"],
+        ["report"],
+    ],
+)
+def test_every_data_dir_option_says_what_it_is(args: list[str]) -> None:
+    text = " ".join(_help_of(args).split())
+    assert "--data-dir DIR data directory (default ./siptrap-data)" in text
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    # `siptrap status --json | head -1`: the reader closed its end before siptrap wrote.
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "wb") as out:
+        done = subprocess.run(
+            [str(BIN), "status", "--json", "--data-dir", str(tmp_path)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    assert b"Traceback" not in done.stderr
+    assert done.returncode == 1
 
 
 def test_version() -> None:
@@ -301,3 +353,19 @@ def test_export_hashes_without_a_database_fails_cleanly(tmp_path: Path) -> None:
     done = run("export-hashes", "--data-dir", str(tmp_path))
     assert done.returncode == 1
     assert b"no database" in done.stderr and done.stdout == b""
+
+
+@pytest.mark.parametrize("where", ["before", "after", "after="])
+def test_ctl_takes_data_dir_before_or_after_the_command(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(tmp_path / "elsewhere")
+    args = {
+        "before": ["ctl", "--data-dir", data, "status"],
+        "after": ["ctl", "status", "--data-dir", data],
+        "after=": ["ctl", "status", f"--data-dir={data}"],
+    }[where]
+    assert main(args) == 1  # nothing runs there
+    assert capsys.readouterr().err.strip() == (
+        f"siptrap ctl: no running honeypot at {data}/control.sock"
+    )

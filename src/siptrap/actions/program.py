@@ -13,7 +13,7 @@ import re
 import subprocess
 
 from .base import ActionFailed, Job
-from .settings import ActionSpec
+from .settings import ActionSpec, program_refusal
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 NAMES = (
@@ -81,6 +81,10 @@ class ProgramAction:
 
     def apply(self, job: Job) -> tuple[str, str] | None:
         argv = argv_for(self.spec.command, values_of(job))
+        # Checked at start too; again before anything runs, template and filled in.
+        why = program_refusal(self.spec.command) or program_refusal(argv)
+        if why:
+            raise ActionFailed(f"refused: {why}")
         try:
             done = subprocess.run(
                 argv,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..analysis.alerts import SEVERITY_ORDER
+from ..analysis.system_policy import INTERPRETERS, program_name, refusal
 from ..settings import doc
 
 KINDS = ("kamailio", "nftables", "blocklist", "webhook", "program", "svcrash")
@@ -124,6 +126,21 @@ def _check(where: str, spec: ActionSpec) -> None:
         raise ActionConfigError(f"{where}.url: an http:// or https:// address")
     if spec.kind == "program" and not spec.command:
         raise ActionConfigError(f"{where}.command: the program and its arguments, a list")
+    why = program_refusal(spec.command) if spec.kind == "program" else None
+    if why:
+        raise ActionConfigError(f"{where}.command: {why}")
+
+
+def program_refusal(command: tuple[str, ...] | list[str]) -> str | None:
+    """Why a `program` command may not run (None: it may): the rules' `system` policy
+    (no shell or interpreter given code, no program that runs its operands), and an
+    interpreter's script may not be a {value}."""
+    why = refusal(command, expanded=True)
+    if why:
+        return why.replace("system program", "program", 1)
+    if program_name(command[0]) in INTERPRETERS and re.search(r"\{[a-z_]+\}", command[1]):
+        return f"program {command[0]!r}: the script it runs must be fixed text"
+    return None
 
 
 def check_policy(policy: PolicyConfig) -> None:

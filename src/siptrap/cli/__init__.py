@@ -147,9 +147,12 @@ def cmd_export_hashes(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATA_DIR_HELP = "data directory (default ./siptrap-data)"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./siptrap-data)")
+    p.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
     p.add_argument(
         "--listen",
         action="append",
@@ -197,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.set_defaults(func=cmd_config_show)
 
     p_hashes = sub.add_parser("export-hashes", help="captured digests for hashcat (mode 11400)")
-    p_hashes.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_hashes.add_argument(
+        "--data-dir", default="./siptrap-data", metavar="DIR", help=_DATA_DIR_HELP
+    )
     p_hashes.add_argument("-o", "--output", metavar="FILE", help="output file (default stdout)")
     p_hashes.set_defaults(func=cmd_export_hashes)
 
@@ -205,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_analyze_parser(sub)
     for add_parser in FAMILIES:
         add_parser(sub)
+    for command_parser in sub.choices.values():
+        # `siptrap config` (no SUBCOMMAND) prints config's help, not the top level's.
+        command_parser.set_defaults(usage_of=command_parser)
     return parser
 
 
@@ -212,9 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        getattr(args, "usage_of", parser).print_help()
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:
+        # `siptrap status --json | head`: the reader left; no traceback for that.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return result
 
 

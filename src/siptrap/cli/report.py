@@ -33,7 +33,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="a self-contained HTML (or Markdown) report of a period")
-    p.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p.add_argument(
+        "--data-dir",
+        default="./siptrap-data",
+        metavar="DIR",
+        help="data directory (default ./siptrap-data)",
+    )
     p.add_argument("--since", help="ISO 8601 or epoch seconds (default: an hour before --until)")
     p.add_argument("--until", help="ISO 8601 or epoch seconds (default: the newest event)")
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default stdout)")

@@ -55,16 +55,28 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_dir_among(words: list[str], data_dir: str) -> tuple[list[str], str]:
+    """`siptrap ctl status --data-dir DIR` means what `ctl --data-dir DIR status` does
+    (no ctl command has a --data-dir of its own)."""
+    for i, word in enumerate(words):
+        if word == "--data-dir" and i + 1 < len(words):
+            return words[:i] + words[i + 2 :], words[i + 1]
+        if word.startswith("--data-dir="):
+            return words[:i] + words[i + 1 :], word.split("=", 1)[1]
+    return words, data_dir
+
+
 def cmd_ctl(args: argparse.Namespace) -> int:
     """Send one command to the running honeypot; print its answer as JSON."""
     from ..web.control import SOCKET_NAME, send_command
 
-    path = Path(args.data_dir) / SOCKET_NAME
-    if not args.words:
+    words, data_dir = _data_dir_among(list(args.words), args.data_dir)
+    path = Path(data_dir) / SOCKET_NAME
+    if not words:
         print("siptrap ctl: a command is needed (status, stats, mode, ...)", file=sys.stderr)
         return 2
     try:
-        reply: dict[str, Any] = send_command(path, list(args.words))
+        reply: dict[str, Any] = send_command(path, words)
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"siptrap ctl: no running honeypot at {path}", file=sys.stderr)
         return 1
@@ -80,8 +92,18 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p_web = sub.add_parser("web", help="serve the dashboard and API over a data directory")
-    p_web.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
-    p_web.add_argument("--listen", default="127.0.0.1:8080", metavar="ADDR:PORT")
+    p_web.add_argument(
+        "--data-dir",
+        default="./siptrap-data",
+        metavar="DIR",
+        help="data directory (default ./siptrap-data)",
+    )
+    p_web.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="ADDR:PORT",
+        help="address to serve on (default 127.0.0.1:8080)",
+    )
     p_web.add_argument(
         "--token",
         "--web-token",
@@ -101,6 +123,11 @@ def add_parser(sub: Any) -> None:
         "email on|off | calls list|hangup ID|hangup all | extensions list|add|remove|set | "
         "personality NAME | rules reload | clean alerts|recordings|events --before DATE",
     )
-    p_ctl.add_argument("--data-dir", default="./siptrap-data", metavar="DIR")
+    p_ctl.add_argument(
+        "--data-dir",
+        default="./siptrap-data",
+        metavar="DIR",
+        help="data directory (default ./siptrap-data)",
+    )
     p_ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND")
     p_ctl.set_defaults(func=cmd_ctl)

@@ -88,3 +88,16 @@ class JsonLinesSink:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _after_last_newline(f: IO[bytes], size: int, chunk: int = 65536) -> int:
+    """The offset just after the file's last newline (0 when there is none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - chunk)
+        f.seek(start)
+        found = f.read(pos - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
