@@ -61,7 +61,7 @@ def add_rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = sub.add_parser("rules", help="check rule files, list the rules in force")
     rules_sub = p.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
     p_check = rules_sub.add_parser("check", help="validate rule files (exit 1 with file:line)")
-    p_check.add_argument("files", nargs="+", metavar="FILE")
+    p_check.add_argument("files", nargs="+", metavar="FILE", help="a rule file (Artemisa syntax)")
     p_check.set_defaults(func=cmd_rules_check)
     p_list = rules_sub.add_parser("list", help="the rules in force")
     p_list.add_argument("--config", metavar="FILE", help="TOML configuration ([analysis] rules)")
