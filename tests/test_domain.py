@@ -179,8 +179,13 @@ def test_svwar_through_kamailio_is_blocked_503_then_403_and_the_phone_still_call
     # The attack persisted (the INVITE scan, mirrored to siptrap): 403 now.
     assert wait_until(lambda: probe(kamailio, ATTACKER) == 403, 10)
     assert kamailio.htable()[ATTACKER] == 2
-    steps = [e["step"] for e in honeypot.events("response.policy.changed")]
-    assert steps[:2] == ["try_later", "forbid"], steps
+
+    # The action sets Kamailio's htable after the event was emitted, and the event reaches
+    # events.jsonl within recording.flush_interval: wait for it.
+    def steps() -> list[str]:
+        return [e["step"] for e in honeypot.events("response.policy.changed")]
+
+    assert wait_until(lambda: steps()[:2] == ["try_later", "forbid"], 5), steps()
     # Mirrored copies are recorded, never answered by siptrap.
     mirrored = honeypot.events("sip.request.received")
     assert any(e.get("blocked_by_proxy") for e in mirrored)
