@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import struct
-import time
 
 from ..events.record import Event, Peer
+from .link import Link
 from .plugin import selection
 from .settings import HepOutput, split_address
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = 5.0
 PROTO_SIP = 1
 _CHUNK = struct.Struct("!HHH")  # vendor, type, length (with these 6 bytes)
 
@@ -98,20 +96,10 @@ class HepSink:
         self.scheme, self.host, self.port = split_address(settings.address, ("udp", "tcp"))
         self.sent = 0
         self.dropped = 0
-        self._sock: socket.socket | None = None
-        self._resume = 0.0
-        self._failing = False
+        self.link = Link("hep", self.name, self.scheme, self.host, self.port)
 
     def open(self) -> None:
         pass
-
-    def _connect(self) -> socket.socket:
-        kind = socket.SOCK_DGRAM if self.scheme == "udp" else socket.SOCK_STREAM
-        family, _, _, _, address = socket.getaddrinfo(self.host, self.port, 0, kind)[0]
-        sock = socket.socket(family, kind)
-        sock.settimeout(5.0)
-        sock.connect(address)
-        return sock
 
     def write(self, events: list[Event]) -> None:
         s = self.settings
@@ -124,29 +112,10 @@ class HepSink:
         ]
         if not packets:
             return
-        if time.monotonic() < self._resume:
+        if not self.link.send(packets, s.address):
             self.dropped += len(packets)
             return
-        try:
-            if self._sock is None:
-                self._sock = self._connect()
-            if self.scheme == "tcp":
-                self._sock.sendall(b"".join(packets))
-            else:
-                for packet in packets:
-                    self._sock.send(packet)
-        except OSError as exc:
-            self.dropped += len(packets)
-            self.close()
-            self._resume = time.monotonic() + RETRY_AFTER
-            if not self._failing:
-                log.warning("hep output %s to %s failed: %s", self.name, s.address, exc)
-            self._failing = True
-            return
-        self._failing = False
         self.sent += len(packets)
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.link.close()

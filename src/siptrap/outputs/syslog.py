@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from typing import Any
 
 from ..events.record import Event
+from .link import Link
 from .plugin import selection
 from .settings import SYSLOG_FACILITIES, SyslogOutput, split_address
 
@@ -37,7 +37,6 @@ WARNING_EVENTS = frozenset(
     {"sip.auth.attempt", "sip.auth.recovered", "sip.register.success", "sip.flood.shed"}
 )
 _ESCAPES = {'"': '\\"', "\\": "\\\\"}
-RETRY_AFTER = 5.0  # seconds without trying after a failed send
 
 
 def escape(value: object) -> str:
@@ -124,24 +123,10 @@ class SyslogSink:
         self.app_name = _header_token(settings.app_name, 48)
         self.sent = 0
         self.dropped = 0
-        self._sock: socket.socket | None = None
-        self._resume = 0.0
-        self._failing = False
+        self.link = Link("syslog", self.name, self.scheme, self.host, self.port)
 
     def open(self) -> None:
         pass  # connected on the first batch, so a receiver that is down delays nothing
-
-    def _connect(self) -> socket.socket:
-        if self.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.connect(self.host)
-            return sock
-        kind = socket.SOCK_DGRAM if self.scheme == "udp" else socket.SOCK_STREAM
-        family, _, _, _, address = socket.getaddrinfo(self.host, self.port, 0, kind)[0]
-        sock = socket.socket(family, kind)
-        sock.settimeout(5.0)
-        sock.connect(address)
-        return sock
 
     def _frame(self, text: str) -> bytes:
         data = text.encode("ascii", "backslashreplace")[: self.settings.max_size]
@@ -159,35 +144,10 @@ class SyslogSink:
         ]
         if not frames:
             return
-        if time.monotonic() < self._resume:
+        if not self.link.send(frames, self.settings.address):
             self.dropped += len(frames)
             return
-        try:
-            if self._sock is None:
-                self._sock = self._connect()
-            if self.scheme == "tcp":
-                self._sock.sendall(b"".join(frames))
-            else:
-                for frame in frames:
-                    self._sock.send(frame)
-        except OSError as exc:
-            self.dropped += len(frames)
-            self._close()
-            self._resume = time.monotonic() + RETRY_AFTER
-            if not self._failing:
-                address = self.settings.address
-                log.warning("syslog output %s to %s failed: %s", self.name, address, exc)
-            self._failing = True
-            return
-        if self._failing:
-            log.info("syslog output %s: sending again", self.name)
-        self._failing = False
         self.sent += len(frames)
 
-    def _close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
     def close(self) -> None:
-        self._close()
+        self.link.close()
