@@ -13,10 +13,11 @@ import siptrap
 
 SRC = Path(siptrap.__file__).parent
 
-# Lowest first; names in one tuple are one layer. `settings` (ConfigError, doc) is
-# shared by every layer's settings; `startup` checks the data directory for `app`.
+# Lowest first; names in one tuple are one layer. `settings` (ConfigError, doc) is shared
+# by every layer's settings, `bounded` (BoundedLRU, DeadlineQueue) by every layer's
+# tables; `startup` checks the data directory for `app`.
 ORDER: tuple[tuple[str, ...], ...] = (
-    ("settings",),
+    ("settings", "bounded"),
     ("sip",),
     ("events",),
     ("media",),
