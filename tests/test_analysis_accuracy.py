@@ -230,19 +230,83 @@ def test_keepalives_are_counted_never_alerted():
 
 
 # -- 13. a PBX qualifying its phones ----------------------------------------------------------
+PBX = "192.0.2.200"
+
+
+def _options(eng: AnalysisEngine, sender: str, to: tuple[str, int], t: float, ua: str | None):
+    data = request("OPTIONS", "100", host=to[0], from_ip=sender, ua=ua)
+    eng.request(parse(data), Source(sender, 5060, "udp", to[0], to[1]), t)
+
+
+def _register(eng: AnalysisEngine, public: tuple[str, int], private: str, t: float, **kw):
+    """A phone at `private` (behind a NAT showing `public`) registers with the PBX."""
+    data = request("REGISTER", "100", host=PBX, from_ip=private, **kw)
+    eng.request(parse(data), Source(public[0], public[1], "udp", PBX, 5060), t)
+
+
 def test_a_pbx_qualifying_its_phones_is_not_host_discovery():
     eng = engine()
-    for n in range(6):
-        phone = f"192.0.2.{50 + n}"
-        data = request("OPTIONS", "100", host=phone, from_ip="192.0.2.200", ua="Asterisk PBX 18.9")
-        eng.request(parse(data), Source("192.0.2.200", 5060, "udp", phone, 5060), n * 0.1)
+    phones = [(f"81.2.69.{50 + n}", 40000 + n) for n in range(6)]
+    for n, public in enumerate(phones):  # three behind NAT, three not
+        _register(eng, public, f"192.168.1.{n}" if n % 2 else public[0], n * 0.1)
+    for n, public in enumerate(phones):  # the PBX pings the address each REGISTER came from
+        _options(eng, PBX, public, 10 + n * 0.1, None)  # (nathelper sends no User-Agent)
+    for n in (0, 2, 4):  # and a phone not behind NAT at its Contact too
+        _options(eng, PBX, (phones[n][0], 5062), 11 + n * 0.1, None)
     assert final(eng) == []
+    assert eng.finder.registrations.learnt.evicted == 0
+
+
+def test_a_pbx_pinging_hosts_that_never_registered_sweeps():
+    eng = engine()
+    _register(eng, ("81.2.69.50", 40000), "192.168.1.5", 0.0)
+    for n in range(4):  # the same address, other ports or hosts: not what was registered
+        _options(eng, PBX, (f"81.2.69.{60 + n}", 40000), 1 + n * 0.1, "Asterisk PBX 18.9.0")
+    assert categories(eng) == {"scan"}
+
+
+@pytest.mark.parametrize("ua", [None, "Asterisk PBX 18.9.0", "kamailio (5.6.3 (x86_64/linux))"])
+def test_a_scanner_claiming_to_be_a_pbx_is_host_discovery(ua: str | None):
     scanner = engine()
     for n in range(6):
-        phone = f"192.0.2.{50 + n}"
-        data = request("OPTIONS", "100", host=phone, from_ip="203.0.113.60", ua=None)
-        scanner.request(parse(data), Source("203.0.113.60", 5060, "udp", phone, 5060), n * 0.1)
+        _options(scanner, "203.0.113.60", (f"192.0.2.{50 + n}", 5060), n * 0.1, ua)
     assert categories(scanner) == {"scan"}
+
+
+def test_a_phone_that_unregistered_is_not_qualified_any_more():
+    eng = engine()
+    phones = [(f"81.2.69.{50 + n}", 40000) for n in range(3)]
+    for n, public in enumerate(phones):
+        _register(eng, public, public[0], n * 0.1)
+    for n, public in enumerate(phones):  # Expires: 0 (a REGISTER with the same Contact)
+        data = request("REGISTER", "100", host=PBX, from_ip=public[0])
+        data = data.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\nExpires: 0")
+        eng.request(parse(data), Source(public[0], 40000, "udp", PBX, 5060), 1 + n * 0.1)
+    for n, public in enumerate(phones):
+        _options(eng, PBX, public, 5 + n * 0.1, None)
+    assert categories(eng) == {"scan"}
+
+
+def test_live_the_honeypots_own_registration_decides():
+    eng = engine()
+    eng.finder.registrations.upstream("udp:192.0.2.200:5060", "300")
+    eng.finder.registrations.upstream("udp:pbx.example.net:5060", "301")  # no name resolved
+    mine = [("192.0.2.1", 5060), ("192.0.2.2", 5060), ("192.0.2.3", 5060)]
+    for n, to in enumerate(mine):
+        data = request("OPTIONS", "300", host=to[0], from_ip=PBX, ua=None)
+        eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), n * 0.1)
+    assert final(eng) == []
+    for n, to in enumerate(mine):  # another user at the honeypot's addresses: a sweep
+        data = request("OPTIONS", "555", host=to[0], from_ip=PBX, ua=None)
+        eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), 1 + n * 0.1)
+    assert categories(eng) == {"scan"}
+    gone = engine()
+    gone.finder.registrations.upstream("udp:192.0.2.200:5060", "300")
+    gone.finder.registrations.upstream("udp:192.0.2.200:5060", "300", registered=False)
+    for n, to in enumerate(mine):
+        data = request("OPTIONS", "300", host=to[0], from_ip=PBX, ua=None)
+        gone.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), n * 0.1)
+    assert categories(gone) == {"scan"}
 
 
 # -- 15. NAT is not spoofing -------------------------------------------------------------------

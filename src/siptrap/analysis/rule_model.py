@@ -68,6 +68,7 @@ PREDEFINED_VARIABLES = frozenset(
         "DialPrefix",
         "Purpose",
         "Server",
+        "Registered",
         "Caller",
         "AuthGuess",
     }
@@ -86,6 +87,7 @@ FACT_VARIABLES = frozenset(
         "DialPrefix",
         "Purpose",
         "Server",
+        "Registered",
         "Caller",
         "AuthGuess",
     }

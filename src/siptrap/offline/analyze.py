@@ -150,6 +150,8 @@ def analyze_datagrams(
                 engine.own_request(msg, d.ts)
             elif proxies.skip_request(msg, d):
                 sides.request(msg, d)
+                if msg.method.upper() == "REGISTER":  # the proxy's part, but whom it reaches
+                    engine.finder.registrations.register(msg, sources.of(d))
             else:
                 sides.request(msg, d)
                 engine.request(msg, sources.of(d), d.ts)
