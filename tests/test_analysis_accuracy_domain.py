@@ -8,11 +8,20 @@ offline on the same capture, with hand-written expectations.
   discovery. A SIPp scanner claiming to be Asterisk sweeps siptrap's three addresses with
   OPTIONS: host discovery all the same (the decision rests on the registrations, not on
   the User-Agent).
+- A phone behind NAT: baresip in a network namespace with a private address (192.168.77.2)
+  behind a second namespace that masquerades it (nftables) registers with the honeypot,
+  announcing its private Contact and SDP, re-authenticates (each of three starts registers
+  with a digest response to a new challenge, each stop unregisters with one), calls
+  extension 400 each time (answered, with audio), and CRLF, double-CRLF and STUN
+  keep-alives go out through the same NAT: no alert (not spoofing, not brute force, not
+  fuzzing), live and offline.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +36,7 @@ from kamailio_domain import KAMAILIO, Kamailio, free_udp_port
 from siptrap.offline.capture import read_capture
 from siptrap_proc import Siptrap, free_port, run_tool
 from test_analysis_accuracy_tools import Phone, _finish
-from test_analysis_tools import SIPTRAP, Tshark, final_alerts, find
+from test_analysis_tools import SIPTRAP, Tshark, analyze, final_alerts, find
 
 pytestmark = pytest.mark.tools
 
@@ -244,3 +253,206 @@ def test_a_scanner_claiming_to_be_a_pbx_is_still_host_discovery(domain: Domain, 
     (sweep,) = find(alerts(domain, where), src_ip=FAKE_PBX)
     assert sweep["category"] == "scan" and sweep["kind"] == "composed"
     assert "host_discovery" in sweep["rules"] and sweep["count"] == 3
+
+
+# -- a phone behind NAT ---------------------------------------------------------------------
+PRIVATE = "192.168.77.2"  # the phone's address in its LAN
+LAN_GATEWAY = "192.168.77.1"
+NAT_CALLS = 3
+
+NAT_HONEYPOT = """
+[sensor]
+name = "accuracy-nat"
+personality = "asterisk"
+
+[console]
+summary_interval = 0
+
+[[extensions]]
+users = "100-109"
+password = "1234"
+behaviour = "answer"
+
+[[extensions]]
+users = "400"
+behaviour = "answer"
+answer_after = 0.5
+call_duration = 3
+"""
+
+KEEPALIVES = """
+import socket, time
+stun = b"\\x00\\x01\\x00\\x00\\x21\\x12\\xa4\\x42" + bytes(range(12))
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.bind(("{private}", 5062))
+    for _ in range(4):
+        for payload in (b"\\r\\n", b"\\r\\n\\r\\n", stun):
+            sock.sendto(payload, ("{host}", {port}))
+        time.sleep(0.05)
+"""
+
+
+class NatLab:
+    """Two network namespaces: the phone's LAN (PRIVATE) and a router that masquerades it
+    behind `public` (nftables), its other side a veth whose host end is `host`. Routes
+    for the LAN stay in the lab (the host reaches it only through the router)."""
+
+    def __init__(self) -> None:
+        n = os.getpid() % 10000
+        self.phone_ns, self.nat_ns = f"st-hh-phone{n}", f"st-hh-nat{n}"
+        self.veth = f"hh{n}h"  # the host's end
+        third = 10 + n % 200
+        self.host, self.public = f"100.77.{third}.1", f"100.77.{third}.2"
+
+    def ip(self, *args: str, ns: str | None = None) -> None:
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=10)
+
+    def start(self) -> NatLab:
+        n = self.veth[:-1]
+        for ns in (self.phone_ns, self.nat_ns):
+            subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+        self.ip("link", "add", f"{n}a", "type", "veth", "peer", "name", f"{n}b")
+        self.ip("link", "set", f"{n}a", "netns", self.phone_ns)
+        self.ip("link", "set", f"{n}b", "netns", self.nat_ns)
+        self.ip("link", "add", f"{n}w", "type", "veth", "peer", "name", self.veth)
+        self.ip("link", "set", f"{n}w", "netns", self.nat_ns)
+        self.ip("addr", "add", f"{PRIVATE}/24", "dev", f"{n}a", ns=self.phone_ns)
+        self.ip("addr", "add", f"{LAN_GATEWAY}/24", "dev", f"{n}b", ns=self.nat_ns)
+        self.ip("addr", "add", f"{self.public}/30", "dev", f"{n}w", ns=self.nat_ns)
+        self.ip("addr", "add", f"{self.host}/30", "dev", self.veth)
+        for ns, dev in ((self.phone_ns, f"{n}a"), (self.nat_ns, f"{n}b"), (self.nat_ns, f"{n}w")):
+            self.ip("link", "set", dev, "up", ns=ns)
+            self.ip("link", "set", "lo", "up", ns=ns)
+        self.ip("link", "set", self.veth, "up")
+        self.ip("route", "add", "default", "via", LAN_GATEWAY, ns=self.phone_ns)
+        self.ip("route", "add", "default", "via", self.host, ns=self.nat_ns)
+        # the honeypot's answers to the private address (its RTP) go to the router, never
+        # out of the host's own default route
+        self.ip("route", "add", f"{PRIVATE.rsplit('.', 1)[0]}.0/24", "via", self.public)
+        subprocess.run(
+            [*self.exec(self.nat_ns), "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True
+        )
+        rules = (
+            "table ip hh_nat {\n  chain post {\n    type nat hook postrouting priority srcnat;\n"
+            f'    oifname "{n}w" masquerade;\n  }}\n}}\n'
+        )
+        nft = [*self.exec(self.nat_ns), "nft", "-f", "-"]
+        subprocess.run(nft, input=rules.encode(), check=True, timeout=10)
+        return self
+
+    def exec(self, ns: str) -> list[str]:
+        return ["ip", "netns", "exec", ns]
+
+    def stop(self) -> None:
+        for ns in (self.phone_ns, self.nat_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=10)
+
+
+@dataclass
+class Natted:
+    live: list[dict[str, Any]]
+    received: list[dict[str, Any]]  # the live honeypot's sip.request.received events
+    offline: list[dict[str, Any]]
+    summary: str
+    capture: Path
+    public: str  # the NAT's address: where the phone's packets come from
+    outputs: dict[str, str]
+
+
+def _nat_phone(base: Path, registrar: str) -> Path:
+    phone = base / "natphone"
+    phone.mkdir()
+    (phone / "config").write_text(
+        f"poll_method epoll\nsip_listen {PRIVATE}:5060\n"
+        "module_path /usr/lib/baresip/modules\n"
+        "module g711.so\nmodule aufile.so\nmodule menu.so\nmodule account.so\n"
+        f"audio_player aufile,{phone / 'heard.wav'}\naudio_source aufile,{phone / 'tone.wav'}\n"
+        f"audio_alert aufile,{phone / 'alert.wav'}\nrtp_ports 32000-32019\n"
+    )
+    (phone / "accounts").write_text(
+        f"<sip:101@{registrar}>;auth_pass=1234;regint=60;audio_codecs=PCMU\n"
+    )
+    from test_analysis_tools import _tone
+
+    _tone(phone / "tone.wav", seconds=5)
+    return phone
+
+
+@pytest.fixture(scope="module")
+def natted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Natted]:
+    baresip = require_tool("baresip")
+    require_tool("nft")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    base = tmp_path_factory.mktemp("accuracy-nat")
+    lab = NatLab()
+    outputs: dict[str, str] = {}
+    try:
+        lab.start()
+        port = free_udp_port(lab.host)
+        honeypot = Siptrap(base / "data", NAT_HONEYPOT, ["--listen", f"udp:{lab.host}:{port}"])
+        capture = Tshark(base / "nat.pcapng", "udp", interface=lab.veth)
+        honeypot.start()
+        registrar = f"{lab.host}:{port}"
+        phone = _nat_phone(base, registrar)
+        for n in range(NAT_CALLS):  # each start registers, each stop unregisters
+            outputs[f"baresip{n}"] = run_tool(
+                [
+                    *lab.exec(lab.phone_ns),
+                    *(baresip, "-f", str(phone), "-e", f"/dial sip:400@{registrar}", "-t", "6"),
+                ],
+                timeout=30,
+            )
+        script = KEEPALIVES.format(private=PRIVATE, host=lab.host, port=port)
+        outputs["keepalives"] = run_tool([*lab.exec(lab.phone_ns), "python3", "-c", script])
+        time.sleep(1.0)
+        capture.stop()
+        assert honeypot.stop() == 0
+        offline, summary = analyze(capture.path, honeypot.config_path)
+        yield Natted(
+            honeypot.events("analysis.alert.raised"),
+            honeypot.events("sip.request.received"),
+            offline,
+            summary,
+            capture.path,
+            lab.public,
+            outputs,
+        )
+    finally:
+        if "capture" in locals():
+            capture.stop()
+        if "honeypot" in locals():
+            honeypot.stop()
+        lab.stop()
+
+
+def test_the_phone_really_is_behind_nat(natted: Natted) -> None:
+    """What the capture shows: the phone's packets come from the NAT's address while its
+    Contact and SDP name its private one; it answered a challenge to each REGISTER."""
+    for n in range(NAT_CALLS):
+        out = natted.outputs[f"baresip{n}"]
+        assert "200 OK" in out and "Call established" in out, out[-2000:]
+    sent = [d for d in read_capture(natted.capture, accept=None) if d.src_ip == natted.public]
+    assert sent and all(d.src_ip == natted.public for d in sent)
+    registers = [d.payload for d in sent if d.payload.startswith(b"REGISTER ")]
+    assert all(f"@{PRIVATE}:5060".encode() in r for r in registers)
+    digests = [r for r in registers if b"\r\nAuthorization: Digest" in r]
+    assert len(digests) >= 2 * NAT_CALLS, len(digests)  # registered, then Expires 0
+    assert len({re.search(rb'nonce="([^"]+)"', r).group(1) for r in digests}) >= NAT_CALLS  # type: ignore[union-attr]
+    invites = [d.payload for d in sent if d.payload.startswith(b"INVITE ")]
+    assert invites and all(f"c=IN IP4 {PRIVATE}".encode() in i for i in invites)
+    assert sum(1 for d in sent if d.payload in (b"\r\n", b"\r\n\r\n")) == 8
+    live = {(e["src_ip"], e["method"]) for e in natted.received}
+    assert live == {(natted.public, m) for m in ("REGISTER", "INVITE", "ACK")}, live
+
+
+@pytest.mark.parametrize("where", ["live", "offline"])
+def test_a_phone_behind_nat_re_registering_raises_nothing(natted: Natted, where: str) -> None:
+    found = final_alerts(natted.live) if where == "live" else natted.offline
+    assert found == [], [(a["category"], a["conclusions"][:3]) for a in found]
+    if where == "offline":
+        assert " 12 keep-alives)" in natted.summary, natted.summary
+        messages = int(re.search(r"(\d+) SIP messages", natted.summary).group(1))  # type: ignore[union-attr]
+        assert messages >= 6 * NAT_CALLS, natted.summary
