@@ -455,3 +455,36 @@ def test_a_tools_scan_message_alert_is_folded_into_its_correlated_attack():
     assert correlated.category == "enumeration" and correlated.folded_into is None
     assert "Tool identified as: sippts" in correlated.conclusions
     assert set(correlated.targets) == {"100", "101"} and set(correlated.call_ids) == {"c1", "c2"}
+
+
+# -- offline, a honeypot that registers upstream is still the honeypot ----------------------------
+def _spit_capture(register_first: bool) -> list[Datagram]:
+    """A capture at a honeypot (192.0.2.1:5060): it may first register at the domain's
+    registrar (192.0.2.250) from its SIP socket, as `[[upstream]]` does; then an unknown
+    caller's INVITE to extension 100 is answered with audio."""
+    hp, registrar, caller = ("192.0.2.1", 5060), ("192.0.2.250", 5060), ("203.0.113.9", 5062)
+    out: list[Datagram] = []
+
+    def add(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        out.append(Datagram(len(out) * 0.1, "udp", *src, *dst, data, len(out) + 1))
+
+    if register_first:
+        reg = request("REGISTER", "300", host=registrar[0], from_ip=hp[0], ua="siptrap")
+        add(hp, registrar, reg)
+        add(registrar, hp, response(200, reg))
+    invite = request("INVITE", "100", host=hp[0], from_ip=caller[0], sdp_ip=caller[0])
+    add(caller, hp, invite)
+    sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    add(hp, caller, response(200, invite, sdp + b"m=audio 40000 RTP/AVP 0\r\n"))
+    ack = request("ACK", "100", host=hp[0], from_ip=caller[0], call_id=parse(invite).call_id)
+    add(caller, hp, ack.replace(b"CSeq: 1 ACK", b"CSeq: 1 ACK"))
+    for n in range(50):  # RTP, PCMU
+        add(caller, (hp[0], 40000), b"\x80\x00" + n.to_bytes(2, "big") + bytes(168))
+    return out
+
+
+@pytest.mark.parametrize("register_first", [False, True])
+def test_offline_a_honeypot_registered_upstream_still_answers_as_the_honeypot(register_first):
+    eng = engine(extensions=frozenset({"100"}))
+    emitted, *_ = analyze_datagrams(_spit_capture(register_first), eng)
+    assert {a.category for a in finals(emitted).values()} == {"spit"}

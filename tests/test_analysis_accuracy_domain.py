@@ -8,6 +8,8 @@ offline on the same capture, with hand-written expectations.
   discovery. A SIPp scanner claiming to be Asterisk sweeps siptrap's three addresses with
   OPTIONS: host discovery all the same (the decision rests on the registrations, not on
   the User-Agent).
+  A baresip phone nobody registered calls siptrap's extension 302 (SPIT): offline too,
+  though the capture shows siptrap as a client of Kamailio's as well.
 - A phone behind NAT: baresip in a network namespace with a private address (192.168.77.2)
   behind a second namespace that masquerades it (nftables) registers with the honeypot,
   announcing its private Contact and SDP, re-authenticates (each of three starts registers
@@ -35,7 +37,7 @@ from conftest import require_tool
 from kamailio_domain import KAMAILIO, Kamailio, free_udp_port
 from siptrap.offline.capture import read_capture
 from siptrap_proc import Siptrap, free_port, run_tool
-from test_analysis_accuracy_tools import Phone, _finish
+from test_analysis_accuracy_tools import RTP_BASE, Phone, _finish
 from test_analysis_tools import SIPTRAP, Tshark, analyze, final_alerts, find
 
 pytestmark = pytest.mark.tools
@@ -44,12 +46,13 @@ REGISTRAR = "127.0.0.71"  # Kamailio, the domain's registrar
 PHONES = ("127.0.0.72", "127.0.0.73")  # baresip phones registered there
 FAKE_PBX = "127.0.0.74"  # SIPp sweeping with an Asterisk User-Agent
 ALIASES = ("127.0.0.75", "127.0.0.76")  # the honeypot's other addresses
+SPITTER = "127.0.0.77"  # baresip nobody registered, calling extension 302 with audio
 PASSWORD = "qualify-secret"
 
 HONEYPOT = """
 [sensor]
 name = "accuracy-qualify"
-personality = "asterisk"
+personality = "cisco"
 
 [console]
 summary_interval = 0
@@ -61,6 +64,12 @@ proxies = [{proxies}]
 users = "300-301"
 password = "1234"
 behaviour = "answer"
+
+[[extensions]]
+users = "302"
+behaviour = "answer"
+answer_after = 1.0
+call_duration = 30
 
 [[upstream]]
 registrar = "udp:{registrar}:{port}"
@@ -156,8 +165,9 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Domain]:
     honeypot = Siptrap(
         base / "data", config, [arg for ip, p in aliases for arg in ("--listen", f"udp:{ip}:{p}")]
     )
-    hosts = " or ".join(f"host {ip}" for ip in (REGISTRAR, *PHONES, FAKE_PBX, *ALIASES))
-    capture = Tshark(base / "domain.pcapng", f"udp and (port {honeypot.port} or {hosts})")
+    hosts = " or ".join(f"host {ip}" for ip in (REGISTRAR, *PHONES, FAKE_PBX, *ALIASES, SPITTER))
+    rtp = f"portrange {RTP_BASE}-{RTP_BASE + 199}"  # baresip's RTP (from 127.0.0.1)
+    capture = Tshark(base / "domain.pcapng", f"udp and (port {honeypot.port} or {hosts} or {rtp})")
     kamailio = QualifyingKamailio(
         base / "kamailio", f"sip:127.0.0.1:{honeypot.port}", REGISTRAR, PASSWORD
     )
@@ -177,8 +187,10 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Domain]:
                     stderr=subprocess.STDOUT,
                 )
             )
+        spit = Phone(base, "spit", SPITTER, 8).call(f"sip:302@127.0.0.1:{honeypot.port}", 6)
         time.sleep(3.0)
         outputs["sweep"] = _sweep(sipp, base, [("127.0.0.1", honeypot.port), *aliases])
+        outputs["spit"] = _finish(spit)
         outputs["ul.dump"] = kamailio.kamcmd("ul.dump")
         for n, proc in enumerate(phones):
             outputs[f"phone{n}"] = _finish(proc)
@@ -239,7 +251,7 @@ WHERE = ["live", "offline", "offline-no-config"]
 def test_a_pbx_qualifying_its_phones_is_not_host_discovery(domain: Domain, where: str) -> None:
     found = alerts(domain, where)
     assert find(found, src_ip=REGISTRAR) == []
-    assert [a for a in found if a["src_ip"] != FAKE_PBX] == []  # the phones and siptrap
+    assert [a for a in found if a["src_ip"] not in (FAKE_PBX, SPITTER)] == []  # nor the phones
 
 
 @pytest.mark.parametrize("where", WHERE)
@@ -456,3 +468,12 @@ def test_a_phone_behind_nat_re_registering_raises_nothing(natted: Natted, where:
         assert " 12 keep-alives)" in natted.summary, natted.summary
         messages = int(re.search(r"(\d+) SIP messages", natted.summary).group(1))  # type: ignore[union-attr]
         assert messages >= 6 * NAT_CALLS, natted.summary
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_honeypot_registered_upstream_still_sees_its_answered_calls(domain: Domain, where):
+    """siptrap registers from its SIP socket, so a capture shows it as a client too; its
+    answers are still the honeypot's: the SPIT call it answered is SPIT offline as live."""
+    assert "Call established" in domain.outputs["spit"], domain.outputs["spit"][-1500:]
+    (spit,) = find(alerts(domain, where), src_ip=SPITTER)
+    assert spit["category"] == "spit" and spit["targets"] == ["302"]

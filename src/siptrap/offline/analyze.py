@@ -70,7 +70,11 @@ class _Sides:
         return (d.src_ip, d.src_port) in self.servers
 
     def is_client(self, d: Datagram) -> bool:
-        return (d.src_ip, d.src_port) in self.clients
+        """Only a client: a server that also sends requests of its own (a honeypot
+        registering at the domain's registrar from its SIP socket, a PBX qualifying its
+        phones) still answers as a server."""
+        key = (d.src_ip, d.src_port)
+        return key in self.clients and key not in self.servers
 
 
 class _Proxies:
