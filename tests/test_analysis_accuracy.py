@@ -23,6 +23,7 @@ from siptrap.analysis.alerts import (
 from siptrap.analysis.conclusions import summarise
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings, is_keepalive
 from siptrap.analysis.evaluate import Source
+from siptrap.analysis.registrations import Registrations
 from siptrap.analysis.rules import load_builtin_rules
 from siptrap.offline.analyze import analyze_datagrams, analyze_paths
 from siptrap.offline.capture import CaptureError, Datagram, open_inputs
@@ -488,3 +489,15 @@ def test_offline_a_honeypot_registered_upstream_still_answers_as_the_honeypot(re
     eng = engine(extensions=frozenset({"100"}))
     emitted, *_ = analyze_datagrams(_spit_capture(register_first), eng)
     assert {a.category for a in finals(emitted).values()} == {"spit"}
+
+
+def test_the_registrations_learnt_from_requests_are_bounded():
+    table = Registrations(size=4)
+    for n in range(10):  # REGISTERs are attacker data: each adds its source and its Contact
+        data = request("REGISTER", "100", host=PBX, from_ip=f"198.51.100.{n}")
+        table.register(parse(data), Source(f"198.51.100.{n}", 40000, "udp", PBX, 5060))
+    assert len(table.learnt) == 4 and table.learnt.evicted == 16
+    newest = Source(PBX, 5060, "udp", "198.51.100.9", 5062)
+    oldest = Source(PBX, 5060, "udp", "198.51.100.0", 5062)
+    options = parse(request("OPTIONS", "100", host="198.51.100.9", from_ip=PBX))
+    assert table.delivers(options, newest) and not table.delivers(options, oldest)

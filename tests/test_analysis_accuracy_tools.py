@@ -330,7 +330,8 @@ def test_sipsak_random_mode_counts_the_same_live_and_offline(cisco: Captured, tm
     the kernel dropped: at most as many datagrams as its socket's drop counter says; the
     capture without those frames gives exactly the live count."""
     live = alerts(cisco, "live", category="fuzzing")[0]["count"]
-    missing = _not_received(cisco, "127.0.0.1")
+    missing, uncaptured = _not_received(cisco, "127.0.0.1")
+    assert not uncaptured, uncaptured  # tshark saw everything the honeypot read
     assert len(missing) <= int(cisco.outputs["udp_drops"]), (missing, cisco.outputs["udp_drops"])
     capture = cisco.capture
     if missing:  # what the honeypot did receive, analysed offline
@@ -342,9 +343,10 @@ def test_sipsak_random_mode_counts_the_same_live_and_offline(cisco: Captured, tm
     assert live == offline, (live, offline, missing)
 
 
-def _not_received(run: Captured, src_ip: str) -> list[int]:
+def _not_received(run: Captured, src_ip: str) -> tuple[list[int], set[tuple[int, bytes]]]:
     """Frames of the capture from `src_ip` to the SIP port whose bytes the live honeypot
-    never stored (siptrap.db keeps every datagram it read, as it came)."""
+    never stored (siptrap.db keeps every datagram it read, as it came), and what it stored
+    that the capture does not have."""
     with sqlite3.connect(run.config.with_suffix("") / "siptrap.db") as db:
         stored = {
             (int(port), bytes(raw or b""))
@@ -353,11 +355,14 @@ def _not_received(run: Captured, src_ip: str) -> list[int]:
                 (src_ip,),
             )
         }
-    return [
-        d.frame
+    captured = [
+        d
         for d in read_capture(run.capture, accept=None)
-        if d.src_ip == src_ip and d.dst_port == run.port and (d.src_port, d.payload) not in stored
+        if d.src_ip == src_ip and d.dst_port == run.port
     ]
+    seen = {(d.src_port, d.payload) for d in captured}
+    missing = [d.frame for d in captured if (d.src_port, d.payload) not in stored]
+    return missing, stored - seen
 
 
 def _distinct_requests(run: Captured, src_ip: str) -> int:

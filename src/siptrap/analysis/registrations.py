@@ -48,13 +48,12 @@ class Registrations:
     def register(self, msg: Message, source: Source) -> None:
         """A REGISTER from `source` to `source.dst_ip`: its contacts are that registrar's
         (removed again by `Expires: 0`)."""
-        registrar = _ip(source.dst_ip)
-        if registrar is None:
+        registrar = source.dst_ip  # (socket and capture addresses are written canonically)
+        if not registrar:
             return
         keys: list[_Key] = []
-        src = _ip(source.ip)
-        if src is not None and source.port:
-            keys.append((registrar, src, source.port))  # the address a NAT shows
+        if source.ip and source.port:
+            keys.append((registrar, source.ip, source.port))  # the address a NAT shows
         removing = msg.expires == 0
         for contact in msg.contacts[:MAX_CONTACTS]:
             if contact.wildcard:
@@ -85,11 +84,8 @@ class Registrations:
 
     def delivers(self, msg: Message, source: Source) -> bool:
         """Whether `msg` goes from a registrar to a contact registered with it."""
-        registrar = _ip(source.ip)
-        if registrar is None:
-            return False
-        dst = _ip(source.dst_ip)
-        if dst is not None and (registrar, dst, source.dst_port) in self.learnt:
+        registrar = source.ip
+        if len(self.learnt) and (registrar, source.dst_ip, source.dst_port) in self.learnt:
             return True
         if len(self.own):  # live: the request reached the honeypot; is it for its user?
             user = msg.uri.user if isinstance(msg, Request) else None
