@@ -23,8 +23,10 @@ from siptrap.analysis.alerts import (
 from siptrap.analysis.conclusions import summarise
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings, is_keepalive
 from siptrap.analysis.evaluate import Source
+from siptrap.analysis.live import AnalysisSink
 from siptrap.analysis.registrations import Registrations
 from siptrap.analysis.rules import load_builtin_rules
+from siptrap.events.record import Event
 from siptrap.offline.analyze import analyze_datagrams, analyze_paths
 from siptrap.offline.capture import CaptureError, Datagram, open_inputs
 from siptrap.sip import parse
@@ -501,3 +503,14 @@ def test_the_registrations_learnt_from_requests_are_bounded():
     oldest = Source(PBX, 5060, "udp", "198.51.100.0", 5062)
     options = parse(request("OPTIONS", "100", host="198.51.100.9", from_ip=PBX))
     assert table.delivers(options, newest) and not table.delivers(options, oldest)
+
+
+def test_live_the_sink_learns_the_honeypots_registrations_from_its_events():
+    eng = engine()
+    sink = AnalysisSink(eng, lambda event: None, "test")
+    fields = {"registrar": "udp:192.0.2.200:5060", "user": "300", "expires": 60}
+    sink.write([Event("sip.upstream.registered", 1.0, "test", None, fields)])
+    assert list(eng.finder.registrations.own) == [("192.0.2.200", "300")]
+    gone = {"registrar": "udp:192.0.2.200:5060", "user": "300", "reason": "stopped"}
+    sink.write([Event("sip.upstream.removed", 2.0, "test", None, gone)])
+    assert list(eng.finder.registrations.own) == []

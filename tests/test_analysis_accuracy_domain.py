@@ -227,11 +227,19 @@ def _qualify_targets(run: Domain) -> set[str]:
 
 def test_the_pbx_qualifies_siptrap_and_both_phones(domain: Domain) -> None:
     """The scenario really happened: siptrap and both phones registered, Kamailio pinged
-    all three (enough addresses for host discovery), siptrap answered its pings."""
+    all three (enough addresses for host discovery), and all three answered."""
     assert domain.registered and domain.registered[0]["user"] == "300"
     for user in ("300", "200", "201"):
         assert f"AoR: {user}" in domain.outputs["ul.dump"], domain.outputs["ul.dump"]
     assert _qualify_targets(domain) == {"127.0.0.1", *PHONES}
+    answered = {  # each of them answered the pings, as qualified phones do
+        d.src_ip
+        for d in read_capture(domain.capture, accept=None)
+        if d.dst_ip == REGISTRAR
+        and d.payload.startswith(b"SIP/2.0 200")
+        and b" OPTIONS\r\n" in d.payload
+    }
+    assert answered == {"127.0.0.1", *PHONES}
     pings = [
         e for e in domain.received if e["src_ip"] == REGISTRAR and e.get("method") == "OPTIONS"
     ]
