@@ -16,8 +16,9 @@ recently seen source is forgotten first.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from ..bounded import BoundedLRU
 
 UNVERIFIED_RETRANSMITS = 1  # retransmissions allowed towards an unverified UDP source
 FLOODING_SECONDS = 10.0  # a source shed this recently, never verified, gets no retransmission
@@ -81,12 +82,11 @@ class FloodGuard:
         self.burst = max(burst, per_source_rate, 1.0)
         self.amplification = amplification
         self.max_sources = max(1, max_sources)
-        self._sources: OrderedDict[str, SourceState] = OrderedDict()
+        self._sources: BoundedLRU[str, SourceState] = BoundedLRU(self.max_sources)
         self.shed_rate = 0
         self.shed_reflect = 0
         self.shed_pressure = 0
         self.shed_delay = 0
-        self.forgotten = 0
         self.max_delay = max_delay  # 0: the door takes everything
         self.now = float("-inf")  # the latest time the guard was told
         self._spell = 0  # spells of pressure so far
@@ -101,16 +101,16 @@ class FloodGuard:
     def __len__(self) -> int:
         return len(self._sources)
 
+    @property
+    def forgotten(self) -> int:
+        """Sources forgotten to stay within max_sources (the least recently seen first)."""
+        return self._sources.evicted
+
     def _state(self, ip: str, now: float) -> SourceState:
-        state = self._sources.get(ip)
+        state = self._sources.get(ip)  # marks it recently seen
         if state is None:
-            if len(self._sources) >= self.max_sources:
-                self._sources.popitem(last=False)
-                self.forgotten += 1
             state = SourceState(tokens=self.burst, updated=now)
-            self._sources[ip] = state
-        else:
-            self._sources.move_to_end(ip)
+            self._sources.put(ip, state)
         return state
 
     def door(self, ip: str, size: int, delay: float, now: float) -> bool:
@@ -171,8 +171,12 @@ class FloodGuard:
         """The source showed it receives our replies."""
         self._state(ip, now).verified = True
 
+    def source(self, ip: str) -> SourceState | None:
+        """What the guard holds about `ip` (not marking it seen), or None."""
+        return self._sources.peek(ip)
+
     def is_verified(self, ip: str) -> bool:
-        state = self._sources.get(ip)
+        state = self._sources.peek(ip)
         return state is not None and state.verified
 
     def may_send(self, ip: str, size: int, reliable: bool, now: float, reserve: int = 0) -> bool:
@@ -198,7 +202,7 @@ class FloodGuard:
         to an unverified UDP source that is flooding (shed within FLOODING_SECONDS)."""
         if reliable:
             return None
-        state = self._sources.get(ip)
+        state = self._sources.peek(ip)
         if state is not None and state.verified:
             return None
         if state is not None and self.now - state.last_shed < FLOODING_SECONDS:
