@@ -375,3 +375,62 @@ expires = 10
         assert reply is not None and reply.startswith("SIP/2.0 200")
     finally:
         honeypot.stop()
+
+
+def test_kamailio_action_over_http_jsonrpc_against_real_kamailio(tmp_path: Path) -> None:
+    """The shipped configuration with -A WITH_HTTP: the kamailio action's JSON-RPC over
+    HTTP (xhttp + jsonrpcs) sets the htable entry Kamailio enforces, deletes it on lift, and
+    Kamailio itself lets an entry go at the expiry siptrap gave it."""
+    from test_actions import alert, sink_with
+
+    require_tool(KAMAILIO)
+    require_tool("kamcmd")
+    rundir = tmp_path / "kamailio"
+    kamailio = Kamailio(rundir, "sip:127.0.0.1:9", http=True).start()
+    lifted, expiring = "127.0.0.8", "127.0.0.9"
+    spec = {"kind": "kamailio", "rpc": kamailio.http_rpc, "timeout": 2.0}
+    sink, collect = sink_with(tmp_path, [spec], ladder=("try_later",), expire=2.0)
+    try:
+        sink.write([alert(lifted), alert(expiring)])
+        done = collect.wait("response.action.executed", 2)
+        assert [e["operation"] for e in done] == ["htable.setxi"] * 2, collect.events
+        dump = kamailio.kamcmd("htable.dump", "siptrap")
+        assert f"name: {lifted}" in dump and f"name: {expiring}" in dump, dump
+        # Kamailio enforces it at once: its own 503 with Retry-After to that source.
+        reply = sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), lifted)
+        assert status(reply) == 503 and reply is not None and "Retry-After: 300" in reply
+        assert sink.lift(lifted)
+        assert wait_until(lambda: _rpc_get(kamailio, lifted) is None, 5)  # htable.delete
+        assert _rpc_get(kamailio, expiring) == 1  # over HTTP too
+    finally:
+        sink.close()  # siptrap is gone: what it set must still end at its expiry
+    try:
+        t0 = time.time()
+        assert wait_until(lambda: _rpc_get(kamailio, expiring) is None, 6)
+        print(f"entry gone {time.time() - t0:.1f} s after siptrap stopped (expiry 2 s)")
+        # Only /RPC is served, and only JSON-RPC there.
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(kamailio.http_rpc.replace("/RPC", "/other"), timeout=5)
+        assert info.value.code == 404
+    finally:
+        kamailio.stop()
+
+
+def _rpc_get(kamailio: Kamailio, key: str) -> int | None:
+    """htable.get over Kamailio's JSON-RPC HTTP transport: the value, or None if absent."""
+    import urllib.error
+    import urllib.request
+
+    body = {"jsonrpc": "2.0", "method": "htable.get", "params": ["siptrap", key], "id": 1}
+    request = urllib.request.Request(kamailio.http_rpc, data=json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            reply = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # jsonrpcs: a JSON-RPC error's code as the status
+        reply = json.loads(exc.read())
+        assert "doesn't exist" in reply["error"]["message"], reply
+    item = (reply.get("result") or {}).get("item")
+    return int(item["value"]) if item else None
