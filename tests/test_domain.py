@@ -283,35 +283,148 @@ def _seconds(later: dict[str, Any], earlier: dict[str, Any]) -> float:
 
 
 UPSTREAM_USERS = {"100", "101", "102"}
+PBX_NAME = "pbx.siptrap.test"
 
 
-def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path) -> None:
+def server_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for Kamailio's TLS listen: the PBX's name and 127.0.0.5."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PBX_NAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    alt = [x509.DNSName(PBX_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.5"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def require_kamailio_module(name: str) -> None:
+    """Skip without Kamailio's module `name` (tls: Debian's kamailio-tls-modules), unless
+    SIPTRAP_REQUIRE_TOOLS=1 (then fail)."""
+    import glob
+    import os
+
+    if glob.glob(f"/usr/lib/*/kamailio/modules/{name}.so"):
+        return
+    if os.environ.get("SIPTRAP_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"Kamailio's {name} module is not installed")
+    pytest.skip(f"Kamailio's {name} module is not installed")
+
+
+@contextlib.contextmanager
+def dns_for_the_pbx(kamailio: Kamailio) -> Iterator[str]:
+    """dnsmasq on loopback that knows the PBX by name: its A record and an SRV record for
+    SIP over TLS (`_sips._tcp`) naming Kamailio's TLS port. Yields "ADDR:PORT"."""
+    from kamailio_domain import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    proc = subprocess.Popen(
+        [
+            require_tool("dnsmasq"),
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            f"--port={port}",
+            f"--pid-file={kamailio.rundir / 'dnsmasq.pid'}",
+            "--local=/test/",
+            f"--host-record={PBX_NAME},{kamailio.host}",
+            f"--srv-host=_sips._tcp.{PBX_NAME},{PBX_NAME},{kamailio.tls_port},0,5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, "dnsmasq did not start"
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path, transport: str) -> None:
+    """UDP to Kamailio's address; TCP to it; TLS to the PBX by name only (SRV and A records
+    from a dnsmasq the test starts, Kamailio's certificate checked against that name)."""
     require_tool(KAMAILIO)
     require_tool("kamcmd")
     rundir = tmp_path / "kamailio"
     rundir.mkdir()
     honeypot_port_holder = Siptrap(tmp_path / "data", "", ["--quiet"])
-    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}")
+    if transport == "tls":
+        require_kamailio_module("tls")
+    cert = server_certificate(tmp_path / "pki") if transport == "tls" else None
+    kamailio = Kamailio(
+        rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}", tcp=transport == "tcp", tls=cert
+    )
+    with contextlib.ExitStack() as stack:
+        if transport == "udp":
+            registrar, extra = f"udp:{kamailio.host}:{kamailio.port}", ""
+        elif transport == "tcp":
+            registrar, extra = f"tcp:{kamailio.host}:{kamailio.tcp_port}", ""
+        else:
+            assert cert is not None
+            dns = stack.enter_context(dns_for_the_pbx(kamailio))
+            registrar = f"tls:{PBX_NAME}"  # no port: SRV
+            extra = f'tls_ca = "{cert[0]}"\ndns = "{dns}"\n'
+        _registers_at_kamailio(honeypot_port_holder, kamailio, registrar, extra, transport)
+
+
+def _registers_at_kamailio(
+    honeypot: Siptrap, kamailio: Kamailio, registrar: str, extra: str, transport: str
+) -> None:
     config = (
-        domain_config(rundir)
+        domain_config(kamailio.rundir)
         + f"""
 [[upstream]]
-registrar = "udp:{kamailio.host}:{kamailio.port}"
+registrar = "{registrar}"
 users = "100-102"
 password = "secret"
 expires = 10
-"""
+{extra}"""
     )
-    honeypot_port_holder.config_path.write_text(config)
-    honeypot = honeypot_port_holder
+    honeypot.config_path.write_text(config)
     kamailio.start()
     try:
         honeypot.start()
-        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), kamailio.kamcmd(
-            "ul.dump"
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), (
+            kamailio.kamcmd("ul.dump"),
+            [e.get("error") for e in honeypot.events("sip.upstream.failed")],
         )
         registered = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.registered")
         assert {e["user"] for e in registered} >= UPSTREAM_USERS
+        if transport != "udp":  # the binding is on siptrap's own connection
+            assert f";transport={transport}" in kamailio.kamcmd("ul.dump")
         status = subprocess.run(
             [
                 str(BIN),
@@ -326,22 +439,24 @@ expires = 10
             timeout=30,
             check=True,
         ).stdout
-        assert f"upstream udp:{kamailio.host}:{kamailio.port} 100: registered, expires in" in status
-        # A call for a registered extension goes through the registration, not the fallback.
+        assert f"upstream {registrar} 100: registered, expires in" in status, status
+        # A call for a registered extension goes through the registration, not the fallback:
+        # over TCP and TLS on the connection siptrap opened, answered as direct traffic.
         reply = sip_request("OPTIONS", "101", (kamailio.host, kamailio.port), PHONE)
         assert reply is not None and reply.startswith("SIP/2.0 200"), reply
+        assert "Yealink" in reply
         seen = honeypot.wait_for(
             lambda e: e.get("to_user") == "101" and e["event"] == "sip.request.received"
         )
         assert seen[0]["request_uri"].startswith("sip:101@127.0.0.1:")  # the Contact
-        assert seen[0]["origin_ip"] == PHONE
+        assert seen[0]["origin_ip"] == PHONE and seen[0]["transport"] == transport
         # Kamailio restarts and forgets: back within the refresh interval (half of 10 s).
         kamailio.stop()
         kamailio.start()
         assert kamailio.registered() == set()
         t0 = time.time()
         assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 12)
-        print(f"registrations back {time.time() - t0:.1f} s after Kamailio restarted")
+        print(f"{transport}: registrations back {time.time() - t0:.1f} s after the restart")
     finally:
         honeypot.stop()
         try:
