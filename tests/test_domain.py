@@ -549,3 +549,80 @@ def _rpc_get(kamailio: Kamailio, key: str) -> int | None:
         assert "doesn't exist" in reply["error"]["message"], reply
     item = (reply.get("result") or {}).get("item")
     return int(item["value"]) if item else None
+
+
+def test_behind_kamailio_one_flooding_source_is_shed_and_the_others_are_not(
+    tmp_path: Path,
+) -> None:
+    """The flood guard counts what Kamailio forwards by the source Kamailio names: an
+    attacker flooding through it is shed, a phone calling through it at the same time is
+    answered every time, and Kamailio itself is never the source shed."""
+    require_tool(KAMAILIO)
+    rundir = tmp_path / "kamailio"
+    rundir.mkdir()
+    config = """
+[sensor]
+personality = "yealink"
+[analysis]
+proxies = ["127.0.0.5"]
+[flood]
+per_source_rate = 2
+burst = 10
+[console]
+summary_interval = 1
+[[extensions]]
+users = "100-109"
+"""
+    honeypot = Siptrap(tmp_path / "data", config, ["--quiet"])
+    honeypot.start()
+    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot.port}")
+    try:
+        kamailio.start()
+        proxy = (kamailio.host, kamailio.port)
+        # The phone asks right after the flood went out, while its requests are handled.
+        phone: list[int | None] = []
+
+        def calls() -> None:
+            phone.extend(status(sip_request("OPTIONS", "104", proxy, PHONE)) for _ in range(5))
+
+        answered = _flood(ATTACKER, proxy, 60, then=calls)
+        assert phone == [200] * 5, phone
+        assert answered <= 10 + 2 * 3, answered  # its burst, and its rate while it lasted
+        shed = honeypot.wait_for(lambda e: e["event"] == "sip.flood.shed" and e["src_ip"], 5)
+        assert {e["src_ip"] for e in shed} == {ATTACKER}, shed  # never Kamailio's address
+        assert sum(e["count"] for e in shed) >= 60 - answered - 2
+    finally:
+        kamailio.stop()
+        honeypot.stop()
+
+
+def _flood(source: str, target: tuple[str, int], count: int, then: Any) -> int:
+    """`count` OPTIONS from one socket on `source` at once, then `then()`; how many of
+    them were answered 200."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+        for n in range(count):
+            s.sendto(
+                (
+                    f"OPTIONS sip:10{n % 10}@{target[0]}:{target[1]} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bKflood{n}x{port};rport\r\n"
+                    "Max-Forwards: 70\r\n"
+                    f"From: <sip:flood@{source}>;tag=f{n}\r\n"
+                    f"To: <sip:10{n % 10}@{target[0]}>\r\n"
+                    f"Call-ID: flood-{n}-{port}@{source}\r\n"
+                    f"CSeq: 1 OPTIONS\r\nUser-Agent: flooder\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                target,
+            )
+        then()
+        answered = 0
+        s.settimeout(1.5)
+        while True:
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                return answered
+            answered += data.startswith(b"SIP/2.0 200")

@@ -12,10 +12,15 @@ a source shows it receives our replies (it sends an ACK, answers our challenge w
 nonce, or talks over TCP/TLS), siptrap sends it at most `amplification` times the bytes
 it received from it, and cuts retransmissions short. Both tables are bounded: the least
 recently seen source is forgotten first.
+
+Behind the domain's proxy (`trusted`: the configured proxies), the endpoint counts each
+forwarded request under the source the proxy names, not the proxy's address; the proxy is
+never the source the door sheds under pressure, nor rate-limited or reflection-capped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..bounded import BoundedLRU
@@ -69,6 +74,10 @@ class Shed:
         return max(reasons, key=lambda r: reasons[r]) if reasons else "rate"
 
 
+def _nobody(ip: str) -> bool:
+    return False
+
+
 class FloodGuard:
     def __init__(
         self,
@@ -92,6 +101,7 @@ class FloodGuard:
         self._spell = 0  # spells of pressure so far
         self._pressure_until = float("-inf")
         self._busiest: tuple[str, int] = ("", 0)  # (ip, count) in the current spell
+        self.trusted: Callable[[str], bool] = _nobody  # the domain's proxies (endpoint sets)
 
     @property
     def shed(self) -> int:
@@ -124,7 +134,7 @@ class FloodGuard:
         if delay > limit:
             state.shed_delay += 1
             self.shed_delay += 1
-        elif self._busiest_source(ip, state, now):
+        elif not self.trusted(ip) and self._busiest_source(ip, state, now):
             state.shed_pressure += 1
             self.shed_pressure += 1
         else:
