@@ -397,6 +397,13 @@ def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path, transport:
             dns = stack.enter_context(dns_for_the_pbx(kamailio))
             registrar = f"tls:{PBX_NAME}"  # no port: SRV
             extra = f'tls_ca = "{cert[0]}"\ndns = "{dns}"\n'
+            # ...and one more entry where the certificate is not trusted: refused.
+            extra += f"""
+[[upstream]]
+registrar = "tls:{kamailio.host}:{kamailio.tls_port}"
+users = "103"
+password = "secret"
+"""
         _registers_at_kamailio(honeypot_port_holder, kamailio, registrar, extra, transport)
 
 
@@ -425,6 +432,10 @@ expires = 10
         assert {e["user"] for e in registered} >= UPSTREAM_USERS
         if transport != "udp":  # the binding is on siptrap's own connection
             assert f";transport={transport}" in kamailio.kamcmd("ul.dump")
+        if transport == "tls":  # the untrusted certificate: never registered
+            refused = honeypot.wait_for(lambda e: e.get("user") == "103", 10)
+            assert refused and "certificate" in refused[0]["error"], refused
+            assert "103" not in kamailio.registered()
         status = subprocess.run(
             [
                 str(BIN),

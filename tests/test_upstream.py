@@ -244,3 +244,27 @@ def test_config_show_renders_upstream_and_actions_that_load_back_equal() -> None
     assert again.upstream == config.upstream
     assert again.actions == config.actions
     assert again.policy == config.policy
+
+
+def test_locate_takes_addresses_as_they_are_and_finds_localhost() -> None:
+    import asyncio
+
+    from siptrap.upstream.locate import locate
+
+    def up(registrar: str) -> Any:
+        entry = {"registrar": registrar, "users": "100"}
+        return config_from_dict({"extensions": [{"users": "100"}], "upstream": [entry]}).upstream[0]
+
+    assert asyncio.run(locate(up("tls:[::1]:5071"))) == [("::1", 5071)]
+    proxied = config_from_dict(
+        {
+            "extensions": [{"users": "100"}],
+            "upstream": [
+                {"registrar": "tcp:pbx.invalid", "users": "100", "outbound_proxy": "127.0.0.9"}
+            ],
+        }
+    ).upstream[0]
+    assert asyncio.run(locate(proxied)) == [("127.0.0.9", 5060)]  # the proxy, no lookup
+    found = asyncio.run(locate(up("tcp:localhost:5080")))
+    assert found and all(port == 5080 for _, port in found)
+    assert {ip for ip, _ in found} <= {"127.0.0.1", "::1"}, found
