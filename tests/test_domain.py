@@ -461,6 +461,16 @@ expires = 10
         )
         assert seen[0]["request_uri"].startswith("sip:101@127.0.0.1:")  # the Contact
         assert seen[0]["origin_ip"] == PHONE and seen[0]["transport"] == transport
+        if transport != "udp":  # a call too: siptrap's BYE goes back on its connection
+            phone = Phone(PHONE, (kamailio.host, kamailio.port))
+            try:
+                ok = phone.invite("102")
+                assert ok is not None and ok.startswith("SIP/2.0 200"), ok
+                assert phone.answer_bye(15) is not None, "no BYE came back"
+            finally:
+                phone.close()
+            sent = honeypot.wait_for(lambda e: e["event"] == "sip.request.sent", 5)
+            assert any(e["method"] == "BYE" and e["transport"] == transport for e in sent), sent
         # Kamailio restarts and forgets: back within the refresh interval (half of 10 s).
         kamailio.stop()
         kamailio.start()
