@@ -268,3 +268,29 @@ def test_locate_takes_addresses_as_they_are_and_finds_localhost() -> None:
     found = asyncio.run(locate(up("tcp:localhost:5080")))
     assert found and all(port == 5080 for _, port in found)
     assert {ip for ip, _ in found} <= {"127.0.0.1", "::1"}, found
+
+
+def test_srv_records_in_priority_then_weighted_random_order() -> None:
+    from dataclasses import dataclass
+    from itertools import cycle
+
+    from siptrap.upstream.locate import srv_order
+
+    @dataclass(frozen=True)
+    class Rr:
+        name: str
+        priority: int
+        weight: int
+
+    records = [Rr("b", 10, 60), Rr("a", 10, 40), Rr("z", 10, 0), Rr("low", 5, 1), Rr("x", 20, 9)]
+    # pick() * the weights left: 0.1 * 100 falls in a (40, the lighter first), then b.
+    order = srv_order(records, pick=cycle([0.1]).__next__)
+    assert [r.name for r in order] == ["low", "a", "b", "z", "x"]
+    order = srv_order(records, pick=cycle([0.9]).__next__)
+    assert [r.name for r in order] == ["low", "b", "a", "z", "x"]
+    # Over many draws the heavier entry comes first about as often as its weight says.
+    import random
+
+    draws = random.Random(7)
+    firsts = [srv_order(records[:2], pick=draws.random)[0].name for _ in range(2000)]
+    assert 0.55 < firsts.count("b") / 2000 < 0.65

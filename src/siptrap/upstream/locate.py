@@ -2,8 +2,8 @@
 
 A target that is an IP address is used as it is. A host name with a port is looked up as
 A, then AAAA. A host name without a port is looked up as SRV first (`_sip._udp`,
-`_sip._tcp` or `_sips._tcp`, by the transport), its targets in priority order (the
-highest weight first among equals), each then by A and AAAA; no SRV record: the name's
+`_sip._tcp` or `_sips._tcp`, by the transport), its targets in priority order (among
+equals in the weighted random order of RFC 2782), each then by A and AAAA; no SRV record: the name's
 own addresses at the transport's default port. The name server is the entry's `dns`, or
 the system's; when the system's has no answer for the name, the system's own lookup
 (getaddrinfo, which reads /etc/hosts, where `localhost` is) is asked too.
@@ -15,14 +15,44 @@ before it opens the registrar's connection.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from .settings import UpstreamConfig, is_address, split_hostport
 
 TIMEOUT = 3.0  # seconds for each DNS lookup
 MAX_TARGETS = 8
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
+
+
+class Srv(Protocol):
+    priority: int
+    weight: int
+
+
+R = TypeVar("R", bound=Srv)
+
+
+def srv_order(records: Sequence[R], pick: Callable[[], float] = random.random) -> list[R]:
+    """RFC 2782: lowest priority first; within one, a weighted random order (an entry's
+    chance of coming next is its weight over the weights left; zero weights last)."""
+    out: list[R] = []
+    for priority in sorted({r.priority for r in records}):
+        group = sorted((r for r in records if r.priority == priority), key=lambda r: r.weight)
+        while group:
+            total = sum(r.weight for r in group)
+            if total <= 0:
+                out += group
+                break
+            point, running = pick() * total, 0
+            for i, record in enumerate(group):
+                running += record.weight
+                if running >= point and record.weight > 0:
+                    out.append(group.pop(i))
+                    break
+    return out
 
 
 class LocateFailed(Exception):
@@ -67,7 +97,7 @@ async def _srv(resolver: Any, transport: str, host: str) -> list[tuple[str, int]
         return []
     except dns.exception.Timeout:
         return []
-    records = sorted(answer, key=lambda rr: (rr.priority, -rr.weight))
+    records = srv_order(list(answer))
     out: list[tuple[str, int]] = []
     for rr in records[:MAX_TARGETS]:
         target = rr.target.to_text().rstrip(".")
