@@ -53,6 +53,7 @@ from .transport.media import MediaEndpoint
 from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, local_address_for, open_udp
+from .transport.upstream import UpstreamIO
 from .upstream.client import Outgoing, RegistrarClient
 from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_reloader
 from .web.settings import WebSettings
@@ -178,15 +179,25 @@ class Honeypot:
             media=self.media,
             recovery=self.recovery if config.credentials.recover else None,
         )
-        self.upstream: RegistrarClient | None = None
-        self._upstream_dirty = True
-        if config.upstream:  # issue 11: registered at the domain's registrars
-            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
-            self.endpoint.response_hook = self._upstream_response
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        self.upstream: RegistrarClient | None = None
+        self._upstream_io: UpstreamIO | None = None
+        self._upstream_dirty = True
+        if config.upstream:  # issue 11: registered at the domain's registrars
+            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
+            self.endpoint.response_hook = self._upstream_response
+            self._upstream_io = UpstreamIO(
+                self.upstream,
+                self._upstream_udp_send,
+                self._upstream_local,
+                self._receive,
+                self.endpoint.record_malformed,
+                lambda: next(self._conn_ids),
+                config.transport.max_message_size,
+            )
         t = config.transport
         self.transport_counters = TransportCounters()
         self.connections = ConnectionTable(
@@ -232,6 +243,8 @@ class Honeypot:
             if listener is not None:
                 listener.send(peer, data)
             return
+        if self._upstream_io is not None and self._upstream_io.send_to_peer(peer, data):
+            return  # on a link siptrap opened to a registrar
         for stream in self._streams.values():
             if peer.connection in stream.connections:
                 stream.send(peer, data)
@@ -277,22 +290,36 @@ class Honeypot:
             self._upstream_send(self.upstream.receive(msg, now))
 
     def _upstream_send(self, out: list[Outgoing]) -> None:
+        if self._upstream_io is not None:
+            self._upstream_io.send(out)
+
+    def _upstream_udp_send(self, host: str, port: int, data: bytes) -> bool:
         udp = self._upstream_udp()
-        for item in out:
-            if udp is not None:
-                udp.send(Peer("udp", item.host, item.port, "", 0), item.data)
+        if udp is None:
+            return False
+        udp.send(Peer("udp", host, port, "", 0), data)
+        return True
 
     def _upstream_udp(self) -> UdpListener | None:
         return next((u for u in self._udp.values() if u.family == socket.AF_INET), None)
 
-    def _upstream_start(self) -> None:
+    def _upstream_local(self, target: tuple[str, int]) -> tuple[str, int] | None:
+        """Our address for a UDP registrar at `target` (Via and Contact)."""
         udp = self._upstream_udp()
-        if self.upstream is None or udp is None:
-            return
+        if udp is None or ":" in target[0]:
+            return None
         host = self.config.sensor.public_address or udp.host
         if host in ("0.0.0.0", ""):
-            host = local_address_for(self.config.upstream[0].target[0], socket.AF_INET)
-        self.upstream.local = (host, udp.port)
+            host = local_address_for(target[0], socket.AF_INET)
+        return host, udp.port
+
+    def _upstream_start(self) -> None:
+        if self.upstream is None:
+            return
+        first = next((up for up in self.config.upstream if up.resolved), None)
+        local = self._upstream_local(first.target) if first is not None else None
+        if local is not None:
+            self.upstream.local = local
         self._upstream_send(self.upstream.start(time.time()))
 
     async def _upstream_stop(self) -> None:
@@ -307,6 +334,8 @@ class Honeypot:
             await asyncio.sleep(0.02)  # the answers to Expires 0 come within ms
             self._upstream_send(self.upstream.handle_timers(time.time()))
         self._upstream_status()
+        if self._upstream_io is not None:
+            await self._upstream_io.close()
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:

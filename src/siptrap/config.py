@@ -476,9 +476,11 @@ def _render_upstream(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
         out.append("[[upstream]]")
         out.append(f"registrar = {_toml(up.registrar)}")
         out.append(f"users = {_toml(','.join(up.users))}")
-        for name in ("username", "password", "domain"):
+        for name in ("username", "password", "domain", "tls_ca", "dns"):
             if getattr(up, name):
                 out.append(f"{name} = {_toml(getattr(up, name))}")
+        if not up.tls_verify:
+            out.append("tls_verify = false")
         out.append(f"expires = {up.expires}")
         if up.outbound_proxy:
             host, port = up.outbound_proxy
