@@ -17,11 +17,12 @@ def cmd_web(args: argparse.Namespace) -> int:
     import contextlib
     import signal
 
+    from ..web.control import socket_control
     from ..web.server import WebServer
     from ..web.settings import WebError, parse_web
 
     try:
-        settings = parse_web(args.listen, args.token)
+        settings = parse_web(args.listen, args.token, "--listen", "--token")
     except WebError as exc:
         print(f"siptrap web: {exc}", file=sys.stderr)
         return 2
@@ -38,7 +39,8 @@ def cmd_web(args: argparse.Namespace) -> int:
             return 2
 
     async def serve() -> None:
-        server = WebServer(data_dir, settings, args.sensor, actions=actions)
+        control = socket_control(data_dir)  # the honeypot running there, if one does
+        server = WebServer(data_dir, settings, args.sensor, control=control, actions=actions)
         await server.start()
         print(f"siptrap web: http://{settings.host}:{server.port}/ over {data_dir}", flush=True)
         stop = asyncio.Event()
