@@ -20,6 +20,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     from ..web.control import socket_control
     from ..web.server import WebServer
     from ..web.settings import WebError, parse_web
+    from ..web.store_metrics import store_registry
 
     try:
         settings = parse_web(args.listen, args.token, "--listen", "--token")
@@ -40,7 +41,14 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         control = socket_control(data_dir)  # the honeypot running there, if one does
-        server = WebServer(data_dir, settings, args.sensor, control=control, actions=actions)
+        server = WebServer(
+            data_dir,
+            settings,
+            args.sensor,
+            registry=store_registry(data_dir),  # /metrics counted from the store
+            control=control,
+            actions=actions,
+        )
         await server.start()
         print(f"siptrap web: http://{settings.host}:{server.port}/ over {data_dir}", flush=True)
         stop = asyncio.Event()

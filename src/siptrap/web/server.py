@@ -241,7 +241,9 @@ class WebServer:
         )
 
     async def page_blocks(self, request: web.Request) -> web.Response:
-        q = make_query(dict(request.query), BLOCK_FILTERS, forms=True)
+        params = dict(request.query)
+        lifted = _address(params.pop("lifted", ""))  # where a lift button came back to
+        q = make_query(params, BLOCK_FILTERS, forms=True)
         q = Query(q.since, q.until, min(q.limit, 200), q.cursor, q.filters)
         page = await asyncio.to_thread(list_blocks, self.data_dir, q)
         return self._render(
@@ -255,7 +257,7 @@ class WebServer:
             next_url=_next(request, page.next_cursor),
             intro=LIFT_HOW,
             lift_csrf=self._csrf() if self._token_ok(request) else None,
-            lifted=_address(request.query.get("lifted", "")),
+            lifted=lifted,
         )
 
     def _csrf(self) -> str:
@@ -325,7 +327,7 @@ class WebServer:
     # -- metrics and API --------------------------------------------------------------
     async def metrics(self, request: web.Request) -> web.Response:
         if self.registry is None:
-            return _error(404, "metrics are served by a running honeypot (siptrap run --web)")
+            return _error(404, "no metrics here")
         body = await asyncio.to_thread(metrics.render, self.registry)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 

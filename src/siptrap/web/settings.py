@@ -15,7 +15,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str = ""  # admin token: without it the dashboard and API are read-only
-    token_option: str = "--web-token"  # how the command that started it takes the token
+    token_option: str = "--web-token"  # noqa: S105 (an option name, how the command takes it)
 
     @property
     def loopback(self) -> bool:
@@ -26,7 +26,10 @@ class WebSettings:
 
 
 def parse_web(
-    spec: str, token: str = "", option: str = "--web", token_option: str = "--web-token"
+    spec: str,
+    token: str = "",
+    option: str = "--web",
+    token_option: str = "--web-token",  # noqa: S107 (an option name)
 ) -> WebSettings:
     """`ADDR:PORT` (or `[v6]:PORT`) -> WebSettings; a token is required off loopback.
     `option`, `token_option`: the command's own option names, for the messages
