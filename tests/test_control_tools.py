@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +39,16 @@ allow = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"]
 users = "100"
 password = "1234"
 behaviour = "answer"
+
+[alerts]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+smtp_to = ["soc@example.org"]
+
+[analysis]
+rules = ["{rules}"]
 """
+RULES = Path(__file__).resolve().parents[1] / "src" / "siptrap" / "data" / "rules"
 
 
 class Trap(Siptrap):
@@ -95,9 +105,12 @@ def trap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trap]:
     require_tool("sipsak")
     web_port = free_port(socket.SOCK_STREAM)
     base = tmp_path_factory.mktemp("ctl")
+    rules = base / "mine.rules"
+    rules.write_text((RULES / "attacks.rules").read_text())
+    config = CONFIG.format(smtp_port=free_port(socket.SOCK_STREAM), rules=rules)
     honeypot = Trap(
         base / "data",
-        CONFIG,
+        config,
         ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN, "--quiet"],
     )
     honeypot.web_port = web_port
@@ -214,3 +227,32 @@ def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> 
     )
     assert found and found[0]["who"].startswith("ctl uid ")
     assert found[0]["who"].endswith(" via api 127.0.0.1"), found[0]["who"]
+
+
+def test_email_rules_reload_and_clean_through_ctl(trap: Trap) -> None:
+    assert trap.ctl("status")[1]["email"] == "on"
+    assert trap.ctl("email", "off")[1] == {"email": "off"}
+    assert trap.ctl("status")[1]["email"] == "off"
+    assert trap.ctl("email", "on")[1] == {"email": "on"}
+    code, _, err = trap.ctl("email", "maybe")
+    assert code == 2 and "usage: email on|off" in err
+    rules = trap.data_dir.parent / "mine.rules"
+    good = rules.read_text()
+    code, reloaded, _ = trap.ctl("rules", "reload")
+    assert code == 0 and reloaded["rules"] == good.count("\n[") + good.startswith("[")
+    rules.write_text(good + "\n[broken\ntype = Nonsense\n")
+    code, _, err = trap.ctl("rules", "reload")
+    assert code == 2 and "rules not reloaded" in err and "mine.rules" in err
+    rules.write_text(good)
+    assert trap.ctl("rules", "reload")[1] == reloaded
+    code, cleaned, _ = trap.ctl("clean", "alerts", "--before", "2100-01-01")
+    assert code == 0 and isinstance(cleaned, dict), cleaned
+    code, cleaned, _ = trap.ctl("clean", "recordings", "--before", "2100-01-01")
+    assert code == 0 and cleaned.get("recordings") == 0, cleaned
+    code, _, err = trap.ctl("clean", "events", "--before", "soon")
+    assert code == 2 and "--before" in err
+    time.sleep(1.5)
+    commands = [e["command"] for e in trap.events("sensor.control")]
+    assert commands.count("rules reload") == 2 and "email off" in commands
+    assert "clean recordings --before 2100-01-01" in commands
+    assert not any("soon" in c or "maybe" in c for c in commands)
