@@ -210,6 +210,11 @@ def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> 
         assert samples[("siptrap_responses_total", (("code", "200"),))] >= 4
         assert samples[("siptrap_responses_total", (("code", "401"),))] >= 1
         assert samples[("siptrap_sources", ())] == 1
+        # the live gauges, from the honeypot running there (its `ctl stats`)
+        assert samples[("siptrap_queue_dropped", (("sink", "sqlite"),))] == 0
+        assert ("siptrap_queue_depth", (("sink", "jsonl"),)) in samples
+        assert samples[("siptrap_active_calls", ())] == 0
+        assert samples[("siptrap_sources_tracked", ())] == 1
         # control passed on to the running honeypot, recorded as coming through the API
         status, answer = post(
             base + "/api/v1/control", {"command": ["mode", "active"]}, "web-t0ken"

@@ -240,6 +240,7 @@ def test_siptrap_web_metrics_count_what_the_store_holds(tmp_path: Path) -> None:
     assert s[("siptrap_recording_bytes", ())] == 1234
     assert s[("siptrap_sources", ())] == 2
     assert s[("siptrap_last_event_timestamp_seconds", ())] == T0 + 23
+    assert ("siptrap_active_calls", ()) not in s  # no honeypot runs there: no live gauges
 
 
 # -- the Blocks page's lift button ----------------------------------------------------------

@@ -131,7 +131,8 @@ def add_parser(sub: Any) -> None:
         help="control a running honeypot",
         description="status | stats | mode passive|active | console verbose|quiet | "
         "email on|off | calls list|hangup ID|hangup all | extensions list|add|remove|set | "
-        "personality NAME | rules reload | clean alerts|recordings|events --before DATE",
+        "personality NAME | rules reload | clean alerts|recordings|events --before DATE | "
+        "blocks list|lift ADDR",
     )
     p_ctl.add_argument(
         "--data-dir",

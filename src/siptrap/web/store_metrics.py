@@ -3,10 +3,10 @@ what the store holds (the data directory's `siptrap.db`), read at scrape time.
 
 The names and labels are those of `siptrap run --web` (web.metrics), so one dashboard
 reads both; the gauges of a live process (queues, calls in progress, the flood guard)
-are not here, since no process is being watched. Labels stay bounded as there: a method
-outside the SIP methods is `other`, a status outside 100-699 `other`, the categories
-after the MAX_CATEGORIES most frequent `other`. Counts go down when `ctl clean` deletes
-rows (Prometheus reads that as a counter reset).
+come from the honeypot running on the data directory (its `ctl stats`), when one does.
+Labels stay bounded as there: a method outside the SIP methods is `other`, a status
+outside 100-699 `other`, the categories after the MAX_CATEGORIES most frequent `other`.
+Counts go down when `ctl clean` deletes rows (Prometheus reads that as a counter reset).
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..endpoint.credentials import RESULTS
+from .control import SOCKET_NAME, send_command
 from .metrics import MAX_CATEGORIES, METHODS, TRANSPORTS
 from .queries import reader
 
 Family = CounterMetricFamily | GaugeMetricFamily
+LIVE_TIMEOUT = 3.0  # seconds a scrape waits for the running honeypot's `stats`
 
 MESSAGES = (
     "SELECT method, transport, count(*) FROM messages"
@@ -148,8 +151,35 @@ def store_families(conn: sqlite3.Connection, data_dir: Path) -> list[Family]:
     ]
 
 
+def live_families(stats: dict[str, Any]) -> list[Family]:
+    """The gauges of the honeypot running on the data directory, from its `ctl stats`."""
+    depth = GaugeMetricFamily(
+        "siptrap_queue_depth", "events waiting in each sink's queue", labels=["sink"]
+    )
+    dropped = GaugeMetricFamily(
+        "siptrap_queue_dropped", "events each sink's full queue dropped", labels=["sink"]
+    )
+    sinks = stats.get("sinks")
+    for name, sink in sorted(sinks.items() if isinstance(sinks, dict) else []):
+        if isinstance(sink, dict):  # sink names are siptrap's own, a handful
+            depth.add_metric([str(name)], float(sink.get("queued") or 0))
+            dropped.add_metric([str(name)], float(sink.get("dropped") or 0))
+
+    def gauge(name: str, doc: str, key: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, float(stats.get(key) or 0))
+
+    return [
+        depth,
+        dropped,
+        gauge("siptrap_active_calls", "calls ringing or answered now", "active_calls"),
+        gauge("siptrap_sources_tracked", "source addresses the flood guard tracks", "sources"),
+        gauge("siptrap_guard_shed", "requests the flood guard has shed since start", "shed"),
+    ]
+
+
 class StoreCollector(Collector):
-    """Reads the store at each scrape (in the web server's worker thread)."""
+    """Reads the store at each scrape (in the web server's worker thread), and the live
+    gauges of the honeypot running on the data directory when one answers `stats`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -158,10 +188,18 @@ class StoreCollector(Collector):
         db = self.data_dir / "siptrap.db"
         try:
             with reader(db) as conn:
-                families = store_families(conn, self.data_dir)
+                yield from store_families(conn, self.data_dir)
         except FileNotFoundError:
-            return  # nothing recorded yet: no samples
-        yield from families
+            pass  # nothing recorded yet: no samples from the store
+        yield from self._live()
+
+    def _live(self) -> list[Family]:
+        try:
+            reply = send_command(self.data_dir / SOCKET_NAME, ["stats"], timeout=LIVE_TIMEOUT)
+        except (OSError, ValueError):  # no honeypot there, or it did not answer in time
+            return []
+        stats = reply.get("result")
+        return live_families(stats) if reply.get("ok") and isinstance(stats, dict) else []
 
 
 def store_registry(data_dir: Path) -> CollectorRegistry:
