@@ -269,3 +269,19 @@ def test_the_lift_form_needs_the_token_and_its_csrf_value(tmp_path: Path) -> Non
         assert after.count('action="/blocks/lift"') == 1  # the other block's button
 
     _serve(data_dir, WebSettings("127.0.0.1", 0, "s3cret"), check)
+
+
+def test_a_read_only_server_names_the_token_option_of_its_command(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        reply = await client.post("/api/v1/control", json={"command": ["status"]})
+        assert reply.status == 403
+        seen.append((await reply.json())["error"])
+
+    _serve(tmp_path, WebSettings("127.0.0.1", 0, "", "--token"), check)
+    _serve(tmp_path, WebSettings("127.0.0.1", 0), check)
+    assert seen == [
+        "read-only: start the web server with --token TOKEN to control",  # siptrap web
+        "read-only: start the web server with --web-token TOKEN to control",  # siptrap run
+    ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,8 @@ from .queries import reader
 Family = CounterMetricFamily | GaugeMetricFamily
 LIVE_TIMEOUT = 3.0  # seconds a scrape waits for the running honeypot's `stats`
 
-MESSAGES = (
-    "SELECT method, transport, count(*) FROM messages"
-    " WHERE direction = 'in' AND kind = 'request' GROUP BY method, transport"
-)
-RESPONSES = (
-    "SELECT status, count(*) FROM messages"
-    " WHERE direction = 'out' AND kind = 'response' GROUP BY status"
-)
-ALERTS = (
-    "SELECT json_extract(data, '$.category'), count(*) FROM events"
-    " WHERE event = 'analysis.alert.raised' AND coalesce(json_extract(data, '$.update'), 0) = 0"
-    " GROUP BY 1"
-)
-SHED = (
-    "SELECT json_extract(data, '$.reason'), sum(coalesce(json_extract(data, '$.count'), 0))"
-    " FROM events WHERE event = 'sip.flood.shed' GROUP BY 1"
-)
+_RESULTS = frozenset(RESULTS)
+_REASONS = frozenset({"rate", "reflection"})
 
 
 def _label(value: object, allowed: frozenset[str]) -> str:
@@ -57,10 +42,81 @@ def _status(value: object) -> str:
     return str(value) if isinstance(value, int) and 100 <= value <= 699 else "other"
 
 
+Labeller = Callable[[tuple[Any, ...]], tuple[str, ...]]
+# name, help, labels, SQL (the label columns, then the number), what a row's labels become
+LABELLED: tuple[tuple[str, str, tuple[str, ...], str, Labeller], ...] = (
+    (
+        "siptrap_messages",
+        "SIP requests received, by method and transport",
+        ("method", "transport"),
+        "SELECT method, transport, count(*) FROM messages"
+        " WHERE direction = 'in' AND kind = 'request' GROUP BY method, transport",
+        lambda r: (_label(r[0], METHODS), _label(r[1], TRANSPORTS)),
+    ),
+    (
+        "siptrap_responses",
+        "SIP responses sent, by status code",
+        ("code",),
+        "SELECT status, count(*) FROM messages"
+        " WHERE direction = 'out' AND kind = 'response' GROUP BY status",
+        lambda r: (_status(r[0]),),
+    ),
+    (
+        "siptrap_shed_requests",
+        "requests the flood guard did not answer",
+        ("reason",),
+        "SELECT json_extract(data, '$.reason'), sum(coalesce(json_extract(data, '$.count'), 0))"
+        " FROM events WHERE event = 'sip.flood.shed' GROUP BY 1",
+        lambda r: (_label(r[0], _REASONS),),
+    ),
+    (
+        "siptrap_auth_attempts",
+        "digest responses received, by result",
+        ("result",),
+        "SELECT result, count(*) FROM credentials GROUP BY result",
+        lambda r: (_label(r[0], _RESULTS),),
+    ),
+)
+ALERTS = (
+    "SELECT json_extract(data, '$.category'), count(*) FROM events"
+    " WHERE event = 'analysis.alert.raised' AND coalesce(json_extract(data, '$.update'), 0) = 0"
+    " GROUP BY 1"
+)
+# kind, name, help, SQL of one number
+SCALARS: tuple[tuple[type[Family], str, str, str], ...] = (
+    (
+        CounterMetricFamily,
+        "siptrap_malformed_messages",
+        "input that was not a clean SIP message",
+        "SELECT count(*) FROM messages WHERE malformed = 1",
+    ),
+    (CounterMetricFamily, "siptrap_calls", "calls started", "SELECT count(*) FROM calls"),
+    (
+        CounterMetricFamily,
+        "siptrap_rtp_bytes",
+        "RTP payload bytes of recorded calls",
+        "SELECT coalesce(sum(bytes), 0) FROM recordings",
+    ),
+    (
+        GaugeMetricFamily,
+        "siptrap_sources",
+        "source addresses recorded",
+        "SELECT count(*) FROM sources",
+    ),
+    (
+        GaugeMetricFamily,
+        "siptrap_last_event_timestamp_seconds",
+        "time of the newest event",
+        "SELECT coalesce(max(ts_epoch), 0) FROM events",
+    ),
+)
+FROM_STORE = " (from the store)"
+
+
 def _labelled(
-    name: str, doc: str, labels: list[str], counts: Counter[tuple[str, ...]]
+    name: str, doc: str, labels: tuple[str, ...], counts: Counter[tuple[str, ...]]
 ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
+    family = CounterMetricFamily(name, doc + FROM_STORE, labels=list(labels))
     for key, number in sorted(counts.items()):
         family.add_metric(list(key), float(number))
     return family
@@ -90,65 +146,22 @@ def _disk_bytes(folder: Path) -> int:
 
 
 def store_families(conn: sqlite3.Connection, data_dir: Path) -> list[Family]:
-    one = conn.execute
-    messages: Counter[tuple[str, ...]] = Counter()
-    for method, transport, number in one(MESSAGES):
-        messages[(_label(method, METHODS), _label(transport, TRANSPORTS))] += number
-    responses: Counter[tuple[str, ...]] = Counter()
-    for status, number in one(RESPONSES):
-        responses[(_status(status),)] += number
-    auth: Counter[tuple[str, ...]] = Counter()
-    for result, number in one("SELECT result, count(*) FROM credentials GROUP BY result"):
-        auth[(_label(result, frozenset(RESULTS)),)] += number
-    shed: Counter[tuple[str, ...]] = Counter()
-    for reason, number in one(SHED):
-        shed[(_label(reason, frozenset({"rate", "reflection"})),)] += int(number or 0)
-    malformed = one("SELECT count(*) FROM messages WHERE malformed = 1").fetchone()[0]
-    calls = one("SELECT count(*) FROM calls").fetchone()[0]
-    rtp = one("SELECT coalesce(sum(bytes), 0) FROM recordings").fetchone()[0]
-    sources = one("SELECT count(*) FROM sources").fetchone()[0]
-    newest = one("SELECT coalesce(max(ts_epoch), 0) FROM events").fetchone()[0]
-    doc = "(from the store)"
-    return [
-        _labelled(
-            "siptrap_messages",
-            f"SIP requests received, by method and transport {doc}",
-            ["method", "transport"],
-            messages,
-        ),
-        _labelled(
-            "siptrap_responses", f"SIP responses sent, by status code {doc}", ["code"], responses
-        ),
-        CounterMetricFamily(
-            "siptrap_malformed_messages", f"input that was not a clean SIP message {doc}", malformed
-        ),
-        _labelled(
-            "siptrap_alerts",
-            f"alerts raised, by category {doc}",
-            ["category"],
-            _categories(list(one(ALERTS))),
-        ),
-        _labelled(
-            "siptrap_shed_requests",
-            f"requests the flood guard did not answer {doc}",
-            ["reason"],
-            shed,
-        ),
-        _labelled(
-            "siptrap_auth_attempts", f"digest responses received, by result {doc}", ["result"], auth
-        ),
-        CounterMetricFamily("siptrap_calls", f"calls started {doc}", calls),
-        CounterMetricFamily("siptrap_rtp_bytes", f"RTP payload bytes of recorded calls {doc}", rtp),
-        GaugeMetricFamily(
-            "siptrap_recording_bytes",
-            "bytes of recordings on disk (pcap and WAV)",
-            _disk_bytes(data_dir / "recordings"),
-        ),
-        GaugeMetricFamily("siptrap_sources", f"source addresses recorded {doc}", sources),
-        GaugeMetricFamily(
-            "siptrap_last_event_timestamp_seconds", f"time of the newest event {doc}", newest
-        ),
-    ]
+    families: list[Family] = []
+    for name, doc, labels, sql, labeller in LABELLED:
+        counts: Counter[tuple[str, ...]] = Counter()
+        for row in conn.execute(sql):  # sql: one of this module's constants
+            counts[labeller(tuple(row))] += int(row[-1] or 0)
+        families.append(_labelled(name, doc, labels, counts))
+    alerts = _categories([tuple(r) for r in conn.execute(ALERTS)])
+    families.append(
+        _labelled("siptrap_alerts", "alerts raised, by category", ("category",), alerts)
+    )
+    for kind, name, doc, sql in SCALARS:
+        families.append(kind(name, doc + FROM_STORE, float(conn.execute(sql).fetchone()[0] or 0)))
+    recordings = _disk_bytes(data_dir / "recordings")
+    doc = "bytes of recordings on disk (pcap and WAV)"
+    families.append(GaugeMetricFamily("siptrap_recording_bytes", doc, recordings))
+    return families
 
 
 def live_families(stats: dict[str, Any]) -> list[Family]:
