@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..actions.lift import block_rows, lift_block
 from ..analysis.rules import RuleError
 from ..endpoint.extensions import BEHAVIOURS, MEDIA_MODES, Extension
 from ..endpoint.uas import Endpoint
@@ -278,6 +277,8 @@ class Controller:
         return {"rules": count}, True
 
     def blocks(self, args: list[str]) -> tuple[dict[str, Any], bool]:
+        from ..actions.lift import block_rows, lift_block  # not for every `siptrap ctl`
+
         if args == ["list"]:
             return {"blocks": block_rows(self.t.data_dir)}, False
         if len(args) != 2 or args[0] != "lift":
