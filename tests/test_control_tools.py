@@ -40,6 +40,11 @@ users = "100"
 password = "1234"
 behaviour = "answer"
 
+[[extensions]]
+users = "401"
+behaviour = "ring"
+ring_timeout = 120
+
 [alerts]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
@@ -169,6 +174,26 @@ def test_a_challenged_invite_is_not_an_active_call(trap: Trap) -> None:
     assert replies[1].startswith(b"SIP/2.0 401 "), replies
     assert trap.ctl("status")[1]["active_calls"] == 0
     assert trap.ctl("calls", "list")[1] == {"calls": []}
+    # a phone does not challenge: two calls ringing are active, and `hangup all` ends both
+    assert trap.ctl("personality", "yealink")[0] == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for i in (1, 2):
+            ring = invite.replace(b"sip:100@", b"sip:401@").replace(b"challenged-1", b"ring-%d" % i)
+            sock.sendto(ring.replace(b"chal1", b"ring%d" % i), ("127.0.0.1", trap.port))
+        deadline = time.time() + 15
+        while time.time() < deadline and trap.ctl("status")[1]["active_calls"] < 2:
+            time.sleep(0.2)
+        listed = trap.ctl("calls", "list")[1]["calls"]
+        assert sorted(c["call_id"] for c in listed) == ["ring-1", "ring-2"], listed
+        assert {c["state"] for c in listed} == {"ringing"}
+        code, result, _ = trap.ctl("calls", "hangup", "all")
+    assert code == 0 and sorted(result["hung_up"]) == ["ring-1", "ring-2"]
+    ended = trap.wait_for(
+        lambda e: e["event"] == "sip.call.ended" and e.get("call_id") == "ring-2", timeout=10
+    )
+    assert ended and ended[0]["reason"] == "operator"
+    assert trap.ctl("status")[1]["active_calls"] == 0
 
 
 def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> None:
@@ -205,7 +230,7 @@ def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> 
         options = samples[("siptrap_messages_total", (("method", "OPTIONS"), ("transport", "udp")))]
         assert options >= 4  # sipsak's, one per switch
         assert (
-            samples[("siptrap_messages_total", (("method", "INVITE"), ("transport", "udp")))] == 1
+            samples[("siptrap_messages_total", (("method", "INVITE"), ("transport", "udp")))] == 3
         )
         assert samples[("siptrap_responses_total", (("code", "200"),))] >= 4
         assert samples[("siptrap_responses_total", (("code", "401"),))] >= 1
