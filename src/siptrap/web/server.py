@@ -61,8 +61,8 @@ PAGE_COLUMNS = {
     "blocks": "src_ip step category since expires left count alert_id",
 }
 LIFT_HOW = (
-    "A block is lifted with `siptrap blocks lift ADDR`, or with the admin token by"
-    ' POST /api/v1/blocks/lift {"src_ip": "ADDR"}.'
+    "With the admin token each block has a lift button here; a block is also lifted with"
+    ' `siptrap ctl blocks lift ADDR`, or POST /api/v1/blocks/lift {"src_ip": "ADDR"}.'
 )
 
 
