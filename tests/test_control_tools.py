@@ -249,6 +249,9 @@ def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> 
         status, answer = post(base + "/api/v1/control", {"command": ["mode", "x"]}, "web-t0ken")
         assert status == 400 and "unknown mode" in answer["error"]
         assert trap.ctl("mode", "passive")[0] == 0
+        lift = {"src_ip": "192.0.2.44"}  # blocked nowhere: lifted false, and still recorded
+        status, answer = post(base + "/api/v1/blocks/lift", lift, "web-t0ken")
+        assert status == 200 and answer == {"src_ip": "192.0.2.44", "lifted": False, "errors": []}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -257,6 +260,8 @@ def test_siptrap_web_metrics_and_control_over_the_data_directory(trap: Trap) -> 
     )
     assert found and found[0]["who"].startswith("ctl uid ")
     assert found[0]["who"].endswith(" via api 127.0.0.1"), found[0]["who"]
+    lifted = trap.wait_for(lambda e: e.get("command") == "blocks lift 192.0.2.44")
+    assert lifted and lifted[0]["who"].endswith(" via api 127.0.0.1"), lifted
 
 
 def test_email_rules_reload_and_clean_through_ctl(trap: Trap) -> None:
