@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .analysis.live import AnalysisSink, rules_in_force
 from .analysis.reconnaissance import ReconBoard
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
+from .endpoint.personality import BUILTIN
 from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
@@ -41,6 +42,7 @@ from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
 from .recon.service import Reconnaissance
 from .recon.settings import known_mode
+from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
 from .transport.limits import (
@@ -262,6 +264,18 @@ class Honeypot:
         previous = self.recon.set_mode(mode)
         self._emit("sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who})
         return previous
+
+    def set_personality(self, name: str) -> str:
+        """Answer as the personality NAME (built-in or a [personalities.NAME] of the
+        configuration) from the next message on. Returns the previous name; raises
+        ValueError for a name that is not defined (nothing changes)."""
+        sensor = replace(self.config.sensor, personality=name)
+        try:
+            personality = replace(self.config, sensor=sensor).personality()
+        except ConfigError:
+            known = ", ".join([*BUILTIN, *self.config.personalities])
+            raise ValueError(f"unknown personality {name[:40]!r}: one of {known}") from None
+        return self.endpoint.set_personality(personality).name
 
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())

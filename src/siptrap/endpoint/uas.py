@@ -138,6 +138,16 @@ class Endpoint:
             "PUBLISH": self.on_publish,
         }
 
+    def set_personality(self, personality: Personality) -> Personality:
+        """Answer as `personality` from the next message on (Server, Allow, challenges,
+        behaviours); what was already sent stays as it was. Returns the previous one."""
+        previous = self.p
+        self.p = personality
+        self.auth.use(personality)
+        self.r.use(personality)
+        self.calls.p = personality
+        return previous
+
     # -- input -------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
         msg: Request | Response | ParseError | None = None
