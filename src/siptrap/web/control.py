@@ -408,10 +408,13 @@ def send_command(path: Path, command: list[str], timeout: float = 15.0) -> dict[
     return reply
 
 
-def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
+def rules_reloader(
+    bus: EventBus, config: Any, on_rules: Callable[[Any], None] | None = None
+) -> Callable[[], int] | None:
     """`rules reload`: the configured rule files read again and a new engine swapped in
     (the old one finishes first, so its open alerts are written). A bad file raises and
-    the running rules stay."""
+    the running rules stay. `on_rules` is given the new rule set first (the honeypot
+    takes its modes); when it raises, nothing changes."""
     from ..analysis.engine import AnalysisEngine
     from ..analysis.live import AnalysisSink, rules_in_force
 
@@ -422,6 +425,8 @@ def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
 
     def reload() -> int:
         rules = rules_in_force(config.analysis.rules)
+        if on_rules is not None:
+            on_rules(rules)
         engine = AnalysisEngine(
             rules,
             config.engine_settings(),
