@@ -173,3 +173,16 @@ def test_the_service_runs_the_mode_in_force_on_a_lab_host() -> None:
     assert second.fields["outcome"] == "skipped"
     assert "not a target of mode tcp_only" in second.fields["detail"]["reason"]
     assert third.fields["outcome"] == "ok" and third.fields["protocol"] == "tcp"
+
+
+def test_the_readme_mode_example_is_the_builtin_lookups_mode() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in readme.split("```ini\n")[1:] if "type = Mode" in b.split("```")[0]]
+    assert len(blocks) == 1
+    _rules, (mode,) = parse_rule_file(blocks[0].split("```")[0], "README.md")
+    builtin = {m.name: m for m in load_builtin_rules().modes}["lookups"]
+    assert (mode.name, mode.checks, mode.targets) == (
+        builtin.name,
+        builtin.checks,
+        builtin.targets,
+    )

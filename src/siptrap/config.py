@@ -108,8 +108,8 @@ class SensorConfig:
         "address written into Contact and SDP; empty: the address the request arrived on", ""
     )
     mode: str = doc(
-        "passive (sends nothing but replies), active (recon of attack sources) or a custom "
-        "mode of recon.modes",
+        "passive (sends nothing but replies), active (recon of attack sources) or a mode a "
+        "rule file declares (type = Mode) or recon.modes gives",
         "passive",
     )
 

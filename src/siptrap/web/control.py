@@ -159,7 +159,7 @@ class Controller:
         _words(args, 1, "mode passive|active|CUSTOM")
         try:
             previous = self.t.set_mode(args[0], "control")
-        except ValueError as exc:  # not passive, active, nor a mode of recon.modes
+        except ValueError as exc:  # not passive, active, nor a mode of the rules
             raise ControlError(str(exc)) from None
         return {"mode": self.t.mode, "previous": previous}, True
 
