@@ -14,9 +14,9 @@ on the wire; tcpdump captures every interface of the honeypot's namespace.
 - `siptrap ctl mode active` (sensor.mode.changed); an IPv6 INVITE from the UA gives
   "Interactive attack" at [2001:db8:14::2]:5060, its SIP port open, its reverse name,
   RDAP over HTTPS; an allowed ULA Contact is probed;
-- INVITEs naming ::1, fe80::dead:1, fd14:6::2 (fc00::/7, not allowed) and
-  ::ffff:127.0.0.1, and names resolving to them: refused, and the capture shows not one
-  packet to them.
+- INVITEs whose Contact, Via and SDP c= (the hosts probes would go to) name ::1,
+  fe80::dead:1, fd14:6::2 (fc00::/7, not allowed) and ::ffff:127.0.0.1, and names
+  resolving to them: refused, and the capture shows not one packet to them.
 """
 
 from __future__ import annotations
@@ -272,15 +272,16 @@ def test_ipv6_modes_interactive_attack_and_the_guards(lab6: Lab6) -> None:
                 "call_id": "v6ssrf1",
                 "contact": "::1",
                 "via": "::ffff:127.0.0.1",
-                "sdp_c": "fe80::dead:1",
-                "sdp_o": ULA_NO,
+                "sdp_c": ULA_NO,
+                "sdp_o": "fe80::dead:1",
             },
+            {"call_id": "v6ssrf2", "contact": "fe80::dead:1", "via": "lo6.test"},
             {
-                "call_id": "v6ssrf2",
-                "contact": "lo6.test",
+                "call_id": "v6ssrf3",
+                "contact": "ula6.test",
                 "via": "mapped.test",
                 "sdp_c": "ll6.test",
-                "sdp_o": "ula6.test",
+                "sdp_o": "lo6.test",
                 "no_ack": True,
             },
         )
@@ -333,7 +334,7 @@ def test_ipv6_modes_interactive_attack_and_the_guards(lab6: Lab6) -> None:
         assert all(r["address"] is None for r in checks)
     for name in NAMES:  # looked up; then nothing sent to what they name
         checks = [r for r in results if r["target"] == name and r["check"] != "dns"]
-        assert checks or name == "ula6.test", name  # an SDP o= name: only its DNS
+        assert checks, name
         assert all(r["outcome"] == "refused_by_guard" for r in checks), checks
         dns = by[("dns", name, None)]
         assert dns["outcome"] == "ok" and dns["detail"]["forbidden"], (name, dns["detail"])
