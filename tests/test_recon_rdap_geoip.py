@@ -14,8 +14,10 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import pytest
+import maxminddb
+import mmdb_writer
 from aiohttp import web
+from netaddr import IPSet
 
 from recon_pki import LabCA
 from siptrap.analysis.reconnaissance import Probe, ReconAsk
@@ -118,9 +120,6 @@ def test_rdap_ca_file_is_checked_in_the_settings(tmp_path: Path) -> None:
 
 def mmdb_files(tmp_path: Path) -> tuple[Path, Path]:
     """A GeoLite2-City and a GeoLite2-ASN database, as MaxMind ships them (two files)."""
-    mmdb_writer = pytest.importorskip("mmdb_writer")
-    from netaddr import IPSet
-
     city = mmdb_writer.MMDBWriter(
         ip_version=6, database_type="GeoLite2-City", languages=["en"], ipv4_compatible=True
     )
@@ -158,7 +157,6 @@ def mmdb_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_geoip_city_and_as_from_real_mmdb_files(tmp_path: Path) -> None:
-    maxminddb = pytest.importorskip("maxminddb")
     city_db, asn_db = mmdb_files(tmp_path)
     with maxminddb.open_database(str(city_db)) as reader:  # a real MaxMind DB file
         assert reader.metadata().database_type == "GeoLite2-City"
