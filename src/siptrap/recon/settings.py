@@ -17,7 +17,15 @@ from pathlib import Path
 from ..analysis.modes import CHECKS, MODE_NAME, PRIMITIVE_MODES, Mode, ModeError, mode_table
 from ..settings import doc
 
-__all__ = ["CHECKS", "PRIMITIVE_MODES", "ReconConfig", "check_recon", "known_mode", "mode_checks"]
+__all__ = [
+    "CHECKS",
+    "PRIMITIVE_MODES",
+    "ReconConfig",
+    "check_recon",
+    "known_mode",
+    "mode_checks",
+    "modes_of",
+]
 
 
 @dataclass(frozen=True)
