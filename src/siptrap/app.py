@@ -29,6 +29,7 @@ from .analysis.actions import CommandRunner
 from .analysis.engine import AnalysisEngine
 from .analysis.live import AnalysisSink, rules_in_force
 from .analysis.reconnaissance import ReconBoard
+from .analysis.rules import RuleError, RuleSet
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.personality import BUILTIN
@@ -41,7 +42,6 @@ from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
 from .recon.service import Reconnaissance
-from .recon.settings import known_mode
 from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
@@ -69,13 +69,15 @@ def analysis_sinks(
     data_dir: Path,
     emit: Callable[[Event], None],
     recon: ReconBoard | None = None,
+    rules: RuleSet | None = None,
 ) -> list[Sink]:
     """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
-    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14).
+    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14); `rules`:
+    the rule set read already (None: read the configured files here).
 
     Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
     a, al = config.analysis, config.alerts
-    rules = rules_in_force(a.rules)
+    rules = rules if rules is not None else rules_in_force(a.rules)
     if not a.enabled:
         return []
     runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
@@ -120,22 +122,29 @@ class Honeypot:
         self.data_dir = config.data_path
         check_data_dir(self.data_dir, sqlite=config.recording.sqlite, jsonl=config.recording.jsonl)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
-        # stops) must reach the sinks after it.
-        self.recon = Reconnaissance(
-            config.recon,
-            lambda e: self.bus.emit(e),
-            config.sensor.name,
-            config.sensor.mode,
-            own=_own_addresses(config),
-        )
+        # stops) must reach the sinks after it. The rule files are read once, here: their
+        # rules for the analysis, their modes (type = Mode) for recon.
+        rules = rules_in_force(config.analysis.rules)
+        try:
+            self.recon = Reconnaissance(
+                config.recon,
+                lambda e: self.bus.emit(e),
+                config.sensor.name,
+                config.sensor.mode,
+                own=_own_addresses(config),
+                modes=rules.modes,
+            )
+        except ValueError as exc:  # a mode defined twice, or [sensor] mode undefined
+            raise StartupError(f"sensor.mode: {exc}") from None
         board = ReconBoard(
             self.recon.submit,
             idle=self.recon.idle,
             wait=config.recon.timeout * 4 + 2,
             ttl=config.recon.ttl,
+            wants=self.recon.wants,
         )
         sinks: list[Sink] = analysis_sinks(
-            config, self.data_dir, lambda e: self.bus.emit(e), recon=board
+            config, self.data_dir, lambda e: self.bus.emit(e), recon=board, rules=rules
         )
         if config.actions:  # issue 11: responses to alerts (before the recording sinks)
             sinks.append(self._action_sink(config))
@@ -210,7 +219,9 @@ class Honeypot:
         )
         self._stopping = asyncio.Event()
         self.started = time.time()
-        self.controller = Controller(self, rules_reloader(self.bus, config))
+        self.controller = Controller(
+            self, rules_reloader(self.bus, config, on_rules=self._rules_read)
+        )
         self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
         self._web: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -222,7 +233,7 @@ class Honeypot:
     # -- mode and control ------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """passive, active or a custom mode of recon.modes (set_mode switches it)."""
+        """passive, active or a custom mode (set_mode switches it)."""
         return self.recon.mode
 
     def listening(self) -> list[str]:
@@ -256,11 +267,9 @@ class Honeypot:
         self.bus.emit(Event(event_id, time.time(), self.config.sensor.name, peer, fields))
 
     def set_mode(self, mode: str, who: str) -> str:
-        """Switch the sensor's mode at runtime (passive, active or a custom mode of
-        recon.modes); emits sensor.mode.changed. Returns the previous mode; raises
-        ValueError for a mode that is not defined."""
-        if not known_mode(self.config.recon, mode):
-            raise ValueError(f"unknown mode {mode!r}: passive, active or one of recon.modes")
+        """Switch the sensor's mode at runtime (passive, active or a custom mode: of the
+        rule files, or of recon.modes); emits sensor.mode.changed. Returns the previous
+        mode; raises ValueError for a mode that is not defined."""
         previous = self.recon.set_mode(mode)
         self._emit("sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who})
         return previous
@@ -276,6 +285,14 @@ class Honeypot:
             known = ", ".join([*BUILTIN, *self.config.personalities])
             raise ValueError(f"unknown personality {name[:40]!r}: one of {known}") from None
         return self.endpoint.set_personality(personality).name
+
+    def _rules_read(self, rules: RuleSet) -> None:
+        """`rules reload` read new rule files: their modes replace the old ones (raises
+        RuleError, and nothing changes, when the mode in force is no longer defined)."""
+        try:
+            self.recon.set_modes(rules.modes)
+        except ValueError as exc:
+            raise RuleError("rules", 0, f"{exc}: switch modes first") from None
 
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())

@@ -178,7 +178,7 @@ class Controller:
         _words(args, 1, "mode passive|active|CUSTOM")
         try:
             previous = self.t.set_mode(args[0], "control")
-        except ValueError as exc:  # not passive, active, nor a mode of recon.modes
+        except ValueError as exc:  # not passive, active, nor a mode of the rules
             raise ControlError(str(exc)) from None
         return {"mode": self.t.mode, "previous": previous}, True
 
@@ -479,10 +479,13 @@ def socket_control(
     return control
 
 
-def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
+def rules_reloader(
+    bus: EventBus, config: Any, on_rules: Callable[[Any], None] | None = None
+) -> Callable[[], int] | None:
     """`rules reload`: the configured rule files read again and a new engine swapped in
     (the old one finishes first, so its open alerts are written). A bad file raises and
-    the running rules stay."""
+    the running rules stay. `on_rules` is given the new rule set first (the honeypot
+    takes its modes); when it raises, nothing changes."""
     from ..analysis.engine import AnalysisEngine
     from ..analysis.live import AnalysisSink, rules_in_force
 
@@ -493,6 +496,8 @@ def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
 
     def reload() -> int:
         rules = rules_in_force(config.analysis.rules)
+        if on_rules is not None:
+            on_rules(rules)
         engine = AnalysisEngine(
             rules,
             config.engine_settings(),
