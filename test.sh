@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_TOOLS=(sip-tester sipsak tshark baresip-core chromium sngrep fail2ban dnsmasq-base tcpdump
-    traceroute iproute2 kamailio nftables postgresql nats-server)
+    traceroute iproute2 kamailio kamailio-tls-modules nftables postgresql nats-server)
 missing=()
 for pkg in "${APT_TOOLS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -24,15 +24,35 @@ def free_udp_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 class Kamailio:
     """`kamailio -f examples/kamailio/kamailio.cfg -DD -E -A ...` exactly as documented."""
 
     def __init__(
-        self, rundir: Path, honeypot: str, host: str = "127.0.0.5", password: str = "secret"
+        self,
+        rundir: Path,
+        honeypot: str,
+        host: str = "127.0.0.5",
+        password: str = "secret",
+        *,
+        tcp: bool = False,
+        tls: tuple[Path, Path] | None = None,
+        http: bool = False,
     ) -> None:
+        """`tcp`: a TCP listen too (-A TCP_LISTEN); `tls`: (cert, key) of a TLS listen
+        (-A WITH_TLS); `http`: JSON-RPC over HTTP on loopback (-A WITH_HTTP)."""
         self.rundir = rundir
         self.host = host
         self.port = free_udp_port(host)
+        self.tcp_port = free_tcp_port(host) if tcp else None
+        self.tls = tls
+        self.tls_port = free_tcp_port(host) if tls else None
+        self.http_port = free_tcp_port("127.0.0.1") if http else None
         self.honeypot = honeypot
         self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +74,25 @@ class Kamailio:
             f'RUNDIR="{self.rundir}"',
             "-A",
             f'REG_PASSWORD="{self.password}"',
+            *self.optional_args,
         ]
+
+    @property
+    def optional_args(self) -> list[str]:
+        out = []
+        if self.tcp_port is not None:
+            out += ["-A", f"TCP_LISTEN=tcp:{self.host}:{self.tcp_port}"]
+        if self.tls is not None:
+            cert, key = self.tls
+            out += ["-A", "WITH_TLS", "-A", f"TLS_LISTEN=tls:{self.host}:{self.tls_port}"]
+            out += ["-A", f'TLS_CERT="{cert}"', "-A", f'TLS_KEY="{key}"']
+        if self.http_port is not None:
+            out += ["-A", "WITH_HTTP", "-A", f"HTTP_PORT={self.http_port}"]
+        return out
+
+    @property
+    def http_rpc(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/RPC"
 
     @property
     def rpc_socket(self) -> Path:

@@ -101,6 +101,36 @@ def test_origin_is_taken_only_from_a_configured_proxy() -> None:
     assert "origin_ip" not in box.of("sip.request.received")[-1]
 
 
+def test_the_flood_guard_counts_the_source_behind_the_proxy_not_the_proxy() -> None:
+    """One attacker behind the proxy floods: it is shed, while another source forwarded by
+    the same proxy is still answered; the proxy is never shed (not even without the
+    header), and the same header from anyone else does not move the count."""
+    box = test_endpoint.Box(
+        analysis={"proxies": ["192.0.2.50/32"]}, flood={"per_source_rate": 1, "burst": 5}
+    )
+    attacker = [("X-Siptrap-Source", "203.0.113.9:5099;transport=udp")]
+    phone = [("X-Siptrap-Source", "203.0.113.10:5060;transport=udp")]
+
+    def ask(headers: list[tuple[str, str]], peer: Peer = PROXY) -> list[int]:
+        call_id = f"c{time.monotonic_ns()}"
+        data = test_endpoint.request("OPTIONS", headers=headers, call_id=call_id)
+        return test_endpoint.status_of(box.deliver(data, peer))
+
+    answered = [ask(attacker) for _ in range(30)]
+    assert answered[:5] == [[200]] * 5 and answered[-1] == []  # shed after its burst
+    assert all(ask(phone) == [200] for _ in range(5))  # the other source is untouched
+    assert all(ask([]) == [200] for _ in range(10))  # the proxy's own: never shed
+    shed = {s.ip: s.rate for s in box.ep.guard.take_shed()}
+    assert shed == {"203.0.113.9": 25}  # under the attacker's address, not the proxy's
+    # A flood straight from elsewhere carrying the header is counted under its sender.
+    direct = test_endpoint.ATTACKER
+    assert [ask(phone, direct) for _ in range(8)][-1] == []
+    shed = {s.ip: s.rate for s in box.ep.guard.take_shed()}
+    assert shed == {direct.src_ip: 3}
+    box.now += 2.0  # the phone's bucket refills (one a second): answered again
+    assert ask(phone) == [200] and ask(attacker) == [200]
+
+
 # -- configuration -------------------------------------------------------------------------
 def test_actions_and_policy_configuration() -> None:
     config = config_from_dict(

@@ -283,35 +283,159 @@ def _seconds(later: dict[str, Any], earlier: dict[str, Any]) -> float:
 
 
 UPSTREAM_USERS = {"100", "101", "102"}
+PBX_NAME = "pbx.siptrap.test"
 
 
-def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path) -> None:
+def server_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for Kamailio's TLS listen: the PBX's name and 127.0.0.5."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PBX_NAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    alt = [x509.DNSName(PBX_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.5"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def require_kamailio_module(name: str) -> None:
+    """Skip without Kamailio's module `name` (tls: Debian's kamailio-tls-modules), unless
+    SIPTRAP_REQUIRE_TOOLS=1 (then fail)."""
+    import glob
+    import os
+
+    if glob.glob(f"/usr/lib/*/kamailio/modules/{name}.so"):
+        return
+    if os.environ.get("SIPTRAP_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"Kamailio's {name} module is not installed")
+    pytest.skip(f"Kamailio's {name} module is not installed")
+
+
+@contextlib.contextmanager
+def dns_for_the_pbx(kamailio: Kamailio) -> Iterator[str]:
+    """dnsmasq on loopback that knows the PBX by name: its A record and an SRV record for
+    SIP over TLS (`_sips._tcp`) naming Kamailio's TLS port. Yields "ADDR:PORT"."""
+    from kamailio_domain import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    proc = subprocess.Popen(
+        [
+            require_tool("dnsmasq"),
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            f"--port={port}",
+            f"--pid-file={kamailio.rundir / 'dnsmasq.pid'}",
+            "--local=/test/",
+            f"--host-record={PBX_NAME},{kamailio.host}",
+            f"--srv-host=_sips._tcp.{PBX_NAME},{PBX_NAME},{kamailio.tls_port},0,5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, "dnsmasq did not start"
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path, transport: str) -> None:
+    """UDP to Kamailio's address; TCP to it; TLS to the PBX by name only (SRV and A records
+    from a dnsmasq the test starts, Kamailio's certificate checked against that name)."""
     require_tool(KAMAILIO)
     require_tool("kamcmd")
     rundir = tmp_path / "kamailio"
     rundir.mkdir()
     honeypot_port_holder = Siptrap(tmp_path / "data", "", ["--quiet"])
-    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}")
+    if transport == "tls":
+        require_kamailio_module("tls")
+    cert = server_certificate(tmp_path / "pki") if transport == "tls" else None
+    kamailio = Kamailio(
+        rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}", tcp=transport == "tcp", tls=cert
+    )
+    with contextlib.ExitStack() as stack:
+        if transport == "udp":
+            registrar, extra = f"udp:{kamailio.host}:{kamailio.port}", ""
+        elif transport == "tcp":
+            registrar, extra = f"tcp:{kamailio.host}:{kamailio.tcp_port}", ""
+        else:
+            assert cert is not None
+            dns = stack.enter_context(dns_for_the_pbx(kamailio))
+            registrar = f"tls:{PBX_NAME}"  # no port: SRV
+            extra = f'tls_ca = "{cert[0]}"\ndns = "{dns}"\n'
+            # ...and one more entry where the certificate is not trusted: refused.
+            extra += f"""
+[[upstream]]
+registrar = "tls:{kamailio.host}:{kamailio.tls_port}"
+users = "103"
+password = "secret"
+"""
+        _registers_at_kamailio(honeypot_port_holder, kamailio, registrar, extra, transport)
+
+
+def _registers_at_kamailio(
+    honeypot: Siptrap, kamailio: Kamailio, registrar: str, extra: str, transport: str
+) -> None:
     config = (
-        domain_config(rundir)
+        domain_config(kamailio.rundir)
         + f"""
 [[upstream]]
-registrar = "udp:{kamailio.host}:{kamailio.port}"
+registrar = "{registrar}"
 users = "100-102"
 password = "secret"
 expires = 10
-"""
+{extra}"""
     )
-    honeypot_port_holder.config_path.write_text(config)
-    honeypot = honeypot_port_holder
+    honeypot.config_path.write_text(config)
     kamailio.start()
     try:
         honeypot.start()
-        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), kamailio.kamcmd(
-            "ul.dump"
+        assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 10), (
+            kamailio.kamcmd("ul.dump"),
+            [e.get("error") for e in honeypot.events("sip.upstream.failed")],
         )
         registered = honeypot.wait_for(lambda e: e["event"] == "sip.upstream.registered")
         assert {e["user"] for e in registered} >= UPSTREAM_USERS
+        if transport != "udp":  # the binding is on siptrap's own connection
+            assert f";transport={transport}" in kamailio.kamcmd("ul.dump")
+        if transport == "tls":  # the untrusted certificate: never registered
+            refused = honeypot.wait_for(lambda e: e.get("user") == "103", 10)
+            assert refused and "certificate" in refused[0]["error"], refused
+            assert "103" not in kamailio.registered()
         status = subprocess.run(
             [
                 str(BIN),
@@ -326,22 +450,34 @@ expires = 10
             timeout=30,
             check=True,
         ).stdout
-        assert f"upstream udp:{kamailio.host}:{kamailio.port} 100: registered, expires in" in status
-        # A call for a registered extension goes through the registration, not the fallback.
+        assert f"upstream {registrar} 100: registered, expires in" in status, status
+        # A call for a registered extension goes through the registration, not the fallback:
+        # over TCP and TLS on the connection siptrap opened, answered as direct traffic.
         reply = sip_request("OPTIONS", "101", (kamailio.host, kamailio.port), PHONE)
         assert reply is not None and reply.startswith("SIP/2.0 200"), reply
+        assert "Yealink" in reply
         seen = honeypot.wait_for(
             lambda e: e.get("to_user") == "101" and e["event"] == "sip.request.received"
         )
         assert seen[0]["request_uri"].startswith("sip:101@127.0.0.1:")  # the Contact
-        assert seen[0]["origin_ip"] == PHONE
+        assert seen[0]["origin_ip"] == PHONE and seen[0]["transport"] == transport
+        if transport != "udp":  # a call too: siptrap's BYE goes back on its connection
+            phone = Phone(PHONE, (kamailio.host, kamailio.port))
+            try:
+                ok = phone.invite("102")
+                assert ok is not None and ok.startswith("SIP/2.0 200"), ok
+                assert phone.answer_bye(15) is not None, "no BYE came back"
+            finally:
+                phone.close()
+            sent = honeypot.wait_for(lambda e: e["event"] == "sip.request.sent", 5)
+            assert any(e["method"] == "BYE" and e["transport"] == transport for e in sent), sent
         # Kamailio restarts and forgets: back within the refresh interval (half of 10 s).
         kamailio.stop()
         kamailio.start()
         assert kamailio.registered() == set()
         t0 = time.time()
         assert wait_until(lambda: kamailio.registered() >= UPSTREAM_USERS, 12)
-        print(f"registrations back {time.time() - t0:.1f} s after Kamailio restarted")
+        print(f"{transport}: registrations back {time.time() - t0:.1f} s after the restart")
     finally:
         honeypot.stop()
         try:
@@ -375,3 +511,139 @@ expires = 10
         assert reply is not None and reply.startswith("SIP/2.0 200")
     finally:
         honeypot.stop()
+
+
+def test_kamailio_action_over_http_jsonrpc_against_real_kamailio(tmp_path: Path) -> None:
+    """The shipped configuration with -A WITH_HTTP: the kamailio action's JSON-RPC over
+    HTTP (xhttp + jsonrpcs) sets the htable entry Kamailio enforces, deletes it on lift, and
+    Kamailio itself lets an entry go at the expiry siptrap gave it."""
+    from test_actions import alert, sink_with
+
+    require_tool(KAMAILIO)
+    require_tool("kamcmd")
+    rundir = tmp_path / "kamailio"
+    kamailio = Kamailio(rundir, "sip:127.0.0.1:9", http=True).start()
+    lifted, expiring = "127.0.0.8", "127.0.0.9"
+    spec = {"kind": "kamailio", "rpc": kamailio.http_rpc, "timeout": 2.0}
+    sink, collect = sink_with(tmp_path, [spec], ladder=("try_later",), expire=2.0)
+    try:
+        sink.write([alert(lifted), alert(expiring)])
+        done = collect.wait("response.action.executed", 2)
+        assert [e["operation"] for e in done] == ["htable.setxi"] * 2, collect.events
+        dump = kamailio.kamcmd("htable.dump", "siptrap")
+        assert f"name: {lifted}" in dump and f"name: {expiring}" in dump, dump
+        # Kamailio enforces it at once: its own 503 with Retry-After to that source.
+        reply = sip_request("OPTIONS", "105", (kamailio.host, kamailio.port), lifted)
+        assert status(reply) == 503 and reply is not None and "Retry-After: 300" in reply
+        assert sink.lift(lifted)
+        assert wait_until(lambda: _rpc_get(kamailio, lifted) is None, 5)  # htable.delete
+        assert _rpc_get(kamailio, expiring) == 1  # over HTTP too
+    finally:
+        sink.close()  # siptrap is gone: what it set must still end at its expiry
+    try:
+        t0 = time.time()
+        assert wait_until(lambda: _rpc_get(kamailio, expiring) is None, 6)
+        print(f"entry gone {time.time() - t0:.1f} s after siptrap stopped (expiry 2 s)")
+        # Only /RPC is served, and only JSON-RPC there.
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(kamailio.http_rpc.replace("/RPC", "/other"), timeout=5)
+        assert info.value.code == 404
+    finally:
+        kamailio.stop()
+
+
+def _rpc_get(kamailio: Kamailio, key: str) -> int | None:
+    """htable.get over Kamailio's JSON-RPC HTTP transport: the value, or None if absent."""
+    import urllib.error
+    import urllib.request
+
+    body = {"jsonrpc": "2.0", "method": "htable.get", "params": ["siptrap", key], "id": 1}
+    request = urllib.request.Request(kamailio.http_rpc, data=json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            reply = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # jsonrpcs: a JSON-RPC error's code as the status
+        reply = json.loads(exc.read())
+        assert "doesn't exist" in reply["error"]["message"], reply
+    item = (reply.get("result") or {}).get("item")
+    return int(item["value"]) if item else None
+
+
+def test_behind_kamailio_one_flooding_source_is_shed_and_the_others_are_not(
+    tmp_path: Path,
+) -> None:
+    """The flood guard counts what Kamailio forwards by the source Kamailio names: an
+    attacker flooding through it is shed, a phone calling through it at the same time is
+    answered every time, and Kamailio itself is never the source shed."""
+    require_tool(KAMAILIO)
+    rundir = tmp_path / "kamailio"
+    rundir.mkdir()
+    config = """
+[sensor]
+personality = "yealink"
+[analysis]
+proxies = ["127.0.0.5"]
+[flood]
+per_source_rate = 2
+burst = 10
+[console]
+summary_interval = 1
+[[extensions]]
+users = "100-109"
+"""
+    honeypot = Siptrap(tmp_path / "data", config, ["--quiet"])
+    honeypot.start()
+    kamailio = Kamailio(rundir, f"sip:127.0.0.1:{honeypot.port}")
+    try:
+        kamailio.start()
+        proxy = (kamailio.host, kamailio.port)
+        # The phone asks right after the flood went out, while its requests are handled.
+        phone: list[int | None] = []
+
+        def calls() -> None:
+            phone.extend(status(sip_request("OPTIONS", "104", proxy, PHONE)) for _ in range(5))
+
+        answered = _flood(ATTACKER, proxy, 60, then=calls)
+        assert phone == [200] * 5, phone
+        assert answered <= 10 + 2 * 3, answered  # its burst, and its rate while it lasted
+        shed = honeypot.wait_for(lambda e: e["event"] == "sip.flood.shed" and e["src_ip"], 5)
+        assert {e["src_ip"] for e in shed} == {ATTACKER}, shed  # never Kamailio's address
+        assert sum(e["count"] for e in shed) >= 60 - answered - 2
+    finally:
+        kamailio.stop()
+        honeypot.stop()
+
+
+def _flood(source: str, target: tuple[str, int], count: int, then: Any) -> int:
+    """`count` OPTIONS from one socket on `source` at once, then `then()`; how many of
+    them were answered 200."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+        for n in range(count):
+            s.sendto(
+                (
+                    f"OPTIONS sip:10{n % 10}@{target[0]}:{target[1]} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bKflood{n}x{port};rport\r\n"
+                    "Max-Forwards: 70\r\n"
+                    f"From: <sip:flood@{source}>;tag=f{n}\r\n"
+                    f"To: <sip:10{n % 10}@{target[0]}>\r\n"
+                    f"Call-ID: flood-{n}-{port}@{source}\r\n"
+                    f"CSeq: 1 OPTIONS\r\nUser-Agent: flooder\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                target,
+            )
+        then()
+        answered = 0
+        s.settimeout(1.5)
+        while True:
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                return answered
+            answered += data.startswith(b"SIP/2.0 200")

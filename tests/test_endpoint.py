@@ -1665,7 +1665,8 @@ def test_first_call_without_sdp_from_an_unverified_source_still_gets_its_200() -
     call = Call(box, "400", body=b"")
     out = call.invite() + box.advance(1.5)
     assert 200 in status_of(out)
-    state = box.ep.guard._sources[ATTACKER.src_ip]
+    state = box.ep.guard.source(ATTACKER.src_ip)
+    assert state is not None
     assert state.bytes_out <= 3.0 * state.bytes_in
 
 

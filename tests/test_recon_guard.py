@@ -12,7 +12,7 @@ import pytest
 from siptrap.config import ConfigError, config_from_dict
 from siptrap.recon import p0f, rdap, route
 from siptrap.recon.guard import Guard, parse_address, valid_hostname
-from siptrap.recon.limits import Budget, Pacer
+from siptrap.recon.limits import Budget, Expiring, Pacer
 from siptrap.recon.settings import ReconConfig, check_recon, mode_checks
 
 FORBIDDEN = (
@@ -162,6 +162,27 @@ def test_pacer_spaces_probes_globally_and_per_target() -> None:
     assert pacer.reserve(None) == pytest.approx(0.6)  # a DNS lookup: the global rate only
     now[0] = 200.0
     assert pacer.reserve("a") == 0.0
+
+
+def test_recon_tables_forget_on_time_and_stay_bounded() -> None:
+    table: Expiring[str, int] = Expiring(3)
+    table.put("a", 1, 0.0, until=10.0)
+    table.put("b", 2, 0.0, until=5.0)
+    assert table.get("b", 4.9) == 2 and table.get("b", 5.0) is None  # gone at its deadline
+    table.put("a", 3, 6.0)  # no deadline given: keeps the one it had
+    assert table.get("a", 9.0) == 3 and table.get("a", 10.0) is None
+    for i, key in enumerate("wxyz"):
+        table.put(key, i, 20.0, until=100.0)
+    assert len(table) == 3 and table.evicted == 1 and table.get("w", 21.0) is None
+    # the pacer forgets an address once its spacing is kept, not only when full
+    now = [0.0]
+    pacer = Pacer(rate=1000.0, target_rate=1.0, clock=lambda: now[0])
+    for i in range(50):
+        pacer.reserve(f"198.51.100.{i}")
+    assert len(pacer.slots) == 50
+    now[0] = 2.0
+    pacer.reserve("203.0.113.1")
+    assert len(pacer.slots) == 1 and pacer.slots.evicted == 0
 
 
 def test_budget_per_source_renews_after_its_window() -> None:

@@ -14,7 +14,7 @@ from siptrap.events.catalogue import CATALOGUE
 from siptrap.events.record import Event, Peer
 from siptrap.settings import ConfigError
 from siptrap.sip import Response, parse
-from siptrap.upstream.client import BACKOFF_FIRST, TIMEOUT, Outgoing, RegistrarClient
+from siptrap.upstream.client import BACKOFF_FIRST, TIMEOUT, Link, Outgoing, RegistrarClient
 from siptrap.upstream.settings import upstream_configs
 
 REGISTRAR = test_endpoint.HONEYPOT_IP
@@ -24,10 +24,16 @@ EXTENSIONS = {"100", "101", "200"}
 class Domain:
     """A RegistrarClient wired to an Endpoint acting as the registrar, by hand."""
 
-    def __init__(self, password: str = "1234", expires: int = 60, users: str = "100-101") -> None:
+    def __init__(
+        self,
+        password: str = "1234",
+        expires: int = 60,
+        users: str = "100-101",
+        transport: str = "udp",
+    ) -> None:
         self.box = test_endpoint.Box("asterisk")
         entry = {
-            "registrar": f"udp:{REGISTRAR}:5060",
+            "registrar": f"{transport}:{REGISTRAR}:5060",
             "users": users,
             "password": password,
             "expires": expires,
@@ -36,7 +42,7 @@ class Domain:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.client = RegistrarClient((config,), self._emit)
         self.client.local = ("198.51.100.50", 5062)
-        self.peer = Peer("udp", "198.51.100.50", 5062, REGISTRAR, 5060)
+        self.peer = Peer(transport, "198.51.100.50", 5062, REGISTRAR, 5060, 7)
         self.sent: list[bytes] = []
         self.drop = False
 
@@ -111,6 +117,40 @@ def test_no_answer_is_retransmitted_then_failed() -> None:
     assert failed["status"] == 408
 
 
+def test_over_tcp_it_waits_for_its_link_never_retransmits_and_registers_again() -> None:
+    d = Domain(users="100", transport="tcp")
+    assert d.client.start(d.box.now) == []  # no connection yet: nothing to send on
+    (wanted,) = d.client.take_wanted()
+    assert wanted.registrar == f"tcp:{REGISTRAR}:5060" and d.client.take_wanted() == []
+    assert d.client.status(d.box.now)[0]["state"] == "connecting"
+    link = Link(("198.51.100.50", 40001), (REGISTRAR, 5060))
+    d.pump(d.client.link_up(wanted.registrar, link, d.box.now))
+    first = parse(d.sent[0])
+    assert first.top_via is not None and str(first.top_via.transport).upper() == "TCP"
+    assert "198.51.100.50:40001" in (first.header("via") or "")
+    assert (first.header("contact") or "").endswith("@198.51.100.50:40001;transport=tcp>")
+    assert str(first.uri).endswith(";transport=tcp")
+    assert [f["user"] for f in d.of("sip.upstream.registered")] == ["100"]
+    # The connection drops (the registrar restarted): failed, and a new link after backoff.
+    d.client.link_down(wanted.registrar, "closed by the far end", d.box.now)
+    (failed,) = d.of("sip.upstream.failed")
+    assert "connection lost" in failed["error"] and failed["retry_in"] == BACKOFF_FIRST
+    d.advance(BACKOFF_FIRST + 0.5)
+    assert [w.registrar for w in d.client.take_wanted()] == [wanted.registrar]
+    d.client.link_failed(wanted.registrar, "connection refused", d.box.now)
+    assert d.of("sip.upstream.failed")[-1]["retry_in"] == 2 * BACKOFF_FIRST
+    # Over a reliable transport a REGISTER is never retransmitted; it times out.
+    d.advance(2 * BACKOFF_FIRST + 0.5)
+    assert d.client.take_wanted()
+    d.drop = True
+    sent = len(d.sent)
+    d.pump(d.client.link_up(wanted.registrar, link, d.box.now))
+    d.advance(TIMEOUT - 1)
+    assert len(d.sent) == sent + 1
+    d.advance(1.5)
+    assert d.of("sip.upstream.failed")[-1]["status"] == 408
+
+
 def test_a_clean_stop_sends_expires_zero() -> None:
     d = Domain()
     d.pump(d.client.start(d.box.now))
@@ -135,10 +175,38 @@ def test_upstream_settings() -> None:
         {"registrar": "udp:127.0.0.1:5080", "users": "999"},  # not an extension
         {"registrar": "udp:127.0.0.1:5080", "users": "100", "expires": 1},
         {"registrar": "udp:127.0.0.1:5080", "users": "100", "colour": "red"},
-        {"registrar": "tcp:127.0.0.1:5080", "users": "100"},  # not carried yet
+        {"registrar": "sctp:127.0.0.1:5080", "users": "100"},
+        {"registrar": "tcp:bad_name!:5080", "users": "100"},
+        {"registrar": "tls:pbx.example.com", "users": "100", "tls_verify": "no"},
+        {"registrar": "tcp:pbx.example.com", "users": "100", "dns": "ns.example.com"},
     ):
         with pytest.raises(ConfigError):
             config_from_dict({"extensions": [{"users": "100"}], "upstream": [bad]})
+
+
+def test_tcp_tls_and_host_names_in_upstream_settings() -> None:
+    def one(entry: dict[str, Any]) -> Any:
+        (up,) = config_from_dict(
+            {"extensions": [{"users": "100"}], "upstream": [{"users": "100", **entry}]}
+        ).upstream
+        return up
+
+    tcp = one({"registrar": "tcp:127.0.0.1:5080"})
+    assert (tcp.transport, tcp.reliable, tcp.resolved, tcp.srv) == ("tcp", True, True, False)
+    tls = one({"registrar": "TLS:pbx.example.com", "tls_ca": "/ca.pem", "dns": "127.0.0.1:53"})
+    # A name without a port: SRV first (RFC 3263), 5061 if there is none.
+    assert (tls.transport, tls.host, tls.port, tls.srv, tls.resolved) == (
+        "tls",
+        "pbx.example.com",
+        5061,
+        True,
+        False,
+    )
+    assert tls.registrar == "tls:pbx.example.com" and tls.tls_verify
+    named = one({"registrar": "udp:localhost:5080"})
+    assert (named.port, named.srv, named.resolved) == (5080, False, False)
+    six = one({"registrar": "tcp:[::1]"})  # an address without a port: the default port
+    assert (six.host, six.port, six.srv, six.registrar) == ("::1", 5060, False, "tcp:[::1]:5060")
 
 
 def test_config_show_renders_upstream_and_actions_that_load_back_equal() -> None:
@@ -156,7 +224,14 @@ def test_config_show_renders_upstream_and_actions_that_load_back_equal() -> None
                     "password": 'p"w',
                     "expires": 120,
                     "outbound_proxy": "192.0.2.11:5060",
-                }
+                },
+                {
+                    "registrar": "tls:pbx.example.com",
+                    "users": "103",
+                    "tls_ca": "/etc/ssl/pbx.pem",
+                    "tls_verify": False,
+                    "dns": "192.0.2.53",
+                },
             ],
             "actions": [
                 {"kind": "kamailio", "rpc": "unix:/run/k.sock", "categories": ["scan"]},
@@ -169,3 +244,53 @@ def test_config_show_renders_upstream_and_actions_that_load_back_equal() -> None
     assert again.upstream == config.upstream
     assert again.actions == config.actions
     assert again.policy == config.policy
+
+
+def test_locate_takes_addresses_as_they_are_and_finds_localhost() -> None:
+    import asyncio
+
+    from siptrap.upstream.locate import locate
+
+    def up(registrar: str) -> Any:
+        entry = {"registrar": registrar, "users": "100"}
+        return config_from_dict({"extensions": [{"users": "100"}], "upstream": [entry]}).upstream[0]
+
+    assert asyncio.run(locate(up("tls:[::1]:5071"))) == [("::1", 5071)]
+    proxied = config_from_dict(
+        {
+            "extensions": [{"users": "100"}],
+            "upstream": [
+                {"registrar": "tcp:pbx.invalid", "users": "100", "outbound_proxy": "127.0.0.9"}
+            ],
+        }
+    ).upstream[0]
+    assert asyncio.run(locate(proxied)) == [("127.0.0.9", 5060)]  # the proxy, no lookup
+    found = asyncio.run(locate(up("tcp:localhost:5080")))
+    assert found and all(port == 5080 for _, port in found)
+    assert {ip for ip, _ in found} <= {"127.0.0.1", "::1"}, found
+
+
+def test_srv_records_in_priority_then_weighted_random_order() -> None:
+    from dataclasses import dataclass
+    from itertools import cycle
+
+    from siptrap.upstream.locate import srv_order
+
+    @dataclass(frozen=True)
+    class Rr:
+        name: str
+        priority: int
+        weight: int
+
+    records = [Rr("b", 10, 60), Rr("a", 10, 40), Rr("z", 10, 0), Rr("low", 5, 1), Rr("x", 20, 9)]
+    # pick() * the weights left: 0.1 * 100 falls in a (40, the lighter first), then b.
+    order = srv_order(records, pick=cycle([0.1]).__next__)
+    assert [r.name for r in order] == ["low", "a", "b", "z", "x"]
+    order = srv_order(records, pick=cycle([0.9]).__next__)
+    assert [r.name for r in order] == ["low", "b", "a", "z", "x"]
+    # Over many draws the heavier entry comes first about as often as its weight says.
+    import random
+
+    draws = random.Random(7)
+    firsts = [srv_order(records[:2], pick=draws.random)[0].name for _ in range(2000)]
+    assert 0.55 < firsts.count("b") / 2000 < 0.65

@@ -236,7 +236,15 @@ def test_the_cli_refuses_a_public_web_address_without_a_token(
     assert "--web-token" in capsys.readouterr().err
     assert main(["ctl", "--data-dir", str(tmp_path), "status"]) == 1
     assert "no running honeypot" in capsys.readouterr().err
-    assert main(["report", "--data-dir", str(tmp_path)]) == 1
+    assert main(["report", "--data-dir", str(tmp_path)]) == 2  # no database: as the others
+    assert "no siptrap database" in capsys.readouterr().err
+    (tmp_path / "siptrap.db").write_text("not a database at all")
+    assert main(["report", "--data-dir", str(tmp_path)]) == 2
+    assert "not a SQLite database" in capsys.readouterr().err
+    assert main(["web", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:0", "--token", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--listen '0.0.0.0:0'" in err and "give --token TOKEN" in err  # its own options
+    assert "--web-token" not in err and "--web " not in err
 
 
 # -- blocks (issue 11's ladder in the operator's view) and countries -------------------
@@ -430,7 +438,7 @@ def test_siptrap_web_config_gives_the_actions_a_lift_undoes(
         pass
 
     class FakeServer:
-        def __init__(self, *args: Any, actions: tuple[Any, ...] = ()) -> None:
+        def __init__(self, *args: Any, actions: tuple[Any, ...] = (), **kw: Any) -> None:
             seen.append(actions)
 
         async def start(self) -> None:

@@ -103,5 +103,60 @@ def test_a_real_block_is_listed_shown_and_lifted_through_the_api(tmp_path: Path)
         assert _blocks_list(trap.data_dir) == []
         assert json.loads(_call(f"{base}/api/v1/blocks")[2])["items"] == []
         assert ATTACKER not in blocklist.read_text().split()
+        control = trap.wait_for(lambda e: e["event"] == "sensor.control", 10)
+        assert [(e["who"], e["command"]) for e in control] == [
+            ("api 127.0.0.1", f"blocks lift {ATTACKER}")
+        ]
+        assert control[0]["result"] == {"src_ip": ATTACKER, "lifted": True, "errors": []}
+    finally:
+        assert trap.stop() == 0
+
+
+def test_the_blocks_page_lifts_with_its_button_in_chromium(tmp_path: Path) -> None:
+    """The lift button: a form POST (no script, the page's CSP kept) with the admin token
+    in its HttpOnly cookie and the form's CSRF value; the honeypot records who did it."""
+    svwar, chromium = require_tool("sipvicious_svwar"), require_tool("chromium")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    web_port = free_port(socket.SOCK_STREAM)
+    trap = Siptrap(
+        tmp_path / "data", CONFIG, ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN]
+    )
+    base = f"http://127.0.0.1:{web_port}"
+    trap.start()
+    try:
+        run_tool([svwar, "-e100-110", "-p", str(trap.port), ATTACKER])
+        assert trap.wait_for(lambda e: e["event"] == "response.policy.changed", 20)
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"], headless=True
+            )
+            try:
+                page = browser.new_page()
+                problems: list[str] = []
+                page.on("console", lambda m: problems.append(m.text))
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                page.goto(f"{base}/blocks")  # reading without the token: no button
+                assert page.locator("form.lift").count() == 0
+                reply = page.goto(f"{base}/blocks?token={TOKEN}")  # the cookie from here on
+                assert reply is not None and reply.status == 200
+                csp = reply.headers["content-security-policy"]
+                assert "script-src 'self'" in csp and "form-action 'self'" in csp
+                assert page.locator("script").count() == 0
+                row = page.locator("table.rows tbody tr", has_text=ATTACKER)
+                assert row.count() == 1 and "try_later" in row.inner_text()
+                with page.expect_navigation():
+                    row.locator("form.lift button").click()
+                assert page.url == f"{base}/blocks?lifted={ATTACKER}"
+                assert page.locator("#lifted").inner_text() == f"The block on {ATTACKER} is lifted."
+                assert page.locator("table.rows tbody tr", has_text="try_later").count() == 0
+                assert problems == []
+            finally:
+                browser.close()
+        assert _blocks_list(trap.data_dir) == []
+        assert ATTACKER not in (trap.data_dir / "blocklist.txt").read_text().split()
+        control = trap.wait_for(lambda e: e["event"] == "sensor.control", 10)
+        assert [(e["who"], e["command"]) for e in control] == [
+            ("api 127.0.0.1 (blocks page)", f"blocks lift {ATTACKER}")
+        ]
     finally:
         assert trap.stop() == 0

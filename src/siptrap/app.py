@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from .analysis.actions import CommandRunner
 from .analysis.engine import AnalysisEngine
 from .analysis.live import AnalysisSink, rules_in_force
 from .analysis.reconnaissance import ReconBoard
+from .analysis.rules import RuleError, RuleSet
 from .config import Config, Listen
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
+from .endpoint.personality import BUILTIN
 from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
@@ -40,7 +42,7 @@ from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
 from .recon.service import Reconnaissance
-from .recon.settings import known_mode
+from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
 from .transport.limits import (
@@ -53,6 +55,7 @@ from .transport.media import MediaEndpoint
 from .transport.stream import StreamLimits, StreamListener
 from .transport.tls import ensure_certificate, server_context
 from .transport.udp import UdpListener, local_address_for, open_udp
+from .transport.upstream import UpstreamIO
 from .upstream.client import Outgoing, RegistrarClient
 from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_reloader
 from .web.settings import WebSettings
@@ -66,13 +69,15 @@ def analysis_sinks(
     data_dir: Path,
     emit: Callable[[Event], None],
     recon: ReconBoard | None = None,
+    rules: RuleSet | None = None,
 ) -> list[Sink]:
     """The sinks the honeypot adds for analysis and alerts (none if analysis is off).
-    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14).
+    `recon`: active mode's reconnaissance, asked about every INVITE (issue 14); `rules`:
+    the rule set read already (None: read the configured files here).
 
     Raises RuleError when a configured rule file is wrong: the honeypot does not start."""
     a, al = config.analysis, config.alerts
-    rules = rules_in_force(a.rules)
+    rules = rules if rules is not None else rules_in_force(a.rules)
     if not a.enabled:
         return []
     runner = CommandRunner(a.system_timeout, a.system_concurrency) if a.system_actions else None
@@ -117,22 +122,29 @@ class Honeypot:
         self.data_dir = config.data_path
         check_data_dir(self.data_dir, sqlite=config.recording.sqlite, jsonl=config.recording.jsonl)
         # Analysis first: the bus stops sinks in order, and its last alerts (written when it
-        # stops) must reach the sinks after it.
-        self.recon = Reconnaissance(
-            config.recon,
-            lambda e: self.bus.emit(e),
-            config.sensor.name,
-            config.sensor.mode,
-            own=_own_addresses(config),
-        )
+        # stops) must reach the sinks after it. The rule files are read once, here: their
+        # rules for the analysis, their modes (type = Mode) for recon.
+        rules = rules_in_force(config.analysis.rules)
+        try:
+            self.recon = Reconnaissance(
+                config.recon,
+                lambda e: self.bus.emit(e),
+                config.sensor.name,
+                config.sensor.mode,
+                own=_own_addresses(config),
+                modes=rules.modes,
+            )
+        except ValueError as exc:  # a mode defined twice, or [sensor] mode undefined
+            raise StartupError(f"sensor.mode: {exc}") from None
         board = ReconBoard(
             self.recon.submit,
             idle=self.recon.idle,
             wait=config.recon.timeout * 4 + 2,
             ttl=config.recon.ttl,
+            wants=self.recon.wants,
         )
         sinks: list[Sink] = analysis_sinks(
-            config, self.data_dir, lambda e: self.bus.emit(e), recon=board
+            config, self.data_dir, lambda e: self.bus.emit(e), recon=board, rules=rules
         )
         if config.actions:  # issue 11: responses to alerts (before the recording sinks)
             sinks.append(self._action_sink(config))
@@ -178,15 +190,25 @@ class Honeypot:
             media=self.media,
             recovery=self.recovery if config.credentials.recover else None,
         )
-        self.upstream: RegistrarClient | None = None
-        self._upstream_dirty = True
-        if config.upstream:  # issue 11: registered at the domain's registrars
-            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
-            self.endpoint.response_hook = self._upstream_response
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        self.upstream: RegistrarClient | None = None
+        self._upstream_io: UpstreamIO | None = None
+        self._upstream_dirty = True
+        if config.upstream:  # issue 11: registered at the domain's registrars
+            self.upstream = RegistrarClient(config.upstream, self._upstream_event)
+            self.endpoint.response_hook = self._upstream_response
+            self._upstream_io = UpstreamIO(
+                self.upstream,
+                self._upstream_udp_send,
+                self._upstream_local,
+                self._receive,
+                self.endpoint.record_malformed,
+                lambda: next(self._conn_ids),
+                config.transport.max_message_size,
+            )
         t = config.transport
         self.transport_counters = TransportCounters()
         self.connections = ConnectionTable(
@@ -197,7 +219,9 @@ class Honeypot:
         )
         self._stopping = asyncio.Event()
         self.started = time.time()
-        self.controller = Controller(self, rules_reloader(self.bus, config))
+        self.controller = Controller(
+            self, rules_reloader(self.bus, config, on_rules=self._rules_read)
+        )
         self._control = ControlServer(self.data_dir / SOCKET_NAME, self.controller)
         self._web: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -209,7 +233,7 @@ class Honeypot:
     # -- mode and control ------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        """passive, active or a custom mode of recon.modes (set_mode switches it)."""
+        """passive, active or a custom mode (set_mode switches it)."""
         return self.recon.mode
 
     def listening(self) -> list[str]:
@@ -232,6 +256,8 @@ class Honeypot:
             if listener is not None:
                 listener.send(peer, data)
             return
+        if self._upstream_io is not None and self._upstream_io.send_to_peer(peer, data):
+            return  # on a link siptrap opened to a registrar
         for stream in self._streams.values():
             if peer.connection in stream.connections:
                 stream.send(peer, data)
@@ -241,14 +267,32 @@ class Honeypot:
         self.bus.emit(Event(event_id, time.time(), self.config.sensor.name, peer, fields))
 
     def set_mode(self, mode: str, who: str) -> str:
-        """Switch the sensor's mode at runtime (passive, active or a custom mode of
-        recon.modes); emits sensor.mode.changed. Returns the previous mode; raises
-        ValueError for a mode that is not defined."""
-        if not known_mode(self.config.recon, mode):
-            raise ValueError(f"unknown mode {mode!r}: passive, active or one of recon.modes")
+        """Switch the sensor's mode at runtime (passive, active or a custom mode: of the
+        rule files, or of recon.modes); emits sensor.mode.changed. Returns the previous
+        mode; raises ValueError for a mode that is not defined."""
         previous = self.recon.set_mode(mode)
         self._emit("sensor.mode.changed", None, {"mode": mode, "previous": previous, "who": who})
         return previous
+
+    def set_personality(self, name: str) -> str:
+        """Answer as the personality NAME (built-in or a [personalities.NAME] of the
+        configuration) from the next message on. Returns the previous name; raises
+        ValueError for a name that is not defined (nothing changes)."""
+        sensor = replace(self.config.sensor, personality=name)
+        try:
+            personality = replace(self.config, sensor=sensor).personality()
+        except ConfigError:
+            known = ", ".join([*BUILTIN, *self.config.personalities])
+            raise ValueError(f"unknown personality {name[:40]!r}: one of {known}") from None
+        return self.endpoint.set_personality(personality).name
+
+    def _rules_read(self, rules: RuleSet) -> None:
+        """`rules reload` read new rule files: their modes replace the old ones (raises
+        RuleError, and nothing changes, when the mode in force is no longer defined)."""
+        try:
+            self.recon.set_modes(rules.modes)
+        except ValueError as exc:
+            raise RuleError("rules", 0, f"{exc}: switch modes first") from None
 
     def _recovered(self, job: RecoveryJob, password: str) -> None:
         self.endpoint.on_recovered(job, password, time.time())
@@ -277,22 +321,36 @@ class Honeypot:
             self._upstream_send(self.upstream.receive(msg, now))
 
     def _upstream_send(self, out: list[Outgoing]) -> None:
+        if self._upstream_io is not None:
+            self._upstream_io.send(out)
+
+    def _upstream_udp_send(self, host: str, port: int, data: bytes) -> bool:
         udp = self._upstream_udp()
-        for item in out:
-            if udp is not None:
-                udp.send(Peer("udp", item.host, item.port, "", 0), item.data)
+        if udp is None:
+            return False
+        udp.send(Peer("udp", host, port, "", 0), data)
+        return True
 
     def _upstream_udp(self) -> UdpListener | None:
         return next((u for u in self._udp.values() if u.family == socket.AF_INET), None)
 
-    def _upstream_start(self) -> None:
+    def _upstream_local(self, target: tuple[str, int]) -> tuple[str, int] | None:
+        """Our address for a UDP registrar at `target` (Via and Contact)."""
         udp = self._upstream_udp()
-        if self.upstream is None or udp is None:
-            return
+        if udp is None or ":" in target[0]:
+            return None
         host = self.config.sensor.public_address or udp.host
         if host in ("0.0.0.0", ""):
-            host = local_address_for(self.config.upstream[0].target[0], socket.AF_INET)
-        self.upstream.local = (host, udp.port)
+            host = local_address_for(target[0], socket.AF_INET)
+        return host, udp.port
+
+    def _upstream_start(self) -> None:
+        if self.upstream is None:
+            return
+        first = next((up for up in self.config.upstream if up.resolved), None)
+        local = self._upstream_local(first.target) if first is not None else None
+        if local is not None:
+            self.upstream.local = local
         self._upstream_send(self.upstream.start(time.time()))
 
     async def _upstream_stop(self) -> None:
@@ -307,6 +365,8 @@ class Honeypot:
             await asyncio.sleep(0.02)  # the answers to Expires 0 come within ms
             self._upstream_send(self.upstream.handle_timers(time.time()))
         self._upstream_status()
+        if self._upstream_io is not None:
+            await self._upstream_io.close()
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self) -> None:

@@ -21,6 +21,9 @@ from .actions.settings import (
     check_policy,
 )
 from .analysis.engine import EngineSettings
+from .analysis.live import rules_in_force
+from .analysis.modes import Mode, ModeError
+from .analysis.rules import RuleError
 from .analysis.settings import AlertsConfig, AnalysisConfig, check_sections
 from .endpoint.extensions import (
     BEHAVIOURS,
@@ -105,8 +108,8 @@ class SensorConfig:
         "address written into Contact and SDP; empty: the address the request arrived on", ""
     )
     mode: str = doc(
-        "passive (sends nothing but replies), active (recon of attack sources) or a custom "
-        "mode of recon.modes",
+        "passive (sends nothing but replies), active (recon of attack sources) or a mode a "
+        "rule file declares (type = Mode) or recon.modes gives",
         "passive",
     )
 
@@ -339,10 +342,18 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     problem = check_sections(config.analysis, config.alerts) or _check_fleet(config)
     if problem is not None:
         raise ConfigError(problem)
-    problem = check_recon(config.recon, config.sensor.mode)
+    problem = check_recon(config.recon, config.sensor.mode, lambda: _rule_modes(config))
     if problem is not None:
         raise ConfigError(problem)
     return config
+
+
+def _rule_modes(config: Config) -> tuple[Mode, ...]:
+    """The modes the configured rule files (or the built-in ones) declare."""
+    try:
+        return rules_in_force(config.analysis.rules).modes
+    except RuleError as exc:
+        raise ModeError(f"the rule files that could define it cannot be read: {exc}") from None
 
 
 def load_outputs(entries: Any) -> tuple[OutputBase, ...]:
@@ -476,9 +487,11 @@ def _render_upstream(upstreams: tuple[UpstreamConfig, ...]) -> list[str]:
         out.append("[[upstream]]")
         out.append(f"registrar = {_toml(up.registrar)}")
         out.append(f"users = {_toml(','.join(up.users))}")
-        for name in ("username", "password", "domain"):
+        for name in ("username", "password", "domain", "tls_ca", "dns"):
             if getattr(up, name):
                 out.append(f"{name} = {_toml(getattr(up, name))}")
+        if not up.tls_verify:
+            out.append("tls_verify = false")
         out.append(f"expires = {up.expires}")
         if up.outbound_proxy:
             host, port = up.outbound_proxy

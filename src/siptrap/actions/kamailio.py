@@ -14,6 +14,7 @@ import os
 import socket
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -72,12 +73,21 @@ class JsonRpc:
                     pass
 
     def _http(self, body: bytes) -> bytes:
+        """The reply's body. Kamailio's jsonrpcs answers a JSON-RPC error with the error's
+        code as the HTTP status (404 for a key not found): that body is the reply too."""
         request = urllib.request.Request(  # noqa: S310 (the operator's configured URL)
             self.address, data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as reply:  # noqa: S310
-            data: bytes = reply.read(MAX_REPLY)
-            return data
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:  # noqa: S310
+                data: bytes = reply.read(MAX_REPLY)
+                return data
+        except urllib.error.HTTPError as exc:
+            with exc:
+                error_body: bytes = exc.read(MAX_REPLY)
+            if "json" not in (exc.headers.get("Content-Type") or "") or not error_body:
+                raise ActionFailed(f"{self.address}: HTTP {exc.code} {exc.reason}") from exc
+            return error_body
 
 
 class KamailioAction:

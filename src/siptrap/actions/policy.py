@@ -9,8 +9,9 @@ back to the one below, and below the first the source is free again.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, replace
+
+from ..bounded import BoundedLRU
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +62,13 @@ class Ladder:
         self.step_after = step_after
         self.expire = expire
         self.max_sources = max_sources
-        self.blocks: OrderedDict[str, Block] = OrderedDict()
+        # Full: a new source is refused (alert), never an old block evicted, so the table's
+        # limit is never what ends a block.
+        self.blocks: BoundedLRU[str, Block] = BoundedLRU(max(1, max_sources))
 
     def alert(self, src_ip: str, category: str, alert_id: str, now: float) -> list[Change]:
         """An alert about the source: blocks it at the first step, or counts as persistence."""
-        block = self.blocks.get(src_ip)
-        if block is not None:
+        if src_ip in self.blocks:
             return self.activity(src_ip, now)
         if len(self.blocks) >= self.max_sources:
             return []
@@ -100,7 +102,7 @@ class Ladder:
                 continue
             previous = self.steps[block.step]
             if block.step == 0:
-                del self.blocks[src_ip]
+                self.blocks.pop(src_ip)
                 changes.append(
                     Change(src_ip, previous, None, block.category, block.alert_id, None, "expired")
                 )
@@ -121,7 +123,7 @@ class Ladder:
         return Change(src_ip, previous, None, block.category, block.alert_id, None, "lifted")
 
     def step_of(self, src_ip: str) -> str | None:
-        block = self.blocks.get(src_ip)
+        block = self.blocks.peek(src_ip)
         return self.steps[block.step] if block is not None else None
 
     def _change(self, block: Block, previous: str | None, reason: str) -> Change:

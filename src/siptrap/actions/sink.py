@@ -13,13 +13,13 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..analysis.alerts import SEVERITY_ORDER
+from ..bounded import BoundedLRU
 from ..events.record import Event, Peer
 from .base import ActionFailed, Enforcer, Job
 from .blocklist import BlocklistAction
@@ -183,7 +183,7 @@ class ActionSink:
         self.emit = emit
         self.sensor = sensor
         self.ladder = Ladder(policy.ladder, policy.step_after, policy.expire, policy.max_sources)
-        self.facts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.facts: BoundedLRU[str, dict[str, Any]] = BoundedLRU(MAX_FACTS)
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -268,13 +268,7 @@ class ActionSink:
             self._apply(self.ladder.activity(src_ip, event.ts))
 
     def _facts_of(self, src_ip: str) -> dict[str, Any]:
-        facts = self.facts.get(src_ip)
-        if facts is None:
-            while len(self.facts) >= MAX_FACTS:
-                self.facts.popitem(last=False)
-            facts = self.facts[src_ip] = {"src_ip": src_ip}
-        self.facts.move_to_end(src_ip)
-        return facts
+        return self.facts.setdefault(src_ip, lambda: {"src_ip": src_ip})
 
     @staticmethod
     def _answers(spec: ActionSpec, category: str, severity: str) -> bool:
@@ -305,7 +299,7 @@ class ActionSink:
             return
         for change in changes:
             block = self.ladder.blocks.get(change.src_ip)
-            facts = dict(self.facts.get(change.src_ip) or {"src_ip": change.src_ip})
+            facts = dict(self.facts.peek(change.src_ip) or {"src_ip": change.src_ip})
             if block is not None:
                 facts.update(first_seen=block.since, last_seen=block.last_seen, count=block.count)
             if change.reason == REFRESHED:
@@ -346,7 +340,7 @@ class ActionSink:
     def _emit(self, event_id: str, fields: dict[str, Any]) -> None:
         """The source is the event's peer (src_ip), its port and transport as last seen."""
         src_ip = str(fields.pop("src_ip"))
-        facts = self.facts.get(src_ip) or {}
+        facts = self.facts.peek(src_ip) or {}
         peer = Peer(
             str(facts.get("transport") or "udp"), src_ip, int(facts.get("src_port") or 0), "", 0
         )

@@ -1,14 +1,12 @@
 """The `webhook` action: each change of a source's step as a JSON POST.
 
-Retries with backoff are the worker's (`retries`); each attempt has `timeout` seconds.
-The body is JSON (attacker values are JSON strings, never anything else)."""
+The POST is the webhook output's own (`outputs.httppost.post_json`); retries with backoff
+are the worker's (`retries`), each attempt has `timeout` seconds. The body is JSON
+(attacker values are JSON strings, never anything else)."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
+from ..outputs.httppost import PostFailed, encode, post_json
 from .base import ActionFailed, Job
 from .program import values_of
 from .settings import ActionSpec
@@ -28,18 +26,10 @@ class WebhookAction:
             "expires": change.expires,
             "facts": job.facts,
         }
-        data = json.dumps(body, default=str).encode()
-        request = urllib.request.Request(  # noqa: S310 (the operator's configured URL)
-            self.spec.url, data=data, headers={"Content-Type": "application/json"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.spec.timeout) as reply:  # noqa: S310
-                status = reply.status
-        except urllib.error.HTTPError as exc:
-            raise ActionFailed(f"POST {self.spec.url}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ActionFailed(f"POST {self.spec.url}: {reason}") from exc
+            status = post_json(self.spec.url, encode(body), self.spec.timeout)
+        except PostFailed as exc:
+            raise ActionFailed(f"POST {self.spec.url}: {exc}") from exc
         return ("POST", f"{self.spec.url} answered {status}")
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from .reconnaissance import (
     ReconView,
     check_lines,
     host_lines,
+    host_port,
     interactive,
     spoof_evidence,
     via_proxy,
@@ -112,7 +113,8 @@ def recon_step(tree: _Tree, view: ReconView) -> None:
         p = found.probe
         who = found.detail.get("user_agent") or found.detail.get("server") or "no User-Agent"
         tree.say(
-            f"Interactive attack: a SIP stack answers at the {p.role} {p.target}:{p.port} "
+            f"Interactive attack: a SIP stack answers at the {p.role} "
+            f"{host_port(p.target, p.port)} "
             f"({found.detail.get('status')}, {who})"
         )
         for reason in evidence:

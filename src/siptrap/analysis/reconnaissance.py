@@ -10,16 +10,19 @@ is known: "Interactive attack" when a SIP stack answers at an address the messag
 "Spoofed Message" when its names do not resolve or nothing lives at its addresses, whether
 the source is up with its SIP ports open, and whether the top Via host is a SIP proxy (a
 dial-plan fault rather than a direct attack). Every check that ran is listed.
+
+The mode in force (`siptrap.analysis.modes`) chooses which of the planned probes are
+asked for: the board is given a `wants` callable, and the tree says which were left out.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..bounded import BoundedLRU
 from ..sip import Request
 from ..sip.sdp import parse_sdp
 from .fields import Message
@@ -66,7 +69,7 @@ class Finding:
         d = self.detail
         parts = [f"{k}={_short(d[k], 160)}" for k in ("reason", "error") if d.get(k)]
         keys = ("addresses", "names", "status", "user_agent", "server", "ports", "handle")
-        for key in (*keys, "country", "asn", "city", "os_name", "hops"):
+        for key in (*keys, "country", "asn", "as_org", "city", "os_name", "hops"):
             if d.get(key) not in (None, "", [], {}):
                 parts.append(f"{key}={_short(d[key])}")
         return ", ".join(parts)
@@ -78,6 +81,11 @@ def _short(value: Any, size: int = 80) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value[:4])
     return str(value)[:size]
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (`[2001:db8::1]:5060`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_ip(host: str) -> bool:
@@ -142,6 +150,7 @@ class _Asked:
     ask: ReconAsk
     at: float
     refused: str | None  # why the recon service did not take it
+    left_out: tuple[Probe, ...] = ()  # planned, not run by the mode in force
 
 
 class ReconBoard:
@@ -154,30 +163,34 @@ class ReconBoard:
         idle: Callable[[], str | None] | None = None,
         wait: float = 10.0,
         ttl: float = 3600.0,
+        wants: Callable[[Probe], bool] | None = None,
     ) -> None:
         self.request = request
         self.idle = idle  # why recon takes nothing now (passive mode), checked first: cheap
+        self.wants = wants  # does the mode in force run this probe? (None: every probe)
         self.wait = wait
         self.ttl = ttl
-        self.results: OrderedDict[tuple[str, str, int, str], tuple[float, str, dict[str, Any]]]
-        self.results = OrderedDict()
-        self.asks: OrderedDict[str, _Asked] = OrderedDict()
+        self.results: BoundedLRU[tuple[str, str, int, str], tuple[float, str, dict[str, Any]]]
+        self.results = BoundedLRU(MAX_RESULTS)
+        self.asks: BoundedLRU[str, _Asked] = BoundedLRU(MAX_ASKS)
 
     def ask(self, msg: Message, source: Source, now: float) -> None:
         """Ask for what this INVITE calls for and is not known already."""
         if self.idle is not None and self.idle() is not None:
             return  # no view: the tree says "Not checked (passive mode)", as without recon
-        full = plan(msg, source)
-        missing = tuple(p for p in full.probes if not self._fresh(p, now))
+        planned = plan(msg, source)
+        wants = self.wants
+        run = tuple(p for p in planned.probes if wants is None or wants(p))
+        left_out = tuple(p for p in planned.probes if p not in run)
+        full = ReconAsk(planned.source, run, planned.call_id)
+        missing = tuple(p for p in run if not self._fresh(p, now))
         refused = None
         if missing:
             refused = self.request(ReconAsk(full.source, missing, full.call_id))
-        self.asks[full.call_id] = _Asked(full, now, refused)
-        while len(self.asks) > MAX_ASKS:
-            self.asks.popitem(last=False)
+        self.asks[full.call_id] = _Asked(full, now, refused, left_out)
 
     def _fresh(self, probe: Probe, now: float) -> bool:
-        got = self.results.get(probe.key)
+        got = self.results.peek(probe.key)
         if got is None:
             return False
         # a refusal or a skip depends on the source and the moment: asked again soon
@@ -194,13 +207,10 @@ class ReconBoard:
             str(fields.get("protocol") or ""),
         )
         self.results[key] = (ts, str(fields.get("outcome") or ""), dict(detail or {}))
-        self.results.move_to_end(key)
-        while len(self.results) > MAX_RESULTS:
-            self.results.popitem(last=False)
 
     def pending(self, call_id: str, now: float) -> bool:
         """Should the tree wait for results still to come (bounded by `wait`)?"""
-        asked = self.asks.get(call_id)
+        asked = self.asks.peek(call_id)
         if asked is None or asked.refused is not None or now - asked.at >= self.wait:
             return False
         return any(p.key not in self.results for p in asked.ask.probes)
@@ -214,7 +224,7 @@ class ReconBoard:
             got = self.results.get(probe.key)
             if got is not None:
                 found.append(Finding(probe, got[1], got[2]))
-        return ReconView(asked.ask, tuple(found), asked.refused)
+        return ReconView(asked.ask, tuple(found), asked.refused, asked.left_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +234,7 @@ class ReconView:
     ask: ReconAsk
     findings: tuple[Finding, ...]
     refused: str | None = None  # why nothing was checked (passive mode, queue full ...)
+    left_out: tuple[Probe, ...] = ()  # what the mode in force does not run
 
     def of(self, check: str, role: str | None = None) -> list[Finding]:
         return [
@@ -313,8 +324,9 @@ def check_lines(view: ReconView) -> list[str]:
     out = []
     for finding in view.findings:
         p = finding.probe
-        where = p.target if p.role == "source" else f"{p.role} {p.target}"
-        port = f":{p.port}/{p.transport}" if p.port else ""
+        host = host_port(p.target, p.port) if p.port else p.target
+        where = host if p.role == "source" else f"{p.role} {host}"
+        port = f"/{p.transport}" if p.port else ""
         summary = finding.summary()
         out.append(
             f"Checked {p.check} of {where}{port}: {finding.outcome}"
@@ -322,4 +334,7 @@ def check_lines(view: ReconView) -> list[str]:
         )
     for probe in view.missing():
         out.append(f"Not checked: {probe.check} of {probe.target} (no result in time)")
+    if view.left_out:
+        names = sorted({f"{p.check} of {p.role}" for p in view.left_out})
+        out.append(f"Not checked (not in the mode in force): {', '.join(names[:8])}")
     return out

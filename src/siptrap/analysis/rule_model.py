@@ -10,9 +10,13 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..sip.headers import SIP_METHODS
 from .fields import Field
+
+if TYPE_CHECKING:
+    from .modes import Mode
 
 RULE_TYPES = (
     "Classification",
@@ -267,19 +271,21 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Rules in file order, with an index by context."""
+    """Rules in file order, with an index by context; and the behaviour modes the files
+    define (`type = Mode` sections, see `siptrap.analysis.modes`)."""
 
     rules: tuple[Rule, ...] = ()
     _by_context: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
+    modes: tuple[Mode, ...] = ()
 
     @classmethod
-    def of(cls, rules: Iterable[Rule]) -> RuleSet:
+    def of(cls, rules: Iterable[Rule], modes: Iterable[Mode] = ()) -> RuleSet:
         ordered = tuple(rules)
         index: dict[str, list[Rule]] = defaultdict(list)
         for rule in ordered:
             for ctx in CONTEXTS - NOT_IN_ANY if "ANY" in rule.context else rule.context:
                 index[ctx].append(rule)
-        return cls(ordered, {ctx: tuple(found) for ctx, found in index.items()})
+        return cls(ordered, {ctx: tuple(found) for ctx, found in index.items()}, tuple(modes))
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)

@@ -40,6 +40,9 @@ a variable `%name` (or `%name%` when a letter follows), a message field such as
 method or event of the message at hand), or a bare word (a constant such as `ACK`, or a
 collection name such as `CONCLUSIONS`).
 
+A section of `type = Mode` declares a behaviour mode instead of a rule (`checks`,
+`targets`, `description`): see `siptrap.analysis.modes`.
+
 `system` actions are kept as an argument vector, never as a shell string. The command is
 split once, when the file is read (shell-like quoting, no expansion). At run time each
 `%var` or field reference is replaced inside its own argument, so a value can never become
@@ -62,6 +65,7 @@ from siptrap.sip import DEFECTS
 from siptrap.sip.headers import SIP_METHODS
 
 from .fields import Field, FieldError, PatternError, compile_pattern, parse_field
+from .modes import MODE_KEYS, Mode, ModeError, build_mode
 from .rule_model import (
     CONTEXTS,
     EVENTS,
@@ -130,6 +134,7 @@ __all__ = [
     "builtin_rules_dir",
     "load_builtin_rules",
     "load_rules",
+    "parse_rule_file",
     "parse_rules",
 ]
 
@@ -163,7 +168,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "Correlation.EventInWindow": ("context", "scope", "timer", "condition"),
     "Correlation.ThresholdInWindow": ("context", "scope", "timer", "threshold", "action"),
 }
-ALL_KEYS = _COMMON_KEYS.union(*_KEYS.values())
+ALL_KEYS = _COMMON_KEYS.union(*_KEYS.values()) | MODE_KEYS
 
 _SECTION = re.compile(r"\[\s*([A-Za-z0-9_.\-]+)\s*\]")
 _KEY_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_\-]*)\s*=\s*(.*)")
@@ -197,13 +202,16 @@ _OPERATOR_LIKE = re.compile(r"[<>=!~&|+*/^-]+")
 def load_rules(paths: Iterable[str | Path]) -> RuleSet:
     """Read and check rule files (a directory stands for its `*.rules` files, sorted)."""
     rules: list[Rule] = []
+    modes: list[Mode] = []
     for path in _expand(paths):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RuleError(str(path), 0, f"cannot read the file: {exc}") from exc
-        rules.extend(parse_rules(text, str(path)))
-    return _check_set(rules)
+        found, defined = parse_rule_file(text, str(path))
+        rules.extend(found)
+        modes.extend(defined)
+    return _check_set(rules, modes)
 
 
 def load_builtin_rules() -> RuleSet:
@@ -225,7 +233,37 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
     """Read the rules of one file and check each on its own (see `load_rules` for sets)."""
-    return [_build_rule(section, source) for section in _sections(text, source)]
+    return parse_rule_file(text, source)[0]
+
+
+def parse_rule_file(text: str, source: str = "<rules>") -> tuple[list[Rule], list[Mode]]:
+    """The rules and the behaviour modes (`type = Mode` sections) of one file."""
+    rules: list[Rule] = []
+    modes: list[Mode] = []
+    for section in _sections(text, source):
+        kind = section.values.get("type", ("", 0))[0]
+        if kind.lower() == "mode":
+            modes.append(_build_mode(section, source))
+        else:
+            rules.append(_build_rule(section, source))
+    return rules, modes
+
+
+def _build_mode(section: _Section, source: str) -> Mode:
+    values = section.values
+    for key, (_value, number) in values.items():
+        if key not in MODE_KEYS | {"type", "description"}:
+            raise RuleError(source, number, f"key {key!r} is not used by Mode sections")
+    try:
+        return build_mode(
+            section.name,
+            {k: v for k, (v, _n) in values.items()},
+            _unquote(values.get("description", ("", 0))[0]),
+            source,
+            section.line,
+        )
+    except ModeError as exc:
+        raise RuleError(source, section.line, f"mode {section.name!r}: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -627,8 +665,16 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _check_set(rules: list[Rule]) -> RuleSet:
+def _check_set(rules: list[Rule], modes: Iterable[Mode] = ()) -> RuleSet:
     """Checks across files: unique names, and every collection read is written somewhere."""
+    named: dict[str, Mode] = {}
+    for mode in modes:
+        if mode.name in named:
+            where = named[mode.name].source
+            raise RuleError(
+                mode.source, mode.line, f"mode {mode.name!r} already defined in {where}"
+            )
+        named[mode.name] = mode
     seen: dict[str, Rule] = {}
     for rule in rules:
         if rule.name in seen:
@@ -637,7 +683,7 @@ def _check_set(rules: list[Rule]) -> RuleSet:
                 rule.source, rule.line, f"rule {rule.name!r} already defined in {first.source}"
             )
         seen[rule.name] = rule
-    ruleset = RuleSet.of(rules)
+    ruleset = RuleSet.of(rules, modes)
     known = ruleset.collections
     for rule in rules:
         if isinstance(rule.condition, In) and rule.condition.collection not in known:

@@ -9,25 +9,32 @@ from typing import Any
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Exit 2, with a message, for every problem with the data directory (no database,
+    not a database, unreadable) or the output file, as for a wrong --since/--until."""
+    import sqlite3
+
+    from ..startup import StartupError, check_database, open_output
     from ..web.queries import QueryError, parse_time
     from ..web.report import html_report, markdown_report
 
     data_dir = Path(args.data_dir)
-    if not (data_dir / "siptrap.db").exists():
-        print(f"siptrap report: no database in {data_dir}", file=sys.stderr)
-        return 1
     try:
+        check_database(data_dir / "siptrap.db")
         since = parse_time(args.since, "--since") if args.since else None
         until = parse_time(args.until, "--until") if args.until else None
-    except QueryError as exc:
+        render = markdown_report if args.markdown else html_report
+        text = render(data_dir, args.sensor, since, until)
+        if args.output and args.output != "-":
+            with open_output(args.output) as out:
+                out.write(text)
+        else:
+            sys.stdout.write(text)
+    except (StartupError, QueryError) as exc:
         print(f"siptrap report: {exc}", file=sys.stderr)
         return 2
-    render = markdown_report if args.markdown else html_report
-    text = render(data_dir, args.sensor, since, until)
-    if args.output and args.output != "-":
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    except sqlite3.Error as exc:
+        print(f"siptrap report: {data_dir / 'siptrap.db'}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -24,7 +24,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     except RuleError as exc:
         print(f"{exc.file}:{exc.line}: {exc.reason}", file=sys.stderr)
         return 1
-    print(f"{len(rules)} rules OK in {len(args.files)} file(s)")
+    modes = f"; modes: {', '.join(m.name for m in rules.modes)}" if rules.modes else ""
+    print(f"{len(rules)} rules OK in {len(args.files)} file(s){modes}")
     return 0
 
 
@@ -53,6 +54,11 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         print(
             f"{rule.name:<26} {rule.type:<30} {context[:22]:<22} {rule.scope or '-':<9} "
             f"{rule.category or '-':<14} {rule.source}:{rule.line}"
+        )
+    for mode in rules.modes:  # type = Mode sections: [sensor] mode, `siptrap ctl mode`
+        print(
+            f"{mode.name:<26} {'Mode':<30} checks={','.join(mode.check_list)} "
+            f"targets={','.join(mode.target_list)} {mode.source}:{mode.line}"
         )
     return 0
 

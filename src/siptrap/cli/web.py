@@ -17,11 +17,13 @@ def cmd_web(args: argparse.Namespace) -> int:
     import contextlib
     import signal
 
+    from ..web.control import socket_control
     from ..web.server import WebServer
     from ..web.settings import WebError, parse_web
+    from ..web.store_metrics import store_registry
 
     try:
-        settings = parse_web(args.listen, args.token)
+        settings = parse_web(args.listen, args.token, "--listen", "--token")
     except WebError as exc:
         print(f"siptrap web: {exc}", file=sys.stderr)
         return 2
@@ -38,7 +40,15 @@ def cmd_web(args: argparse.Namespace) -> int:
             return 2
 
     async def serve() -> None:
-        server = WebServer(data_dir, settings, args.sensor, actions=actions)
+        control = socket_control(data_dir)  # the honeypot running there, if one does
+        server = WebServer(
+            data_dir,
+            settings,
+            args.sensor,
+            registry=store_registry(data_dir),  # /metrics counted from the store
+            control=control,
+            actions=actions,
+        )
         await server.start()
         print(f"siptrap web: http://{settings.host}:{server.port}/ over {data_dir}", flush=True)
         stop = asyncio.Event()
@@ -121,7 +131,8 @@ def add_parser(sub: Any) -> None:
         help="control a running honeypot",
         description="status | stats | mode passive|active | console verbose|quiet | "
         "email on|off | calls list|hangup ID|hangup all | extensions list|add|remove|set | "
-        "personality NAME | rules reload | clean alerts|recordings|events --before DATE",
+        "personality NAME | rules reload | clean alerts|recordings|events --before DATE | "
+        "blocks list|lift ADDR",
     )
     p_ctl.add_argument(
         "--data-dir",

@@ -23,6 +23,7 @@ from ..sip.auth import (
     Challenge,
     DigestCredentials,
     NonceFactory,
+    NonceStatus,
     parse_credentials,
     recover_password,
     verify,
@@ -69,7 +70,23 @@ class AuthCheck:
 class Authenticator:
     def __init__(self, personality: Personality, secret: bytes) -> None:
         self.personality = personality
+        self.secret = secret
         self.nonces = NonceFactory(secret=secret, style=personality.nonce_style)
+        self._before: NonceFactory | None = None  # the style before a personality switch
+
+    def use(self, personality: Personality) -> None:
+        """Challenge as `personality` from now on; nonces of the previous style stay
+        valid (a client answering a challenge sent before the switch is not forged)."""
+        if personality.nonce_style != self.nonces.style:
+            self._before = self.nonces
+            self.nonces = NonceFactory(secret=self.secret, style=personality.nonce_style)
+        self.personality = personality
+
+    def _nonce_status(self, nonce: str, now: float, client: str) -> NonceStatus:
+        status = self.nonces.check(nonce, now, client, NONCE_MAX_AGE)
+        if status == "forged" and self._before is not None:
+            return self._before.check(nonce, now, client, NONCE_MAX_AGE)
+        return status
 
     def challenge(self, client: str, now: float, *, stale: bool = False) -> str:
         """A WWW-Authenticate / Proxy-Authenticate value shaped like the personality's."""
@@ -102,7 +119,7 @@ class Authenticator:
             return AuthCheck(header, creds, "not_digest", guess, source, None)
         if not creds.username or not creds.nonce or not creds.response:
             return AuthCheck(header, creds, "malformed", guess, source, None)
-        status = self.nonces.check(creds.nonce, now, client, NONCE_MAX_AGE)
+        status = self._nonce_status(creds.nonce, now, client)
         ext = lookup(creds.username)
         if status == "forged":
             return AuthCheck(header, creds, "forged_nonce", guess, source, ext)

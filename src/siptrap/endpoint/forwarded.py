@@ -6,6 +6,10 @@ taken only from a request that arrived from one of the configured proxies
 (`X-Siptrap-Source: ADDR:PORT;transport=udp`) after stripping it from outside traffic.
 From anyone else the same header is attacker data and is ignored. A copy the proxy sends
 of a request it refused (`X-Siptrap-Blocked`) is recorded and never answered.
+
+The flood guard counts forwarded requests by that origin too (`ProxyCheck.source`), so
+one attacker behind the proxy is shed without shedding everyone the proxy forwards for;
+the proxy itself is never shed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..sip import Request
+from ..bounded import BoundedLRU
+from ..sip import ParseError, Request, Response
 
 SOURCE_HEADER = "x-siptrap-source"
 BLOCKED_HEADER = "x-siptrap-blocked"
@@ -41,6 +46,34 @@ def is_proxy(address: str, proxies: tuple[Network, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in proxies)
+
+
+class ProxyCheck:
+    """Is a socket address one of the configured proxies? Asked for every message, so the
+    answers are kept (a bounded table keyed by the address text)."""
+
+    MEMO = 4096
+
+    def __init__(self, proxies: tuple[Network, ...]) -> None:
+        self.proxies = proxies
+        self._memo: BoundedLRU[str, bool] = BoundedLRU(self.MEMO)
+
+    def __call__(self, address: str) -> bool:
+        if not self.proxies:
+            return False
+        known = self._memo.get(address)
+        if known is None:
+            known = is_proxy(address, self.proxies)
+            self._memo.put(address, known)
+        return known
+
+    def source(self, msg: Request | Response | ParseError, src_ip: str) -> str | None:
+        """The address the flood guard counts a message from the proxy under: the origin
+        the proxy wrote into a request, else None (the proxy's own traffic)."""
+        if not isinstance(msg, Request):
+            return None
+        origin = origin_of(msg, src_ip, self.proxies)
+        return origin.ip if origin is not None else None
 
 
 def origin_of(msg: Request, src_ip: str, proxies: tuple[Network, ...]) -> Origin | None:

@@ -12,12 +12,18 @@ a source shows it receives our replies (it sends an ACK, answers our challenge w
 nonce, or talks over TCP/TLS), siptrap sends it at most `amplification` times the bytes
 it received from it, and cuts retransmissions short. Both tables are bounded: the least
 recently seen source is forgotten first.
+
+Behind the domain's proxy (`trusted`: the configured proxies), the endpoint counts each
+forwarded request under the source the proxy names, not the proxy's address; the proxy is
+never the source the door sheds under pressure, nor rate-limited or reflection-capped.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..bounded import BoundedLRU
 
 UNVERIFIED_RETRANSMITS = 1  # retransmissions allowed towards an unverified UDP source
 FLOODING_SECONDS = 10.0  # a source shed this recently, never verified, gets no retransmission
@@ -68,6 +74,10 @@ class Shed:
         return max(reasons, key=lambda r: reasons[r]) if reasons else "rate"
 
 
+def _nobody(ip: str) -> bool:
+    return False
+
+
 class FloodGuard:
     def __init__(
         self,
@@ -81,17 +91,17 @@ class FloodGuard:
         self.burst = max(burst, per_source_rate, 1.0)
         self.amplification = amplification
         self.max_sources = max(1, max_sources)
-        self._sources: OrderedDict[str, SourceState] = OrderedDict()
+        self._sources: BoundedLRU[str, SourceState] = BoundedLRU(self.max_sources)
         self.shed_rate = 0
         self.shed_reflect = 0
         self.shed_pressure = 0
         self.shed_delay = 0
-        self.forgotten = 0
         self.max_delay = max_delay  # 0: the door takes everything
         self.now = float("-inf")  # the latest time the guard was told
         self._spell = 0  # spells of pressure so far
         self._pressure_until = float("-inf")
         self._busiest: tuple[str, int] = ("", 0)  # (ip, count) in the current spell
+        self.trusted: Callable[[str], bool] = _nobody  # the domain's proxies (endpoint sets)
 
     @property
     def shed(self) -> int:
@@ -101,16 +111,16 @@ class FloodGuard:
     def __len__(self) -> int:
         return len(self._sources)
 
+    @property
+    def forgotten(self) -> int:
+        """Sources forgotten to stay within max_sources (the least recently seen first)."""
+        return self._sources.evicted
+
     def _state(self, ip: str, now: float) -> SourceState:
-        state = self._sources.get(ip)
+        state = self._sources.get(ip)  # marks it recently seen
         if state is None:
-            if len(self._sources) >= self.max_sources:
-                self._sources.popitem(last=False)
-                self.forgotten += 1
             state = SourceState(tokens=self.burst, updated=now)
-            self._sources[ip] = state
-        else:
-            self._sources.move_to_end(ip)
+            self._sources.put(ip, state)
         return state
 
     def door(self, ip: str, size: int, delay: float, now: float) -> bool:
@@ -124,7 +134,7 @@ class FloodGuard:
         if delay > limit:
             state.shed_delay += 1
             self.shed_delay += 1
-        elif self._busiest_source(ip, state, now):
+        elif not self.trusted(ip) and self._busiest_source(ip, state, now):
             state.shed_pressure += 1
             self.shed_pressure += 1
         else:
@@ -171,8 +181,12 @@ class FloodGuard:
         """The source showed it receives our replies."""
         self._state(ip, now).verified = True
 
+    def source(self, ip: str) -> SourceState | None:
+        """What the guard holds about `ip` (not marking it seen), or None."""
+        return self._sources.peek(ip)
+
     def is_verified(self, ip: str) -> bool:
-        state = self._sources.get(ip)
+        state = self._sources.peek(ip)
         return state is not None and state.verified
 
     def may_send(self, ip: str, size: int, reliable: bool, now: float, reserve: int = 0) -> bool:
@@ -198,7 +212,7 @@ class FloodGuard:
         to an unverified UDP source that is flooding (shed within FLOODING_SECONDS)."""
         if reliable:
             return None
-        state = self._sources.get(ip)
+        state = self._sources.peek(ip)
         if state is not None and state.verified:
             return None
         if state is not None and self.now - state.last_shed < FLOODING_SECONDS:

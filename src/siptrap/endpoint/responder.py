@@ -48,10 +48,17 @@ class Responder:
         self.emit = emit
         self.send = send
         self.public_address = public_address
-        self._order = {name.lower(): i for i, name in enumerate(personality.header_order)}
+        self._order: dict[str, int] = {}
         self._ranks: dict[bytes, int] = {}  # header name as written -> its place (bounded)
+        self.use(personality)
         self._prefix = secrets.token_hex(4)
         self._count = 0
+
+    def use(self, personality: Personality) -> None:
+        """Write as `personality` from now on (its Server header, reasons, order)."""
+        self.p = personality
+        self._order = {name.lower(): i for i, name in enumerate(personality.header_order)}
+        self._ranks.clear()
 
     def message_id(self) -> str:
         self._count += 1

@@ -22,7 +22,7 @@ from ..sip.transaction import ReceivedKind, ServerTransactionTable, TimerKind
 from .calls import CallManager, MediaPorts
 from .credentials import AuthCheck, Authenticator, RecoveryJob, RecoveryWorker
 from .extensions import ExtensionPlan
-from .forwarded import Origin, networks, origin_of
+from .forwarded import Origin, ProxyCheck, networks, origin_of
 from .guard import FloodGuard
 from .personality import Personality
 from .registrar import Binding, Registrar
@@ -119,6 +119,8 @@ class Endpoint:
         )
         self.requests = 0
         self.proxies = networks(settings.proxies)
+        self.proxy_check = ProxyCheck(self.proxies)
+        self.guard.trusted = self.proxy_check
         # Responses to siptrap's own requests at registrars (app.py sets it: upstream/).
         self.response_hook: Callable[[Response, Peer, float], None] | None = None
         self.handlers: dict[str, Callable[[Incoming], None]] = {
@@ -136,16 +138,36 @@ class Endpoint:
             "PUBLISH": self.on_publish,
         }
 
+    def set_personality(self, personality: Personality) -> Personality:
+        """Answer as `personality` from the next message on (Server, Allow, challenges,
+        behaviours); what was already sent stays as it was. Returns the previous one."""
+        previous = self.p
+        self.p = personality
+        self.auth.use(personality)
+        self.r.use(personality)
+        self.calls.p = personality
+        return previous
+
     # -- input -------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
-        if not self.guard.admit(peer.src_ip, len(data), now):
+        msg: Request | Response | ParseError | None = None
+        if self.proxy_check(peer.src_ip):
+            # From the domain's proxy: the flood guard counts the source it forwards for
+            # (its own header), so one attacker behind it is shed, not everyone.
+            msg = self._parse(data, peer)
+            source = self.proxy_check.source(msg, peer.src_ip)
+            self.guard.verify(peer.src_ip, now)  # the proxy itself is never shed
+            if source is not None and not self.guard.admit(source, len(data), now):
+                return
+        elif not self.guard.admit(peer.src_ip, len(data), now):
             return
         if peer.reliable:
             self.guard.verify(peer.src_ip, now)
         message_id = self.r.message_id()
-        try:
-            msg = parse(data, stream=peer.reliable)
-        except ParseError as exc:
+        if msg is None:
+            msg = self._parse(data, peer)
+        if isinstance(msg, ParseError):
+            exc = msg
             fields = {
                 "error": exc.reason,
                 "defects": [],
@@ -159,6 +181,13 @@ class Endpoint:
             return
         self.requests += 1
         self._request_in(msg, peer, now, message_id)
+
+    @staticmethod
+    def _parse(data: bytes, peer: Peer) -> Request | Response | ParseError:
+        try:
+            return parse(data, stream=peer.reliable)
+        except ParseError as exc:
+            return exc
 
     def record_malformed(
         self,

@@ -12,28 +12,18 @@ receiver that is down holds up neither the queue nor a clean stop for long.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from ..events.record import Event
 from .alerts import SEVERITY_ORDER, alert_line, clean
+from .httppost import PostFailed, encode, post_json
 from .plugin import selection
 from .settings import WebhookOutput
 
 log = logging.getLogger(__name__)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_TEXT = 3000  # characters of a chat message
-
-
-class PostFailed(Exception):
-    def __init__(self, reason: str, retry: bool) -> None:
-        super().__init__(reason)
-        self.retry = retry
 
 
 def _code(text: str) -> str:
@@ -101,7 +91,7 @@ class WebhookSink:
             if time.monotonic() < self._resume:
                 self.dropped += 1
                 continue
-            body = _ENCODER.encode(payload(event, self.settings.format)).encode("utf-8")
+            body = encode(payload(event, self.settings.format))
             if self._deliver(body):
                 self.sent += 1
             else:
@@ -123,16 +113,4 @@ class WebhookSink:
         return False
 
     def _post(self, body: bytes) -> None:
-        request = urllib.request.Request(  # noqa: S310 (the URL is checked: http or https)
-            self.settings.url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "siptrap"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout) as answer:  # noqa: S310
-                answer.read(65536)
-        except urllib.error.HTTPError as exc:
-            raise PostFailed(f"HTTP {exc.code}", exc.code in RETRY_STATUSES) from exc
-        except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
-            raise PostFailed(str(exc), True) from exc
+        post_json(self.settings.url, body, self.settings.timeout)

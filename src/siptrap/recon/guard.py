@@ -104,7 +104,7 @@ class Guard:
         for addr in _embedded(ip):
             if any(addr.version == n.version and addr in n for n in self.never):
                 return f"{addr} is in the operator's never networks"
-        for addr in _embedded(ip):
+        for addr in reversed(_embedded(ip)):  # an embedded IPv4 first: the clearer reason
             if any(addr.version == n.version and addr in n for n in self.allow):
                 continue
             if any(addr.version == n.version and addr in n for n in BUILTIN_FORBIDDEN):

@@ -16,24 +16,25 @@ import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..analysis.modes import Mode
 from ..analysis.reconnaissance import Probe, ReconAsk
 from ..events.record import Event
 from . import p0f, ports, rdap, route, sip_probe
 from .dns import Lookups
 from .geoip import GeoIp
 from .guard import Guard, parse_address, valid_hostname
-from .limits import Budget, Pacer
-from .settings import ReconConfig, mode_checks
+from .limits import Budget, Expiring, Pacer
+from .settings import ReconConfig, modes_of
 
 log = logging.getLogger(__name__)
 MAX_CACHE = 20_000
 RETRY = 60.0  # seconds before a check that timed out is tried again
 SENDS_TO_TARGET = frozenset({"sip_probe", "port", "route"})
 Key = tuple[str, str, int, str]
+Cached = tuple[str, dict[str, Any], str | None]  # outcome, detail, the address used
 
 
 class Reconnaissance:
@@ -44,20 +45,27 @@ class Reconnaissance:
         sensor: str,
         mode: str = "passive",
         own: tuple[str, ...] = (),
+        modes: tuple[Mode, ...] = (),
     ) -> None:
+        """`modes`: those the rule files define (with passive, active and `[recon] modes`
+        they are the modes `set_mode` accepts); raises ModeError for a name given twice,
+        ValueError for a `mode` that is not one of them."""
         self.config = config
         self.emit = emit
         self.sensor = sensor
+        self.modes = modes_of(config, modes)
+        if mode not in self.modes:
+            raise ValueError(f"unknown mode {mode!r}: {', '.join(self.modes)}")
         self.mode = mode
         self.guard = Guard.from_lists(config.allow, (*config.never, *own))
         self.lookups = Lookups(config.resolvers, config.timeout)
-        self.geoip = GeoIp(config.geoip_db)
+        self.geoip = GeoIp(config.geoip_db, config.geoip_asn_db)
         self.pacer = Pacer(config.rate, config.target_rate)
         self.budget = Budget(config.budget, config.ttl)
         self._lock = threading.Lock()
         self._pending = 0
-        self._known: OrderedDict[Key, float] = OrderedDict()  # queued or cached, until
-        self._cache: OrderedDict[Key, tuple[float, str, dict[str, Any], str | None]] = OrderedDict()
+        self._known: Expiring[Key, bool] = Expiring(MAX_CACHE)  # queued or cached, until
+        self._cache: Expiring[Key, Cached] = Expiring(MAX_CACHE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[ReconAsk] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -67,13 +75,39 @@ class Reconnaissance:
 
     # -- control -------------------------------------------------------------------------
     @property
+    def current(self) -> Mode:
+        return self.modes[self.mode]
+
+    @property
     def checks(self) -> frozenset[str]:
-        return mode_checks(self.config, self.mode)
+        return self.current.checks
+
+    def known(self, mode: str) -> bool:
+        return mode in self.modes
 
     def set_mode(self, mode: str) -> str:
-        """Switch modes at once (queued asks run under the new one); the previous mode."""
+        """Switch modes at once (queued asks run under the new one); the previous mode.
+        Raises ValueError for a mode that is not defined."""
+        if mode not in self.modes:
+            raise ValueError(
+                f"unknown mode {mode!r}: passive, active or a mode of the rule files "
+                f"({', '.join(m for m in self.modes if m not in ('passive', 'active')) or 'none'})"
+            )
         previous, self.mode = self.mode, mode
         return previous
+
+    def set_modes(self, modes: tuple[Mode, ...]) -> None:
+        """The modes of newly read rule files (`rules reload`). Raises ModeError for a
+        name given twice, ValueError when the mode in force is no longer defined (the
+        old modes stay)."""
+        table = modes_of(self.config, modes)
+        if self.mode not in table:
+            raise ValueError(f"the mode in force, {self.mode!r}, is not in the new rules")
+        self.modes = table
+
+    def wants(self, probe: Probe) -> bool:
+        """Whether the mode in force runs this probe (the board asks only for those)."""
+        return self.current.skips(probe) is None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -94,11 +128,11 @@ class Reconnaissance:
 
     def idle(self) -> str | None:
         """Why no ask would be taken now (passive mode), or None."""
-        return None if self.checks else f"{self.mode} mode"
+        return None if self.current.sends else f"{self.mode} mode"
 
     def submit(self, ask: ReconAsk) -> str | None:
         """Take an ask (from any thread): None when taken, else why not."""
-        if not self.checks:
+        if not self.current.sends:
             return f"{self.mode} mode"
         loop, queue = self._loop, self._queue
         if loop is None or queue is None:
@@ -108,14 +142,11 @@ class Reconnaissance:
             if self._pending >= self.config.queue_size:
                 self.dropped += 1
                 return "recon queue full"
-            probes = tuple(p for p in ask.probes if self._known.get(p.key, 0.0) <= now)
+            probes = tuple(p for p in ask.probes if self._known.get(p.key, now) is None)
             if not probes:
                 return None
             for probe in probes:
-                self._known[probe.key] = now + self.config.ttl
-                self._known.move_to_end(probe.key)
-            while len(self._known) > MAX_CACHE:
-                self._known.popitem(last=False)
+                self._known.put(probe.key, True, now, until=now + self.config.ttl)
             self._pending += 1
         loop.call_soon_threadsafe(queue.put_nowait, ReconAsk(ask.source, probes, ask.call_id))
         return None
@@ -144,10 +175,11 @@ class Reconnaissance:
             )
             if outcome in ("refused_by_guard", "skipped"):
                 with self._lock:
-                    self._known.pop(probe.key, None)
+                    self._known.pop(probe.key)
             elif outcome == "timeout":  # asked again after a while, not after ttl
+                now = time.monotonic()
                 with self._lock:
-                    self._known[probe.key] = time.monotonic() + RETRY
+                    self._known.put(probe.key, True, now, until=now + RETRY)
             self._emit(ask.source, probe, outcome, detail, address, started, cached)
 
     async def _probe(
@@ -157,8 +189,9 @@ class Reconnaissance:
         src_refusal: str | None,
         pinned: dict[str, tuple[str | None, str | None]],
     ) -> tuple[str, dict[str, Any], str | None, bool]:
-        if probe.check not in self.checks:
-            return "skipped", {"reason": f"not a check of mode {self.mode}"}, None, False
+        skip = self.current.skips(probe)
+        if skip is not None:  # the mode changed since the ask was taken
+            return "skipped", {"reason": skip, "mode": self.mode}, None, False
         if src_refusal is not None:
             self.refused += 1
             return (
@@ -167,11 +200,11 @@ class Reconnaissance:
                 None,
                 False,
             )
-        got = self._cache.get(probe.key)
-        if got is not None and got[0] > time.monotonic():
+        got = self._cache.get(probe.key, time.monotonic())
+        if got is not None:
             if probe.check == "dns" and parse_address(probe.target) is None:
-                pinned[probe.target.lower()] = self._pin(got[2].get("addresses") or [], {})
-            return got[1], got[2], got[3], True
+                pinned[probe.target.lower()] = self._pin(got[1].get("addresses") or [], {})
+            return got[0], got[1], got[2], True
         if probe.check == "dns":
             outcome, detail, address = await self._dns(source, probe.target, pinned)
         else:
@@ -263,7 +296,7 @@ class Reconnaissance:
         c = self.config
         check = probe.check
         if check == "rdap":
-            return await rdap.lookup(c.rdap_url, address, c.timeout)
+            return await rdap.lookup(c.rdap_url, address, c.timeout, c.rdap_ca_file)
         if check == "geoip":
             return await asyncio.to_thread(self.geoip.lookup, address)
         if check == "sip_probe":
@@ -285,10 +318,8 @@ class Reconnaissance:
         if outcome in ("refused_by_guard", "skipped"):
             return
         ttl = min(RETRY, self.config.ttl) if outcome == "timeout" else self.config.ttl
-        self._cache[key] = (time.monotonic() + ttl, outcome, detail, address)
-        self._cache.move_to_end(key)
-        while len(self._cache) > MAX_CACHE:
-            self._cache.popitem(last=False)
+        now = time.monotonic()
+        self._cache.put(key, (outcome, detail, address), now, until=now + ttl)
 
     def _emit(
         self,

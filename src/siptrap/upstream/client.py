@@ -1,11 +1,17 @@
 """The registrar client: one registration per (registrar, extension), as a UAC keeps it.
 
 Sans-I/O: `start(now)`, `receive(response, now)`, `handle_timers(now)` and `stop(now)`
-return the datagrams to send as `Outgoing`; events go to the injected `emit(id, fields)`.
+return the messages to send as `Outgoing`; events go to the injected `emit(id, fields)`.
 Each registration: REGISTER, answer one digest challenge per nonce, refresh at half the
 granted expiry (so a registrar that restarted and forgot it has it back within that),
-retransmit on UDP (T1 doubling to T2), fail after TIMEOUT, retry with bounded backoff,
-and send Expires 0 on a clean stop.
+retransmit on UDP (T1 doubling to T2; over TCP and TLS never), fail after TIMEOUT, retry
+with bounded backoff, and send Expires 0 on a clean stop.
+
+A registrar is reached through a link the app opens: for UDP with an IP address, the
+app's UDP socket (`local`) at once; otherwise after a DNS lookup and, for TCP and TLS, a
+connection whose local address is the Contact. A registration with no link is
+"connecting": `take_wanted()` tells the app which links to open, and it answers with
+`link_up`, `link_failed` or, when an open one ends, `link_down`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,16 @@ class Outgoing:
     host: str
     port: int
     data: bytes
+    transport: str = "udp"
+    registrar: str = ""  # the link it goes on (UpstreamConfig.registrar)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How a registrar is reached: our address on it (Via, Contact) and its address."""
+
+    local: tuple[str, int]
+    target: tuple[str, int]
 
 
 @dataclass
@@ -41,7 +57,8 @@ class Registration:
     call_id: str
     from_tag: str
     cseq: int = 0
-    state: str = "idle"  # idle, registering, registered, failed, unregistering, removed
+    # idle, connecting, registering, registered, failed, unregistering, removed
+    state: str = "idle"
     branch: str = ""
     sent: bytes = b""
     sent_at: float = 0.0
@@ -71,16 +88,70 @@ class RegistrarClient:
             for user in up.users
         ]
         self.by_call = {reg.call_id: reg for reg in self.regs}
+        self.links: dict[str, Link] = {}  # registrar -> its link, once the app opened it
+        self._wanted: dict[str, UpstreamConfig] = {}
+
+    # -- links ---------------------------------------------------------------------------
+    def link(self, up: UpstreamConfig) -> Link | None:
+        """The link to `up`; UDP to an IP address needs none opened (the app's socket)."""
+        found = self.links.get(up.registrar)
+        if found is None and not up.reliable and up.resolved:
+            return Link(self.local, up.target)
+        return found
+
+    def take_wanted(self) -> list[UpstreamConfig]:
+        """The registrars whose link the app should open now (each told once)."""
+        wanted = list(self._wanted.values())
+        self._wanted.clear()
+        return wanted
+
+    def link_up(self, registrar: str, link: Link, now: float) -> list[Outgoing]:
+        """The app opened the link: every registration waiting for it registers."""
+        self.links[registrar] = link
+        return [
+            self._register(reg, reg.upstream.expires, now)
+            for reg in self.regs
+            if reg.upstream.registrar == registrar and reg.state == "connecting"
+        ]
+
+    def link_failed(self, registrar: str, reason: str, now: float) -> None:
+        """No link could be opened: the registrations waiting for it fail (and retry)."""
+        for reg in self.regs:
+            if reg.upstream.registrar == registrar and reg.state == "connecting":
+                self._failed(reg, now, 503, reason)
+
+    def link_down(self, registrar: str, reason: str, now: float) -> None:
+        """An open link ended (the registrar restarted, a reset): its registrations are
+        gone with it; each fails and registers again after the backoff."""
+        if self.links.pop(registrar, None) is None:
+            return
+        for reg in self.regs:
+            if reg.upstream.registrar != registrar or reg.state in ("removed", "failed"):
+                continue
+            reg.retransmit_at = None
+            self._failed(reg, now, 503, f"connection lost: {reason}")
+
+    def _send(self, reg: Registration, expires: int, now: float) -> list[Outgoing]:
+        """REGISTER now if the registrar's link is open, else wait for it (connecting)."""
+        if self.link(reg.upstream) is None:
+            reg.state, reg.next_at, reg.retransmit_at = "connecting", None, None
+            self._wanted[reg.upstream.registrar] = reg.upstream
+            return []
+        return [self._register(reg, expires, now)]
 
     # -- driving -------------------------------------------------------------------------
     def start(self, now: float) -> list[Outgoing]:
-        return [self._register(reg, reg.upstream.expires, now) for reg in self.regs]
+        out: list[Outgoing] = []
+        for reg in self.regs:
+            out += self._send(reg, reg.upstream.expires, now)
+        return out
 
     def stop(self, now: float) -> list[Outgoing]:
         """Expires 0 for every registration in force (a clean stop)."""
         out = []
         for reg in self.regs:
-            if reg.state in ("registered", "registering") and reg.granted:
+            usable = self.link(reg.upstream) is not None
+            if reg.state in ("registered", "registering") and reg.granted and usable:
                 out.append(self._register(reg, 0, now))
                 reg.state = "unregistering"
             reg.next_at = None
@@ -98,7 +169,7 @@ class RegistrarClient:
                     reg.retransmit_at = min(now + reg.interval, reg.sent_at + TIMEOUT)
                     out.append(self._outgoing(reg, reg.sent))
             if reg.next_at is not None and now >= reg.next_at and reg.retransmit_at is None:
-                out.append(self._register(reg, reg.upstream.expires, now))
+                out += self._send(reg, reg.upstream.expires, now)
             if reg.state == "registered" and reg.expires_at is not None and now >= reg.expires_at:
                 reg.state = "failed"
                 reg.last_error = "expired before it could be refreshed"
@@ -118,7 +189,8 @@ class RegistrarClient:
             return []
         status = msg.status or 0
         if status < 200:
-            reg.retransmit_at = now + T2 if reg.retransmit_at is not None else None
+            if reg.retransmit_at is not None and not reg.upstream.reliable:
+                reg.retransmit_at = now + T2
             return []
         reg.retransmit_at = None
         if status in (401, 407):
@@ -205,7 +277,9 @@ class RegistrarClient:
         reg.branch = f"z9hG4bK{secrets.token_hex(10)}"
         if reg.state not in ("registered", "unregistering"):
             reg.state = "registering"
-        host, port = self.local
+        link = self.link(up)
+        assert link is not None  # _send waited for it
+        host, port = link.local
         local = f"[{host}]" if ":" in host else host
         aor = f"<sip:{reg.user}@{up.domain or up.host}>"
         headers = [("Expires", str(expires)), ("User-Agent", USER_AGENT)]
@@ -214,7 +288,7 @@ class RegistrarClient:
         reg.sent = build_request(
             "REGISTER",
             self._registrar_uri(up),
-            via=f"SIP/2.0/UDP {local}:{port};branch={reg.branch};rport",
+            via=f"SIP/2.0/{up.transport.upper()} {local}:{port};branch={reg.branch};rport",
             from_=f"{aor};tag={reg.from_tag}",
             to=aor,
             call_id=reg.call_id,
@@ -222,22 +296,31 @@ class RegistrarClient:
             contact=f"<{self._contact_uri(reg)}>",
             headers=headers,
         )
-        reg.sent_at, reg.interval, reg.retransmit_at = now, T1, now + T1
+        # Over TCP and TLS nothing is retransmitted: only the timeout runs.
+        first = now + TIMEOUT if up.reliable else now + T1
+        reg.sent_at, reg.interval, reg.retransmit_at = now, T1, first
         reg.next_at = None
         return self._outgoing(reg, reg.sent)
 
     def _outgoing(self, reg: Registration, data: bytes) -> Outgoing:
-        host, port = reg.upstream.target
-        return Outgoing(host, port, data)
+        up = reg.upstream
+        link = self.link(up)
+        host, port = link.target if link is not None else up.target
+        return Outgoing(host, port, data, up.transport, up.registrar)
 
     def _registrar_uri(self, up: UpstreamConfig) -> str:
         host = f"[{up.host}]" if ":" in up.host else up.host
-        return f"sip:{up.domain or host}" + ("" if up.domain else f":{up.port}")
+        uri = f"sip:{up.domain or host}" + ("" if up.domain or up.srv else f":{up.port}")
+        return uri + (f";transport={up.transport}" if up.reliable else "")
 
     def _contact_uri(self, reg: Registration) -> str:
-        host, port = self.local
+        up = reg.upstream
+        link = self.link(up)
+        host, port = link.local if link is not None else self.local
         local = f"[{host}]" if ":" in host else host
-        return f"sip:{reg.user}@{local}:{port}"
+        return f"sip:{reg.user}@{local}:{port}" + (
+            f";transport={up.transport}" if up.reliable else ""
+        )
 
     def _fields(self, reg: Registration, **more: Any) -> dict[str, Any]:
         return {"registrar": reg.upstream.registrar, "user": reg.user, **more}

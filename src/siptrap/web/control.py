@@ -18,7 +18,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
@@ -72,7 +72,18 @@ class ControlTarget(Protocol):
 
     def set_mode(self, mode: str, who: str) -> str: ...
 
+    def set_personality(self, name: str) -> str: ...
+
     def listening(self) -> list[str]: ...
+
+
+# Calls that count as in progress: ringing or answered. An INVITE that was challenged
+# (401/407) and never authenticated is not a call yet, nor one still being routed.
+ACTIVE_STATES = frozenset({"ringing", "answered"})
+
+
+def active_calls(endpoint: Endpoint) -> list[Any]:
+    return [c for c in endpoint.calls.calls.values() if c.state in ACTIVE_STATES]
 
 
 def _switch(bus: EventBus, name: str) -> Switch | None:
@@ -103,10 +114,18 @@ class Controller:
             raise ControlError(f"unknown command {name[:40]!r}: one of {', '.join(COMMANDS)}")
         result, changed = handler(self, args)
         if changed:
-            self._emit(who, command, result)
+            self.record(who, command, result)
         return result
 
-    def _emit(self, who: str, command: list[str], result: dict[str, Any]) -> None:
+    async def run_async(self, command: list[str], who: str) -> dict[str, Any]:
+        """run, with the commands that only read or write files and the database (and
+        touch nothing of the endpoint) in a worker thread, off the event loop."""
+        if command and command[0] in OFF_LOOP:
+            return await asyncio.to_thread(self.run, command, who)
+        return self.run(command, who)
+
+    def record(self, who: str, command: list[str], result: dict[str, Any]) -> None:
+        """The event `sensor.control`: who changed what, and the answer."""
         self.t.bus.emit(
             Event(
                 "sensor.control",
@@ -159,7 +178,7 @@ class Controller:
         _words(args, 1, "mode passive|active|CUSTOM")
         try:
             previous = self.t.set_mode(args[0], "control")
-        except ValueError as exc:  # not passive, active, nor a mode of recon.modes
+        except ValueError as exc:  # not passive, active, nor a mode of the rules
             raise ControlError(str(exc)) from None
         return {"mode": self.t.mode, "previous": previous}, True
 
@@ -184,7 +203,7 @@ class Controller:
         return {"email": args[0]}, True
 
     def _live_calls(self) -> list[Any]:
-        return [c for c in self.t.endpoint.calls.calls.values() if c.state != "ended"]
+        return active_calls(self.t.endpoint)
 
     def calls(self, args: list[str]) -> tuple[dict[str, Any], bool]:
         if args == ["list"]:
@@ -238,10 +257,12 @@ class Controller:
         )
 
     def personality(self, args: list[str]) -> tuple[dict[str, Any], bool]:
-        raise ControlError(
-            "personality: changing it while running is not supported; restart with "
-            "--personality NAME"
-        )
+        _words(args, 1, "personality NAME")
+        try:
+            previous = self.t.set_personality(args[0])
+        except ValueError as exc:  # neither built in nor a [personalities.NAME]
+            raise ControlError(str(exc)) from None
+        return {"personality": self.t.endpoint.p.name, "previous": previous}, True
 
     def rules(self, args: list[str]) -> tuple[dict[str, Any], bool]:
         _words(args, 1, "rules reload")
@@ -254,6 +275,20 @@ class Controller:
         except (RuleError, OSError) as exc:  # a bad rule file: the old rules stay
             raise ControlError(f"rules not reloaded: {exc}") from None
         return {"rules": count}, True
+
+    def blocks(self, args: list[str]) -> tuple[dict[str, Any], bool]:
+        from ..actions.lift import block_rows, lift_block  # not for every `siptrap ctl`
+
+        if args == ["list"]:
+            return {"blocks": block_rows(self.t.data_dir)}, False
+        if len(args) != 2 or args[0] != "lift":
+            raise ControlError("usage: blocks list | blocks lift ADDR")
+        try:
+            lifted = lift_block(self.t.data_dir, args[1], self.t.config.actions)
+        except ValueError as exc:  # not an address
+            raise ControlError(str(exc)) from None
+        errors = list(lifted.errors)
+        return {"src_ip": lifted.src_ip, "lifted": lifted.known, "errors": errors}, True
 
     def clean(self, args: list[str]) -> tuple[dict[str, Any], bool]:
         from .cleaning import clean
@@ -282,7 +317,9 @@ COMMANDS: dict[str, Callable[[Controller, list[str]], tuple[dict[str, Any], bool
     "personality": Controller.personality,
     "rules": Controller.rules,
     "clean": Controller.clean,
+    "blocks": Controller.blocks,
 }
+OFF_LOOP = frozenset({"blocks", "clean"})
 
 _EXT_KEYS = {f.name: f.type for f in dataclass_fields(Extension) if f.name != "user"}
 
@@ -366,7 +403,7 @@ class ControlServer:
         who = _peer_uid(writer.get_extra_info("socket"))
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
-            reply = self.answer(line, who)
+            reply = await self.answer(line, who)
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
@@ -376,7 +413,7 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def answer(self, line: bytes, who: str) -> dict[str, Any]:
+    async def answer(self, line: bytes, who: str) -> dict[str, Any]:
         if len(line) > MAX_LINE:
             return {"ok": False, "error": "request too long"}
         try:
@@ -386,18 +423,27 @@ class ControlServer:
         command = request.get("command") if isinstance(request, dict) else None
         if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
             return {"ok": False, "error": 'expected {"command": ["word", ...]}'}
+        via = request.get("via")
+        if isinstance(via, str) and via:  # `siptrap web` passing on an API request
+            who = f"{who} via {via[:80]}"
         try:
-            return {"ok": True, "result": self.controller.run(command, who)}
+            return {"ok": True, "result": await self.controller.run_async(command, who)}
         except ControlError as exc:
             return {"ok": False, "error": str(exc)}
 
 
-def send_command(path: Path, command: list[str], timeout: float = 15.0) -> dict[str, Any]:
-    """The client side (siptrap ctl): one request, one answer."""
+def send_command(
+    path: Path, command: list[str], timeout: float = 15.0, via: str = ""
+) -> dict[str, Any]:
+    """The client side (siptrap ctl, and siptrap web for the API): one request, one
+    answer. `via`: on whose behalf (recorded in sensor.control's `who`)."""
+    request: dict[str, Any] = {"command": command}
+    if via:
+        request["via"] = via
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
-        sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+        sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -408,10 +454,38 @@ def send_command(path: Path, command: list[str], timeout: float = 15.0) -> dict[
     return reply
 
 
-def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
+class NoHoneypot(OSError):
+    """No honeypot answers on the data directory's control socket."""
+
+
+def socket_control(
+    data_dir: Path,
+) -> Callable[[list[str], str], Coroutine[Any, Any, dict[str, Any]]]:
+    """For `siptrap web`: control commands passed on to the honeypot running on the data
+    directory, over its control socket (ControlError for a bad command, NoHoneypot when
+    none runs there)."""
+    path = data_dir / SOCKET_NAME
+
+    async def control(command: list[str], who: str) -> dict[str, Any]:
+        try:
+            reply = await asyncio.to_thread(send_command, path, command, 15.0, who)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NoHoneypot(f"no running honeypot at {path}") from exc
+        if not reply.get("ok"):
+            raise ControlError(str(reply.get("error", "no answer")))
+        result: dict[str, Any] = reply.get("result") or {}
+        return result
+
+    return control
+
+
+def rules_reloader(
+    bus: EventBus, config: Any, on_rules: Callable[[Any], None] | None = None
+) -> Callable[[], int] | None:
     """`rules reload`: the configured rule files read again and a new engine swapped in
     (the old one finishes first, so its open alerts are written). A bad file raises and
-    the running rules stay."""
+    the running rules stay. `on_rules` is given the new rule set first (the honeypot
+    takes its modes); when it raises, nothing changes."""
     from ..analysis.engine import AnalysisEngine
     from ..analysis.live import AnalysisSink, rules_in_force
 
@@ -422,6 +496,8 @@ def rules_reloader(bus: EventBus, config: Any) -> Callable[[], int] | None:
 
     def reload() -> int:
         rules = rules_in_force(config.analysis.rules)
+        if on_rules is not None:
+            on_rules(rules)
         engine = AnalysisEngine(
             rules,
             config.engine_settings(),

@@ -92,7 +92,8 @@ _LIFTED = {
 LIFT = {
     "post": {
         "operationId": "lift_block",
-        "summary": "lift a block everywhere it was pushed, as `siptrap blocks lift` (admin token)",
+        "summary": "lift a block everywhere it was pushed, as `siptrap blocks lift` (admin token;"
+        " a running honeypot records it as sensor.control)",
         "security": [{"token": []}],
         "requestBody": {
             "required": True,
@@ -177,7 +178,7 @@ def document(version: str) -> dict[str, Any]:
                 "400": _ERROR,
                 "401": _DENIED,
                 "403": _DENIED,
-                "503": {"description": "not a running honeypot", "content": _ERROR["content"]},
+                "503": {"description": "no running honeypot", "content": _ERROR["content"]},
             },
         }
     }

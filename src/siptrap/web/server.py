@@ -28,6 +28,7 @@ from ..actions.lift import lift_block
 from ..actions.settings import ActionSpec
 from . import metrics, pages
 from .blocks import BLOCK_FILTERS, list_blocks, shown, source_blocks
+from .control import NoHoneypot
 from .openapi import document
 from .queries import RESOURCES, Page, Query, QueryError, list_resource, make_query
 from .settings import WebSettings
@@ -60,8 +61,8 @@ PAGE_COLUMNS = {
     "blocks": "src_ip step category since expires left count alert_id",
 }
 LIFT_HOW = (
-    "A block is lifted with `siptrap blocks lift ADDR`, or with the admin token by"
-    ' POST /api/v1/blocks/lift {"src_ip": "ADDR"}.'
+    "With the admin token each block has a lift button here; a block is also lifted with"
+    ' `siptrap ctl blocks lift ADDR`, or POST /api/v1/blocks/lift {"src_ip": "ADDR"}.'
 )
 
 
@@ -99,6 +100,7 @@ class WebServer:
         r.add_get("/numbers", self.page_list("numbers"))
         r.add_get("/calls", self.page_calls)
         r.add_get("/blocks", self.page_blocks)
+        r.add_post("/blocks/lift", self.form_lift)
         r.add_get("/recordings/{id:[0-9]{1,12}}/{kind}", self.recording)
         r.add_get("/metrics", self.metrics)
         r.add_get("/favicon.ico", self.no_icon)
@@ -239,7 +241,9 @@ class WebServer:
         )
 
     async def page_blocks(self, request: web.Request) -> web.Response:
-        q = make_query(dict(request.query), BLOCK_FILTERS, forms=True)
+        params = dict(request.query)
+        lifted = _address(params.pop("lifted", ""))  # where a lift button came back to
+        q = make_query(params, BLOCK_FILTERS, forms=True)
         q = Query(q.since, q.until, min(q.limit, 200), q.cursor, q.filters)
         page = await asyncio.to_thread(list_blocks, self.data_dir, q)
         return self._render(
@@ -252,7 +256,40 @@ class WebServer:
             filter_names=BLOCK_FILTERS,
             next_url=_next(request, page.next_cursor),
             intro=LIFT_HOW,
+            lift_csrf=self._csrf() if self._token_ok(request) else None,
+            lifted=lifted,
         )
+
+    def _csrf(self) -> str:
+        """The value the lift form carries: derived from the admin token, so a page of
+        another site cannot know it (and the cookie is SameSite=Strict as well)."""
+        key = self.settings.token.encode()
+        return hmac.new(key, b"siptrap blocks lift form", "sha256").hexdigest()
+
+    async def form_lift(self, request: web.Request) -> web.StreamResponse:
+        """The Blocks page's lift button: a form POST with the admin token (cookie or
+        header) and the form's CSRF value; then back to the page (303)."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        # Origin is "null" from our own page (its Referrer-Policy is no-referrer); another
+        # site's is refused. The CSRF value (and the SameSite=Strict cookie) do the rest.
+        origin = request.headers.get("Origin", "null")
+        if origin not in ("null", f"{request.scheme}://{request.host}"):
+            return _error(403, "a lift comes from this server's own page")
+        form = await request.post()
+        csrf, address = form.get("csrf"), form.get("src_ip")
+        if not isinstance(csrf, str) or not hmac.compare_digest(csrf, self._csrf()):
+            return _error(403, "the form's CSRF value is missing or wrong")
+        if not isinstance(address, str):
+            return _error(400, "src_ip: the address to lift")
+        try:
+            result = await self.lift(address, f"api {request.remote} (blocks page)")
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if result["errors"]:
+            return _error(502, "; ".join(result["errors"]))
+        raise web.HTTPSeeOther(f"/blocks?lifted={result['src_ip']}")
 
     async def page_source(self, request: web.Request) -> web.Response:
         try:
@@ -292,7 +329,7 @@ class WebServer:
     # -- metrics and API --------------------------------------------------------------
     async def metrics(self, request: web.Request) -> web.Response:
         if self.registry is None:
-            return _error(404, "metrics are served by a running honeypot (siptrap run --web)")
+            return _error(404, "no metrics here")
         body = await asyncio.to_thread(metrics.render, self.registry)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
@@ -331,7 +368,8 @@ class WebServer:
     def _refused(self, request: web.Request) -> web.Response | None:
         """Why a request that changes something is refused (None: it holds the token)."""
         if not self.settings.token:
-            return _error(403, "read-only: start the web server with --web-token to control")
+            option = self.settings.token_option
+            return _error(403, f"read-only: start the web server with {option} TOKEN to control")
         if not self._token_ok(request):
             return _error(401, "the admin token is required (Authorization: Bearer TOKEN)")
         return None
@@ -348,19 +386,30 @@ class WebServer:
         if not isinstance(address, str):
             return _error(400, 'expected {"src_ip": "ADDR"}')
         try:
-            lifted = await asyncio.to_thread(lift_block, self.data_dir, address, self.actions)
+            result = await self.lift(address, f"api {request.remote}")
         except ValueError as exc:
             return _error(400, str(exc))
-        log.info("web: block on %s lifted by %s", lifted.src_ip, request.remote)
-        result = {"src_ip": lifted.src_ip, "lifted": lifted.known, "errors": list(lifted.errors)}
-        return web.json_response(result, status=502 if lifted.errors else 200)
+        return web.json_response(result, status=502 if result["errors"] else 200)
+
+    async def lift(self, address: str, who: str) -> dict[str, Any]:
+        """Lift a block as `siptrap ctl blocks lift` does: through the running honeypot
+        (which records `sensor.control`), or here when none runs on the data directory.
+        ValueError when `address` is not an address."""
+        if self.control is not None:
+            try:
+                return await self.control(["blocks", "lift", address], who)
+            except NoHoneypot:
+                pass  # siptrap web over a data directory no honeypot serves now
+        lifted = await asyncio.to_thread(lift_block, self.data_dir, address, self.actions)
+        log.info("web: block on %s lifted by %s (no honeypot running)", lifted.src_ip, who)
+        return {"src_ip": lifted.src_ip, "lifted": lifted.known, "errors": list(lifted.errors)}
 
     async def api_control(self, request: web.Request) -> web.Response:
         refused = self._refused(request)
         if refused is not None:
             return refused
         if self.control is None:
-            return _error(503, "not a running honeypot (siptrap web only reads)")
+            return _error(503, "no running honeypot to control")
         try:
             body = await request.json()
         except ValueError:
@@ -371,6 +420,8 @@ class WebServer:
         who = f"api {request.remote}"
         try:
             result = await self.control(command, who)
+        except NoHoneypot as exc:
+            return _error(503, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
         return web.json_response(result)
@@ -392,6 +443,13 @@ def _page_response(name: str, fmt: str, page: Page) -> web.Response:
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     return web.json_response({"items": page.items, "next_cursor": page.next_cursor})
+
+
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -10,6 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from .control import active_calls
 from .metrics import LiveGauges, MetricsSink
 from .server import WebServer
 from .settings import WebSettings
@@ -23,9 +24,8 @@ def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
     def runners() -> list[Any]:
         return list(honeypot.bus.runners)
 
-    def active_calls() -> int:
-        calls = honeypot.endpoint.calls.calls.values()
-        return sum(1 for c in calls if c.state != "ended")
+    def live_calls() -> int:
+        return len(active_calls(honeypot.endpoint))
 
     registry.register(
         LiveGauges(
@@ -38,7 +38,7 @@ def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
                     "events each sink's full queue dropped",
                     lambda: {r.sink.name: r.dropped for r in runners()},
                 ),
-                "siptrap_active_calls": ("calls in progress", active_calls),
+                "siptrap_active_calls": ("calls ringing or answered now", live_calls),
                 "siptrap_media_calls": (
                     "answered calls with media now",
                     lambda: honeypot.media.active,
@@ -69,7 +69,7 @@ def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
 
 async def start_web(honeypot: Any, settings: WebSettings) -> WebServer:
     async def control(command: list[str], who: str) -> dict[str, Any]:
-        result: dict[str, Any] = honeypot.controller.run(command, who)
+        result: dict[str, Any] = await honeypot.controller.run_async(command, who)
         return result
 
     server = WebServer(
