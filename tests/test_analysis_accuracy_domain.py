@@ -273,6 +273,7 @@ def test_a_scanner_claiming_to_be_a_pbx_is_still_host_discovery(domain: Domain, 
     (sweep,) = find(alerts(domain, where), src_ip=FAKE_PBX)
     assert sweep["category"] == "scan" and sweep["kind"] == "composed"
     assert "host_discovery" in sweep["rules"] and sweep["count"] == 3
+    assert sweep["tool"] == "SIPp" and sweep["severity"] == "low"  # its own shape, not Asterisk
 
 
 # -- a phone behind NAT ---------------------------------------------------------------------
