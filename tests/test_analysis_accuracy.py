@@ -236,35 +236,62 @@ def test_keepalives_are_counted_never_alerted():
 PBX = "192.0.2.200"
 
 
-def _options(eng: AnalysisEngine, sender: str, to: tuple[str, int], t: float, ua: str | None):
-    data = request("OPTIONS", "100", host=to[0], from_ip=sender, ua=ua)
-    eng.request(parse(data), Source(sender, 5060, "udp", to[0], to[1]), t)
+def _options(eng: AnalysisEngine, to: tuple[str, int], t: float, ua: str | None, uri: str):
+    """The PBX sends OPTIONS to the address `to`, for `uri` (user@host:port)."""
+    user, _, hostport = uri.partition("@")
+    data = request("OPTIONS", user, host=hostport, from_ip=PBX, ua=ua)
+    eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), t)
 
 
-def _register(eng: AnalysisEngine, public: tuple[str, int], private: str, t: float, **kw):
-    """A phone at `private` (behind a NAT showing `public`) registers with the PBX."""
-    data = request("REGISTER", "100", host=PBX, from_ip=private, **kw)
+def _register(eng: AnalysisEngine, public: tuple[str, int], private: str, t: float, user: str):
+    """Phone `user` at `private` (behind a NAT showing `public`) registers with the PBX,
+    Contact sip:USER@PRIVATE:5062."""
+    data = request("REGISTER", user, host=PBX, from_ip=private)
+    data = data.replace(b"Contact: <sip:alice@", f"Contact: <sip:{user}@".encode())
     eng.request(parse(data), Source(public[0], public[1], "udp", PBX, 5060), t)
 
 
-def test_a_pbx_qualifying_its_phones_is_not_host_discovery():
+PHONES = [(f"81.2.69.{50 + n}", 40000 + n) for n in range(12)]
+
+
+def _registered_phones(eng: AnalysisEngine) -> list[str]:
+    """Twelve phones registered (the odd ones behind NAT); their Contacts."""
+    contacts = []
+    for n, public in enumerate(PHONES):
+        private = f"192.168.1.{n}" if n % 2 else public[0]
+        _register(eng, public, private, n * 0.1, f"2{n:02d}")
+        contacts.append(f"2{n:02d}@{private}:5062")
+    return contacts
+
+
+def test_a_pbx_qualifying_its_phones_is_not_host_discovery_or_enumeration():
     eng = engine()
-    phones = [(f"81.2.69.{50 + n}", 40000 + n) for n in range(6)]
-    for n, public in enumerate(phones):  # three behind NAT, three not
-        _register(eng, public, f"192.168.1.{n}" if n % 2 else public[0], n * 0.1)
-    for n, public in enumerate(phones):  # the PBX pings the address each REGISTER came from
-        _options(eng, PBX, public, 10 + n * 0.1, None)  # (nathelper sends no User-Agent)
-    for n in (0, 2, 4):  # and a phone not behind NAT at its Contact too
-        _options(eng, PBX, (phones[n][0], 5062), 11 + n * 0.1, None)
+    contacts = _registered_phones(eng)
+    for n, (public, contact) in enumerate(zip(PHONES, contacts, strict=True)):
+        # to the address each REGISTER came from, for its Contact (nathelper: no User-Agent)
+        _options(eng, public, 10 + n * 0.1, None, contact)
+        if n % 2 == 0:  # a phone not behind NAT is reached at its Contact too
+            _options(eng, (public[0], 5062), 11 + n * 0.1, None, contact)
     assert final(eng) == []
     assert eng.finder.registrations.learnt.evicted == 0
 
 
+def test_a_pbx_asking_its_phones_for_other_users_enumerates():
+    """The addresses registered, but not the Contacts: a request the PBX forwards (or
+    makes up) keeps its own Request-URI."""
+    eng = engine()
+    _registered_phones(eng)
+    for n, public in enumerate(PHONES):
+        _options(eng, public, 10 + n * 0.1, "Asterisk PBX 18.9.0", f"{500 + n}@{public[0]}")
+    assert {"enumeration", "scan"} <= categories(eng)
+
+
 def test_a_pbx_pinging_hosts_that_never_registered_sweeps():
     eng = engine()
-    _register(eng, ("81.2.69.50", 40000), "192.168.1.5", 0.0)
-    for n in range(4):  # the same address, other ports or hosts: not what was registered
-        _options(eng, PBX, (f"81.2.69.{60 + n}", 40000), 1 + n * 0.1, "Asterisk PBX 18.9.0")
+    _register(eng, ("81.2.69.50", 40000), "192.168.1.5", 0.0, "200")
+    for n in range(4):  # other hosts, asked for the registered Contact all the same
+        to = (f"81.2.69.{60 + n}", 40000)
+        _options(eng, to, 1 + n * 0.1, "Asterisk PBX 18.9.0", "200@192.168.1.5:5062")
     assert categories(eng) == {"scan"}
 
 
@@ -272,7 +299,9 @@ def test_a_pbx_pinging_hosts_that_never_registered_sweeps():
 def test_a_scanner_claiming_to_be_a_pbx_is_host_discovery(ua: str | None):
     scanner = engine()
     for n in range(6):
-        _options(scanner, "203.0.113.60", (f"192.0.2.{50 + n}", 5060), n * 0.1, ua)
+        data = request("OPTIONS", "100", host=f"192.0.2.{50 + n}", from_ip="203.0.113.60", ua=ua)
+        to = Source("203.0.113.60", 5060, "udp", f"192.0.2.{50 + n}", 5060)
+        scanner.request(parse(data), to, n * 0.1)
     assert categories(scanner) == {"scan"}
 
 
@@ -280,13 +309,14 @@ def test_a_phone_that_unregistered_is_not_qualified_any_more():
     eng = engine()
     phones = [(f"81.2.69.{50 + n}", 40000) for n in range(3)]
     for n, public in enumerate(phones):
-        _register(eng, public, public[0], n * 0.1)
+        _register(eng, public, public[0], n * 0.1, "200")
     for n, public in enumerate(phones):  # Expires: 0 (a REGISTER with the same Contact)
-        data = request("REGISTER", "100", host=PBX, from_ip=public[0])
+        data = request("REGISTER", "200", host=PBX, from_ip=public[0])
+        data = data.replace(b"Contact: <sip:alice@", b"Contact: <sip:200@")
         data = data.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\nExpires: 0")
         eng.request(parse(data), Source(public[0], 40000, "udp", PBX, 5060), 1 + n * 0.1)
     for n, public in enumerate(phones):
-        _options(eng, PBX, public, 5 + n * 0.1, None)
+        _options(eng, public, 5 + n * 0.1, None, f"200@{public[0]}:5062")
     assert categories(eng) == {"scan"}
 
 
@@ -501,7 +531,7 @@ def test_the_registrations_learnt_from_requests_are_bounded():
     assert len(table.learnt) == 4 and table.learnt.evicted == 16
     newest = Source(PBX, 5060, "udp", "198.51.100.9", 5062)
     oldest = Source(PBX, 5060, "udp", "198.51.100.0", 5062)
-    options = parse(request("OPTIONS", "100", host="198.51.100.9", from_ip=PBX))
+    options = parse(request("OPTIONS", "alice", host="198.51.100.9:5062", from_ip=PBX))
     assert table.delivers(options, newest) and not table.delivers(options, oldest)
 
 
