@@ -330,11 +330,14 @@ def test_sipsak_random_mode_is_fuzzing_every_mutation_counted(cisco: Captured, w
 
 
 def test_sipsak_random_mode_counts_the_same_live_and_offline(cisco: Captured, tmp_path: Path):
-    """Live and offline agree exactly on what the live honeypot received. Whatever the
-    capture has that siptrap never read (compared message by message with what it stored)
-    the kernel dropped or the guard shed: at most as many datagrams as its socket's drop
-    counter and the shed count say; the capture without those frames gives exactly the live
-    count. (The event bus dropped nothing, so the live analysis saw all it read.)"""
+    """Live and offline agree exactly on what the live honeypot received. Both paths judge
+    each mutation alike; the one difference is input the capture has and siptrap never
+    handled (compared message by message with what it stored): on a loaded machine the
+    door sheds a datagram that waited longer than `[flood] max_delay` (0.2 s) in the socket
+    buffer, unparsed and counted (`shed`), and the kernel may drop one (the socket's drop
+    counter). At most that many frames may be missing; the capture without them gives
+    exactly the live count. (The event bus dropped nothing, so the live analysis saw all
+    the honeypot handled.)"""
     assert cisco.outputs["dropped_events"] == "0", cisco.outputs["dropped_events"]
     live = alerts(cisco, "live", category="fuzzing")[0]["count"]
     missing, uncaptured = _not_received(cisco, "127.0.0.1")
