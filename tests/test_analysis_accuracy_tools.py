@@ -22,6 +22,7 @@ it (the confusion table in the README's analysis section is this file's outcome)
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -338,20 +339,62 @@ def test_sipsak_random_mode_counts_the_same_live_and_offline(cisco: Captured, tm
     counter). At most that many frames may be missing; the capture without them gives
     exactly the live count. (The event bus dropped nothing, so the live analysis saw all
     the honeypot handled.)"""
-    assert cisco.outputs["dropped_events"] == "0", cisco.outputs["dropped_events"]
-    live = alerts(cisco, "live", category="fuzzing")[0]["count"]
-    missing, uncaptured = _not_received(cisco, "127.0.0.1")
+    _counts_on_what_was_handled(cisco, tmp_path)
+
+
+def _counts_on_what_was_handled(run: Captured, tmp_path: Path) -> int:
+    """The comparison above; returns how many captured frames the honeypot never handled."""
+    assert run.outputs["dropped_events"] == "0", run.outputs["dropped_events"]
+    live = alerts(run, "live", category="fuzzing")[0]["count"]
+    missing, uncaptured = _not_received(run, "127.0.0.1")
     assert not uncaptured, uncaptured  # tshark saw everything the honeypot read
-    lost = int(cisco.outputs["udp_drops"]) + int(cisco.outputs["shed"])
-    assert len(missing) <= lost, (missing, cisco.outputs["udp_drops"], cisco.outputs["shed"])
-    capture = cisco.capture
-    if missing:  # what the honeypot did receive, analysed offline
-        capture = tmp_path / "received.pcapng"
+    lost = int(run.outputs["udp_drops"]) + int(run.outputs["shed"])
+    assert len(missing) <= lost, (missing, run.outputs["udp_drops"], run.outputs["shed"])
+    capture = run.capture
+    if missing:  # what the honeypot did handle, analysed offline
+        capture = tmp_path / "handled.pcapng"
         editcap = require_tool("editcap")
-        subprocess.run([editcap, str(cisco.capture), str(capture), *map(str, missing)], check=True)
-    found, _ = analyze(capture, cisco.config)
+        subprocess.run([editcap, str(run.capture), str(capture), *map(str, missing)], check=True)
+    found, _ = analyze(capture, run.config)
     (offline,) = [a["count"] for a in found if a["category"] == "fuzzing"]
     assert live == offline, (live, offline, missing)
+    return len(missing)
+
+
+def test_what_the_door_sheds_is_the_only_gap(tmp_path: Path) -> None:
+    """Made to happen: sipsak -R, then the honeypot stalled (SIGSTOP) for longer than
+    max_delay while five more mutations arrive. The door sheds those five (counted, never
+    stored, never analysed), the capture has them: offline counts five more, and exactly
+    the live count without them."""
+    honeypot = Siptrap(tmp_path / "data", CISCO).start()
+    capture = Tshark(tmp_path / "stall.pcapng", f"udp and port {honeypot.port}")
+    target = ("127.0.0.1", honeypot.port)
+    outputs: dict[str, str] = {}
+    try:
+        outputs["sipsak"] = run_tool(
+            [require_tool("sipsak"), "-R", "-s", f"sip:100@127.0.0.1:{honeypot.port}"]
+        )
+        assert honeypot.proc is not None
+        honeypot.proc.send_signal(signal.SIGSTOP)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for n in range(5):  # mutations: a NUL and a 0xff in From
+                    sock.sendto(
+                        b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n"
+                        b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK%d\r\n"
+                        b"From: \x00\xff<sip:a@b>;tag=%d\r\n\r\n" % (n, n),
+                        target,
+                    )
+            time.sleep(0.6)  # three times max_delay
+        finally:
+            honeypot.proc.send_signal(signal.SIGCONT)
+        time.sleep(1.0)
+        run = _collect(honeypot, capture, outputs)
+    finally:
+        capture.stop()
+        honeypot.stop()
+    assert int(run.outputs["shed"]) >= 5
+    assert _counts_on_what_was_handled(run, tmp_path) == 5
 
 
 def _not_received(run: Captured, src_ip: str) -> tuple[list[int], set[tuple[int, bytes]]]:
