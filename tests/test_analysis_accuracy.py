@@ -23,7 +23,10 @@ from siptrap.analysis.alerts import (
 from siptrap.analysis.conclusions import summarise
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings, is_keepalive
 from siptrap.analysis.evaluate import Source
+from siptrap.analysis.live import AnalysisSink
+from siptrap.analysis.registrations import Registrations
 from siptrap.analysis.rules import load_builtin_rules
+from siptrap.events.record import Event
 from siptrap.offline.analyze import analyze_datagrams, analyze_paths
 from siptrap.offline.capture import CaptureError, Datagram, open_inputs
 from siptrap.sip import parse
@@ -230,19 +233,113 @@ def test_keepalives_are_counted_never_alerted():
 
 
 # -- 13. a PBX qualifying its phones ----------------------------------------------------------
-def test_a_pbx_qualifying_its_phones_is_not_host_discovery():
+PBX = "192.0.2.200"
+
+
+def _options(eng: AnalysisEngine, to: tuple[str, int], t: float, ua: str | None, uri: str):
+    """The PBX sends OPTIONS to the address `to`, for `uri` (user@host:port)."""
+    user, _, hostport = uri.partition("@")
+    data = request("OPTIONS", user, host=hostport, from_ip=PBX, ua=ua)
+    eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), t)
+
+
+def _register(eng: AnalysisEngine, public: tuple[str, int], private: str, t: float, user: str):
+    """Phone `user` at `private` (behind a NAT showing `public`) registers with the PBX,
+    Contact sip:USER@PRIVATE:5062."""
+    data = request("REGISTER", user, host=PBX, from_ip=private)
+    data = data.replace(b"Contact: <sip:alice@", f"Contact: <sip:{user}@".encode())
+    eng.request(parse(data), Source(public[0], public[1], "udp", PBX, 5060), t)
+
+
+PHONES = [(f"81.2.69.{50 + n}", 40000 + n) for n in range(12)]
+
+
+def _registered_phones(eng: AnalysisEngine) -> list[str]:
+    """Twelve phones registered (the odd ones behind NAT); their Contacts."""
+    contacts = []
+    for n, public in enumerate(PHONES):
+        private = f"192.168.1.{n}" if n % 2 else public[0]
+        _register(eng, public, private, n * 0.1, f"2{n:02d}")
+        contacts.append(f"2{n:02d}@{private}:5062")
+    return contacts
+
+
+def test_a_pbx_qualifying_its_phones_is_not_host_discovery_or_enumeration():
     eng = engine()
-    for n in range(6):
-        phone = f"192.0.2.{50 + n}"
-        data = request("OPTIONS", "100", host=phone, from_ip="192.0.2.200", ua="Asterisk PBX 18.9")
-        eng.request(parse(data), Source("192.0.2.200", 5060, "udp", phone, 5060), n * 0.1)
+    contacts = _registered_phones(eng)
+    for n, (public, contact) in enumerate(zip(PHONES, contacts, strict=True)):
+        # to the address each REGISTER came from, for its Contact (nathelper: no User-Agent)
+        _options(eng, public, 10 + n * 0.1, None, contact)
+        if n % 2 == 0:  # a phone not behind NAT is reached at its Contact too
+            _options(eng, (public[0], 5062), 11 + n * 0.1, None, contact)
     assert final(eng) == []
+    assert eng.finder.registrations.learnt.evicted == 0
+
+
+def test_a_pbx_asking_its_phones_for_other_users_enumerates():
+    """The addresses registered, but not the Contacts: a request the PBX forwards (or
+    makes up) keeps its own Request-URI."""
+    eng = engine()
+    _registered_phones(eng)
+    for n, public in enumerate(PHONES):
+        _options(eng, public, 10 + n * 0.1, "Asterisk PBX 18.9.0", f"{500 + n}@{public[0]}")
+    assert {"enumeration", "scan"} <= categories(eng)
+
+
+def test_a_pbx_pinging_hosts_that_never_registered_sweeps():
+    eng = engine()
+    _register(eng, ("81.2.69.50", 40000), "192.168.1.5", 0.0, "200")
+    for n in range(4):  # other hosts, asked for the registered Contact all the same
+        to = (f"81.2.69.{60 + n}", 40000)
+        _options(eng, to, 1 + n * 0.1, "Asterisk PBX 18.9.0", "200@192.168.1.5:5062")
+    assert categories(eng) == {"scan"}
+
+
+@pytest.mark.parametrize("ua", [None, "Asterisk PBX 18.9.0", "kamailio (5.6.3 (x86_64/linux))"])
+def test_a_scanner_claiming_to_be_a_pbx_is_host_discovery(ua: str | None):
     scanner = engine()
     for n in range(6):
-        phone = f"192.0.2.{50 + n}"
-        data = request("OPTIONS", "100", host=phone, from_ip="203.0.113.60", ua=None)
-        scanner.request(parse(data), Source("203.0.113.60", 5060, "udp", phone, 5060), n * 0.1)
+        data = request("OPTIONS", "100", host=f"192.0.2.{50 + n}", from_ip="203.0.113.60", ua=ua)
+        to = Source("203.0.113.60", 5060, "udp", f"192.0.2.{50 + n}", 5060)
+        scanner.request(parse(data), to, n * 0.1)
     assert categories(scanner) == {"scan"}
+
+
+def test_a_phone_that_unregistered_is_not_qualified_any_more():
+    eng = engine()
+    phones = [(f"81.2.69.{50 + n}", 40000) for n in range(3)]
+    for n, public in enumerate(phones):
+        _register(eng, public, public[0], n * 0.1, "200")
+    for n, public in enumerate(phones):  # Expires: 0 (a REGISTER with the same Contact)
+        data = request("REGISTER", "200", host=PBX, from_ip=public[0])
+        data = data.replace(b"Contact: <sip:alice@", b"Contact: <sip:200@")
+        data = data.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\nExpires: 0")
+        eng.request(parse(data), Source(public[0], 40000, "udp", PBX, 5060), 1 + n * 0.1)
+    for n, public in enumerate(phones):
+        _options(eng, public, 5 + n * 0.1, None, f"200@{public[0]}:5062")
+    assert categories(eng) == {"scan"}
+
+
+def test_live_the_honeypots_own_registration_decides():
+    eng = engine()
+    eng.finder.registrations.upstream("udp:192.0.2.200:5060", "300")
+    eng.finder.registrations.upstream("udp:pbx.example.net:5060", "301")  # no name resolved
+    mine = [("192.0.2.1", 5060), ("192.0.2.2", 5060), ("192.0.2.3", 5060)]
+    for n, to in enumerate(mine):
+        data = request("OPTIONS", "300", host=to[0], from_ip=PBX, ua=None)
+        eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), n * 0.1)
+    assert final(eng) == []
+    for n, to in enumerate(mine):  # another user at the honeypot's addresses: a sweep
+        data = request("OPTIONS", "555", host=to[0], from_ip=PBX, ua=None)
+        eng.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), 1 + n * 0.1)
+    assert categories(eng) == {"scan"}
+    gone = engine()
+    gone.finder.registrations.upstream("udp:192.0.2.200:5060", "300")
+    gone.finder.registrations.upstream("udp:192.0.2.200:5060", "300", registered=False)
+    for n, to in enumerate(mine):
+        data = request("OPTIONS", "300", host=to[0], from_ip=PBX, ua=None)
+        gone.request(parse(data), Source(PBX, 5060, "udp", to[0], to[1]), n * 0.1)
+    assert categories(gone) == {"scan"}
 
 
 # -- 15. NAT is not spoofing -------------------------------------------------------------------
@@ -391,3 +488,59 @@ def test_a_tools_scan_message_alert_is_folded_into_its_correlated_attack():
     assert correlated.category == "enumeration" and correlated.folded_into is None
     assert "Tool identified as: sippts" in correlated.conclusions
     assert set(correlated.targets) == {"100", "101"} and set(correlated.call_ids) == {"c1", "c2"}
+
+
+# -- offline, a honeypot that registers upstream is still the honeypot ----------------------------
+def _spit_capture(register_first: bool) -> list[Datagram]:
+    """A capture at a honeypot (192.0.2.1:5060): it may first register at the domain's
+    registrar (192.0.2.250) from its SIP socket, as `[[upstream]]` does; then an unknown
+    caller's INVITE to extension 100 is answered with audio."""
+    hp, registrar, caller = ("192.0.2.1", 5060), ("192.0.2.250", 5060), ("203.0.113.9", 5062)
+    out: list[Datagram] = []
+
+    def add(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        out.append(Datagram(len(out) * 0.1, "udp", *src, *dst, data, len(out) + 1))
+
+    if register_first:
+        reg = request("REGISTER", "300", host=registrar[0], from_ip=hp[0], ua="siptrap")
+        add(hp, registrar, reg)
+        add(registrar, hp, response(200, reg))
+    invite = request("INVITE", "100", host=hp[0], from_ip=caller[0], sdp_ip=caller[0])
+    add(caller, hp, invite)
+    sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    add(hp, caller, response(200, invite, sdp + b"m=audio 40000 RTP/AVP 0\r\n"))
+    ack = request("ACK", "100", host=hp[0], from_ip=caller[0], call_id=parse(invite).call_id)
+    add(caller, hp, ack.replace(b"CSeq: 1 ACK", b"CSeq: 1 ACK"))
+    for n in range(50):  # RTP, PCMU
+        add(caller, (hp[0], 40000), b"\x80\x00" + n.to_bytes(2, "big") + bytes(168))
+    return out
+
+
+@pytest.mark.parametrize("register_first", [False, True])
+def test_offline_a_honeypot_registered_upstream_still_answers_as_the_honeypot(register_first):
+    eng = engine(extensions=frozenset({"100"}))
+    emitted, *_ = analyze_datagrams(_spit_capture(register_first), eng)
+    assert {a.category for a in finals(emitted).values()} == {"spit"}
+
+
+def test_the_registrations_learnt_from_requests_are_bounded():
+    table = Registrations(size=4)
+    for n in range(10):  # REGISTERs are attacker data: each adds its source and its Contact
+        data = request("REGISTER", "100", host=PBX, from_ip=f"198.51.100.{n}")
+        table.register(parse(data), Source(f"198.51.100.{n}", 40000, "udp", PBX, 5060))
+    assert len(table.learnt) == 4 and table.learnt.evicted == 16
+    newest = Source(PBX, 5060, "udp", "198.51.100.9", 5062)
+    oldest = Source(PBX, 5060, "udp", "198.51.100.0", 5062)
+    options = parse(request("OPTIONS", "alice", host="198.51.100.9:5062", from_ip=PBX))
+    assert table.delivers(options, newest) and not table.delivers(options, oldest)
+
+
+def test_live_the_sink_learns_the_honeypots_registrations_from_its_events():
+    eng = engine()
+    sink = AnalysisSink(eng, lambda event: None, "test")
+    fields = {"registrar": "udp:192.0.2.200:5060", "user": "300", "expires": 60}
+    sink.write([Event("sip.upstream.registered", 1.0, "test", None, fields)])
+    assert list(eng.finder.registrations.own) == [("192.0.2.200", "300")]
+    gone = {"registrar": "udp:192.0.2.200:5060", "user": "300", "reason": "stopped"}
+    sink.write([Event("sip.upstream.removed", 2.0, "test", None, gone)])
+    assert list(eng.finder.registrations.own) == []

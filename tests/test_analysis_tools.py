@@ -65,9 +65,11 @@ call_duration = 20
 
 
 class Tshark:
-    """tshark capturing on loopback, bounded in time, stopped with SIGINT."""
+    """tshark capturing on loopback (or `interface`), bounded in time, stopped with SIGINT."""
 
-    def __init__(self, path: Path, capture_filter: str, seconds: int = 90) -> None:
+    def __init__(
+        self, path: Path, capture_filter: str, seconds: int = 90, interface: str = "lo"
+    ) -> None:
         self.path = path
         self.log = path.with_suffix(".log")
         tshark = require_tool("tshark")
@@ -75,7 +77,7 @@ class Tshark:
             [
                 tshark,
                 "-i",
-                "lo",
+                interface,
                 "-f",
                 capture_filter,
                 "-w",

@@ -3,8 +3,8 @@ whether it is spoofed, whether it targets one of the honeypot's extensions and c
 through the domain's proxy or directly, and the number it dials.
 
 Each becomes a rule variable (`%Tool`, `%Spoofed`, `%Extension`, `%Route`, `%Number`,
-`%NumberKind`, `%NumberCountry`, `%DialPrefix`), so rule files can use them, and feeds the
-INVITE decision tree (`decision`).
+`%NumberKind`, `%NumberCountry`, `%DialPrefix`, `%Registered`), so rule files can use them,
+and feeds the INVITE decision tree (`decision`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .evaluate import Source, target_of
 from .fields import Message
 from .fingerprints import Catalogue, Match
+from .registrations import Registrations
 from .spoofing import SpoofCheck, check_spoofing
 from .tollfraud import NumberInfo, classify_number
 
@@ -141,6 +142,7 @@ class Facts:
     extension: str  # yes, no, unknown
     route: str  # proxy, direct, "" (no target)
     number: NumberInfo | None
+    registered: bool = False  # from a registrar to a contact registered with it
 
     @property
     def attack_tool(self) -> str | None:
@@ -168,6 +170,7 @@ class Facts:
             "Server": self.client.tool
             if self.client is not None and self.client.tool in SERVERS
             else "",
+            "Registered": "yes" if self.registered else "",
         }
 
 
@@ -223,8 +226,10 @@ class FactFinder:
         directory: Directory,
         proxies: tuple[Network, ...] = (),
         home_region: str = "",
+        registrations: Registrations | None = None,
     ) -> None:
         self.identify = identify
+        self.registrations = registrations if registrations is not None else Registrations()
         self.directory = directory
         self.proxies = proxies
         self.home_region = home_region
@@ -244,9 +249,12 @@ class FactFinder:
         if number is not None and number.kind and extension != "yes":
             extension = "no"  # an outside line (a costly number) is not an extension
         route = self.route(msg, source) if target else ""
+        if method == "REGISTER":
+            self.registrations.register(msg, source)
+        registered = self.registrations.delivers(msg, source)
         # the messages of a tool run share their matches, spoofing verdict and number
         # objects (the caches return the same ones): they share one Facts too
-        key = (id(matches), id(spoof), id(number), target, extension, route)
+        key = (id(matches), id(spoof), id(number), target, extension, route, registered)
         found = self._known.get(key)
         if found is not None and found[0] is matches and found[1] is spoof and found[2] is number:
             return found[3]
@@ -260,6 +268,7 @@ class FactFinder:
             extension=extension,
             route=route,
             number=number,
+            registered=registered,
         )
         if len(target) <= MAX_KNOWN_TARGET:
             if len(self._known) >= MAX_KNOWN:

@@ -4,11 +4,12 @@
 `SinkRunner`), off the network path. It takes each received request
 (`sip.request.received`) as the network path parsed it (`Event.message`: the bytes are
 parsed once), parses each response the honeypot sent (`sip.response.sent`, built as bytes),
-takes digest attempts, recovered passwords and ended calls (with their RTP counts) from
-the honeypot's own events, and puts the engine's alerts back on the bus as
-`analysis.alert.raised` events, which it then ignores when they come back to it. A small
-ticker thread advances the engine's clock when no traffic does, so windows expire and
-ongoing alerts are updated on time; a lock keeps the engine to one thread at a time.
+takes digest attempts, recovered passwords, ended calls (with their RTP counts) and its own
+registrations at the domain's registrars from the honeypot's own events, and puts the
+engine's alerts back on the bus as `analysis.alert.raised` events, which it then ignores
+when they come back to it. A small ticker thread advances the engine's clock when no
+traffic does, so windows expire and ongoing alerts are updated on time; a lock keeps the
+engine to one thread at a time.
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ class AnalysisSink:
             self.engine.auth_recovered(
                 peer.src_ip, str(f.get("username") or ""), str(f["password"]), event.ts
             )
+        elif eid in ("sip.upstream.registered", "sip.upstream.removed"):
+            # the registrar's pings (qualify) and deliveries to this contact are no sweep
+            self.engine.finder.registrations.upstream(
+                str(f.get("registrar") or ""),
+                str(f.get("user") or ""),
+                eid == "sip.upstream.registered",
+            )
+            self.engine.tick(event.ts)
         elif eid == "recon.result":
             self.engine.recon_result(f, event.ts)
         elif eid == "sip.call.ended":

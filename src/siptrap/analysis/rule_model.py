@@ -72,6 +72,7 @@ PREDEFINED_VARIABLES = frozenset(
         "DialPrefix",
         "Purpose",
         "Server",
+        "Registered",
         "Caller",
         "AuthGuess",
     }
@@ -90,6 +91,7 @@ FACT_VARIABLES = frozenset(
         "DialPrefix",
         "Purpose",
         "Server",
+        "Registered",
         "Caller",
         "AuthGuess",
     }

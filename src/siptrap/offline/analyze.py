@@ -70,7 +70,11 @@ class _Sides:
         return (d.src_ip, d.src_port) in self.servers
 
     def is_client(self, d: Datagram) -> bool:
-        return (d.src_ip, d.src_port) in self.clients
+        """Only a client: a server that also sends requests of its own (a honeypot
+        registering at the domain's registrar from its SIP socket, a PBX qualifying its
+        phones) still answers as a server."""
+        key = (d.src_ip, d.src_port)
+        return key in self.clients and key not in self.servers
 
 
 class _Proxies:
@@ -150,6 +154,8 @@ def analyze_datagrams(
                 engine.own_request(msg, d.ts)
             elif proxies.skip_request(msg, d):
                 sides.request(msg, d)
+                if msg.method.upper() == "REGISTER":  # the proxy's part, but whom it reaches
+                    engine.finder.registrations.register(msg, sources.of(d))
             else:
                 sides.request(msg, d)
                 engine.request(msg, sources.of(d), d.ts)
