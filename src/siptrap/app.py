@@ -39,6 +39,7 @@ from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
+from .outputs.recorder import RecordingWriter
 from .recon.service import Reconnaissance
 from .recon.settings import known_mode
 from .startup import StartupError, check_data_dir
@@ -109,6 +110,22 @@ class Bound:
         return str(Listen(self.listen.transport, self.listen.host, self.port))
 
 
+def recording_sinks(config: Config, data_dir: Path) -> list[Sink]:
+    """events.jsonl and siptrap.db: written by a writer process (recording.writer =
+    "process") or by sink threads here ("thread")."""
+    rec = config.recording
+    jsonl = data_dir / "events.jsonl" if rec.jsonl else None
+    sqlite = data_dir / "siptrap.db" if rec.sqlite else None
+    if rec.writer == "process" and (jsonl or sqlite):
+        return [RecordingWriter(jsonl, sqlite)]
+    sinks: list[Sink] = []
+    if jsonl is not None:
+        sinks.append(JsonLinesSink(jsonl))
+    if sqlite is not None:
+        sinks.append(SqliteSink(sqlite))
+    return sinks
+
+
 class Honeypot:
     def __init__(
         self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
@@ -136,10 +153,7 @@ class Honeypot:
         )
         if config.actions:  # issue 11: responses to alerts (before the recording sinks)
             sinks.append(self._action_sink(config))
-        if config.recording.jsonl:
-            sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
-        if config.recording.sqlite:
-            sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
+        sinks += recording_sinks(config, self.data_dir)
         if config.store.url or config.nats.url:  # after SQLite: it reads what SQLite wrote
             n, url = config.nats, config.store.url
             sinks.append(fleet_sink(self.data_dir, url, n.url, n.stream, n.batch, n.drain_timeout))
