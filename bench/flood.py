@@ -99,10 +99,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=3000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-analysis", action="store_true")
+    parser.add_argument("--writer", choices=("process", "thread"), default="")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="siptrap-flood-") as tmp:
         extra = "\n[analysis]\nenabled = false\n" if args.no_analysis else ""
-        hp = Honeypot(Path(tmp), extra)
+        hp = Honeypot(Path(tmp), extra, args.writer)
         hp.start()
         try:
             control_delay(hp.port)

@@ -257,8 +257,8 @@ def measure(servers: list[Server], args: argparse.Namespace, cwd: Path) -> dict[
         for round_ in range(args.rounds):
             for server in servers:
                 t = tallies[server.name]
-                if t.held.get(rate) is False:
-                    continue
+                if any(not ok for r, ok in t.held.items() if r <= rate):
+                    continue  # failed at this rate or a lower one already
                 sipp, _ = one_run(server, rate, args.seconds, cwd)
                 ok = held(sipp, rate, server.answers)
                 t.held[rate] = ok

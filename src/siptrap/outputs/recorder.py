@@ -24,14 +24,17 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
 import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 from ..events.record import Event, Peer
@@ -126,7 +129,7 @@ def _write_all(sinks: list[Any], events: list[Event]) -> list[str]:
     return failed
 
 
-def child_main(conn: Connection, paths: Paths) -> None:
+def child_main(receive: Connection, answer: Connection, paths: Paths) -> None:
     """The writer process: open the sinks, then write every batch until told to stop
     (an empty message) or until the parent is gone (end of file on the pipe)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -134,13 +137,13 @@ def child_main(conn: Connection, paths: Paths) -> None:
     try:
         sinks = _open_sinks(paths)
     except (OSError, sqlite3.Error, StoreError) as exc:  # what the app reports at start
-        conn.send(("error", "os" if isinstance(exc, OSError) else "store", str(exc)))
+        answer.send(("error", "os" if isinstance(exc, OSError) else "store", str(exc)))
         return
-    conn.send(("ready", "", ""))
+    answer.send(("ready", "", ""))
     failures = 0
     while True:
         try:
-            data = conn.recv_bytes()
+            data = receive.recv_bytes()
         except (EOFError, OSError):
             break  # the parent is gone: what came is written, close and end
         if not data:
@@ -150,14 +153,29 @@ def child_main(conn: Connection, paths: Paths) -> None:
         failed = _write_all(sinks, events)
         failures += len(failed)
         with suppress(OSError):
-            conn.send_bytes(",".join(failed).encode())
+            answer.send_bytes(",".join(failed).encode())
     for sink in sinks:
         try:
             sink.close()
         except Exception:
             log.exception("writer process: sink %s failed to close", sink.name)
     with suppress(OSError):
-        conn.send(("closed", str(failures), ""))
+        answer.send(("closed", str(failures), ""))
+
+
+def _path_arg(path: Path | None) -> str:
+    return "-" if path is None else str(path)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m siptrap.outputs.recorder IN_FD OUT_FD JSONL SQLITE` (the parent runs it:
+    a fresh interpreter that imports only the recording, not the whole honeypot)."""
+    logging.basicConfig(level=logging.WARNING, format="siptrap writer: %(levelname)s %(message)s")
+    in_fd, out_fd, jsonl, sqlite = argv
+    paths = Paths(None if jsonl == "-" else Path(jsonl), None if sqlite == "-" else Path(sqlite))
+    child_main(
+        Connection(int(in_fd), writable=False), Connection(int(out_fd), readable=False), paths
+    )
 
 
 class RecordingWriter:
@@ -169,9 +187,9 @@ class RecordingWriter:
         self.paths = Paths(
             Path(jsonl) if jsonl is not None else None, Path(sqlite) if sqlite is not None else None
         )
-        self._context = multiprocessing.get_context("spawn")
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._send: Connection | None = None
+        self._receive: Connection | None = None
         self.restarts = 0
         self.failed_batches = 0
         self.written = 0
@@ -181,33 +199,43 @@ class RecordingWriter:
         return self._process.pid if self._process is not None else None
 
     def open(self) -> None:
-        ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=child_main, args=(theirs, self.paths), name="siptrap-writer", daemon=False
-        )
-        process.start()
-        theirs.close()
-        if not ours.poll(START_TIMEOUT):
-            process.kill()
-            raise StoreError("the writer process did not start")
+        from_parent, to_child = os.pipe()  # not inherited by anything else (PEP 446)
+        from_child, to_parent = os.pipe()
+        args = [sys.executable, "-m", __name__, str(from_parent), str(to_parent)]
+        args += [_path_arg(self.paths.jsonl), _path_arg(self.paths.sqlite)]
         try:
-            state, kind, message = ours.recv()
+            process = subprocess.Popen(args, pass_fds=(from_parent, to_parent), stdin=DEVNULL)
+        finally:
+            os.close(from_parent)
+            os.close(to_parent)
+        send, receive = Connection(to_child, readable=False), Connection(from_child, writable=False)
+        state, kind, message = "ended", "store", "the writer process ended while opening its files"
+        try:
+            if receive.poll(START_TIMEOUT):
+                state, kind, message = receive.recv()
+            else:
+                message = "the writer process did not start"
         except (EOFError, OSError):
-            process.join()
-            raise StoreError("the writer process ended while opening its files") from None
+            pass
         if state != "ready":
-            process.join()
+            send.close()
+            receive.close()
+            process.kill()
+            process.wait()
             raise (OSError(message) if kind == "os" else StoreError(message))
-        self._process, self._conn = process, ours
+        self._process, self._send, self._receive = process, send, receive
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def write(self, events: list[Event]) -> None:
-        if self._conn is None or not self._process.is_alive():
+        if self._send is None or not self._alive():
             self._restart()
-        conn = self._conn
-        assert conn is not None
+        send, receive = self._send, self._receive
+        assert send is not None and receive is not None
         try:
-            conn.send_bytes(encode_batch(events))
-            answer = conn.recv_bytes()
+            send.send_bytes(encode_batch(events))
+            answer = receive.recv_bytes()
         except (EOFError, OSError) as exc:
             self.failed_batches += 1
             self._discard()
@@ -218,11 +246,16 @@ class RecordingWriter:
         self.written += len(events)
 
     def _discard(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+        for conn in (self._send, self._receive):
+            if conn is not None:
+                conn.close()
+        self._send = self._receive = None
         if self._process is not None:
-            self._process.join(5)
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
 
     def _restart(self) -> None:
         self._discard()
@@ -231,21 +264,27 @@ class RecordingWriter:
         self.open()
 
     def close(self) -> None:
-        conn, process = self._conn, self._process
-        self._conn = None
-        if conn is None or process is None:
+        send, receive, process = self._send, self._receive, self._process
+        self._send = self._receive = None
+        if send is None or receive is None or process is None:
             return
         try:
-            conn.send_bytes(b"")
-            if conn.poll(300):
-                state, failures, _ = conn.recv()
+            send.send_bytes(b"")
+            if receive.poll(300):
+                state, failures, _ = receive.recv()
                 if state == "closed" and failures != "0":
                     log.warning("writer process: %s sink failures", failures)
         except (EOFError, OSError):
             log.warning("the writer process ended before its clean stop")
         finally:
-            conn.close()
-            process.join(60)
-            if process.is_alive():
+            send.close()
+            receive.close()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join()
+                process.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
