@@ -44,6 +44,7 @@ from .recon.service import Reconnaissance
 from .recon.settings import known_mode
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
+from .transport.lag import LoopLag
 from .transport.limits import (
     ConnectionTable,
     StorageBudget,
@@ -200,6 +201,7 @@ class Honeypot:
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
+        self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
         self._conn_ids = itertools.count(1_000_000)
         t = config.transport
         self.transport_counters = TransportCounters()
@@ -391,7 +393,11 @@ class Honeypot:
             self.connections,
             self.storage,
             context,
+            door=self.endpoint.guard.door,
+            lag=self._lag.delay,
         )
+        if self._lag.interval and not self._streams:
+            self._lag.start(asyncio.get_running_loop())  # only a stream listener needs it
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
@@ -533,6 +539,7 @@ class Honeypot:
             udp.close()
         for stream in self._streams.values():
             await stream.close()
+        self._lag.stop()
         now = time.time()
         self.endpoint.stop(now)
         await self.media.aclose()
