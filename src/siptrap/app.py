@@ -35,6 +35,7 @@ from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .fleet.publisher import fleet_sink
+from .memory import MemoryReturn
 from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
@@ -202,6 +203,7 @@ class Honeypot:
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
+        self._memory = MemoryReturn.for_this_system()  # memory handed back after a flood
         self._conn_ids = itertools.count(1_000_000)
         t = config.transport
         self.transport_counters = TransportCounters()
@@ -470,6 +472,7 @@ class Honeypot:
         now = time.time()
         try:
             self.endpoint.handle_timers(now)
+            self._memory.observe(len(self.endpoint.txs) + self.bus.waiting)
             if self.upstream is not None:
                 self._upstream_send(self.upstream.handle_timers(now))
                 self._upstream_status()
