@@ -19,7 +19,8 @@ drifts). It prints:
 - the held rate: the highest of `--rates` with 0 failed calls in every one of `--rounds`
   rounds AND SIPp reaching at least 95 % of the rate asked (OpenCanary: every request
   logged instead of 0 failed);
-- a flood at 3 times each system's held rate for `--flood-seconds` (bench/flood.py's
+- a flood at 3 times each system's capacity (its held rate or, where none held, one
+  core's worth at its CPU per message) for `--flood-seconds` (bench/flood.py's
   sender: one socket, every reply timed): the share of replies that left within 200 ms,
   the share of requests answered within 200 ms, and resident memory before the first
   measurement, after the flood and `--settle` seconds later.
@@ -110,6 +111,10 @@ class Server:
 
     def logged(self) -> int:
         """Requests the server has logged so far (for the servers that only log)."""
+        return 0
+
+    def shed(self) -> int:
+        """Requests the server shed so far (siptrap's door; the others shed nothing)."""
         return 0
 
     def alive(self) -> bool:
@@ -208,6 +213,9 @@ class SiptrapServer(Server):
         self.hp.start()
         self.proc = self.hp.proc
 
+    def shed(self) -> int:
+        return int(self.hp.last_stats().get("shed", 0))
+
     def stop(self) -> None:
         self.hp.stop()
 
@@ -259,10 +267,13 @@ def measure(servers: list[Server], args: argparse.Namespace, cwd: Path) -> dict[
                 t = tallies[server.name]
                 if any(not ok for r, ok in t.held.items() if r <= rate):
                     continue  # failed at this rate or a lower one already
+                shed_before = server.shed()
                 sipp, _ = one_run(server, rate, args.seconds, cwd)
                 ok = held(sipp, rate, server.answers)
                 t.held[rate] = ok
                 t.notes[rate] = f"failed {sipp.failed}, SIPp {sipp.rate:,.0f}/s"
+                if server.shed() > shed_before:
+                    t.notes[rate] += f", shed at the door {server.shed() - shed_before}"
                 print(
                     f"round {round_ + 1} {server.name} {rate:,.0f}/s: {t.notes[rate]}", flush=True
                 )
@@ -297,7 +308,9 @@ class PeakRss(threading.Thread):
 def floods(servers: list[Server], tallies: dict[str, Tally], args: argparse.Namespace) -> None:
     for server in servers:
         t = tallies[server.name]
-        base = held_rate(t) or min(args.rates)
+        # Capacity: the strict held rate; where none held, one core's worth at the
+        # system's CPU per message (what it could answer with a core to itself).
+        base = held_rate(t) or round(1e6 / statistics.median(t.cpu_us), -2)
         t.flood_rate = 3 * base
         logged_before = server.logged()
         watcher = PeakRss(server)
