@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from load import HOST, Honeypot, _own_rss, children, cpu_seconds, rss_mib, socket_drops
+from load import HOST, Honeypot, cpu_seconds, rss_mib, socket_drops
 
 
 def options(port: int, call_id: str) -> bytes:
@@ -99,12 +99,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=3000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-analysis", action="store_true")
-    parser.add_argument("--writer", choices=("process", "thread"), default="")
-    parser.add_argument("--settle", type=float, default=40.0, help="seconds before the last RSS")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="siptrap-flood-") as tmp:
         extra = "\n[analysis]\nenabled = false\n" if args.no_analysis else ""
-        hp = Honeypot(Path(tmp), extra, args.writer)
+        hp = Honeypot(Path(tmp), extra)
         hp.start()
         try:
             control_delay(hp.port)
@@ -127,9 +125,6 @@ def main() -> None:
             after = control_delay(hp.port)
             time.sleep(2.0)
             rss_after, cpu = rss_mib(hp.pid), cpu_seconds(hp.pid) - cpu_before
-            time.sleep(args.settle)  # the answers kept for retransmission expire (32 s)
-            rss_settled = rss_mib(hp.pid)
-            writer = sum(_own_rss(child) for child in children(hp.pid))
             drops = socket_drops(hp.port) or 0
         finally:
             hp.stop()
@@ -159,9 +154,7 @@ def main() -> None:
             f"busy {busy_after:.1f} s after the flood; control OPTIONS afterwards:"
             f" {'%.0f ms' % (after * 1000) if after is not None else 'NOT answered'};"
             f" CPU {cpu:.1f} s; RSS {rss_before:.0f} MiB before, {peak[0]:.0f} peak,"
-            f" {rss_after:.0f} after, {rss_settled:.0f} {args.settle:.0f} s later"
-            f" ({(rss_settled - rss_before) / rss_before:+.0%} of before; the writer"
-            f" process {writer:.0f} of it)"
+            f" {rss_after:.0f} after"
         )
 
 

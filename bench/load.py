@@ -109,41 +109,17 @@ SCENARIOS = {
 
 
 # -- process and kernel counters ----------------------------------------------------------
-def children(pid: int) -> list[int]:
-    """The process's child processes (siptrap's writer process), from /proc."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in task.read_text().split()]
-    return out
-
-
-def _own_cpu(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) and of its child processes
-    (the writer process), from /proc/PID/stat."""
-    return _own_cpu(pid) + sum(_own_cpu(child) for child in children(pid))
-
-
-def _own_rss(pid: int) -> float:
-    try:
-        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except OSError:
-        return 0.0
-    return pages * PAGE / 2**20
-
-
 def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its child processes in MiB, from /proc/PID/statm."""
-    return _own_rss(pid) + sum(_own_rss(child) for child in children(pid))
+    """Resident memory of a process in MiB, from /proc/PID/statm."""
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * PAGE / 2**20
 
 
 def udp_snmp() -> dict[str, int]:
@@ -198,15 +174,12 @@ def children_cpu() -> float:
 class Honeypot:
     """A `siptrap run` process on udp:127.0.0.1:PORT with its own data directory."""
 
-    def __init__(self, workdir: Path, extra_config: str = "", writer: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
         self.workdir = workdir
         self.data = workdir / "data"
         self.port = free_udp_port()
         self.config = workdir / "siptrap.toml"
-        config = CONFIG
-        if writer:  # recording.writer: "process" or "thread" (empty: siptrap's default)
-            config = config.replace("[recording]\n", f'[recording]\nwriter = "{writer}"\n')
-        self.config.write_text(config + extra_config)
+        self.config.write_text(CONFIG + extra_config)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopped: dict[str, Any] | None = None
 
@@ -517,7 +490,7 @@ def ramp(
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> Outcome:
-    hp = Honeypot(workdir, NO_ANALYSIS if args.no_analysis else "", args.writer)
+    hp = Honeypot(workdir, NO_ANALYSIS if args.no_analysis else "")
     hp.start()
     out = Outcome(scenario, rcvbuf=granted_rcvbuf(hp.port))
     print(
@@ -611,9 +584,6 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=1.3)
     parser.add_argument("--max-rate", type=float, default=40000.0)
     parser.add_argument("--no-flood", action="store_true")
-    parser.add_argument(
-        "--writer", choices=("process", "thread"), default="", help="recording.writer"
-    )
     parser.add_argument(
         "--max-backlog",
         type=float,

@@ -375,10 +375,7 @@ def test_the_honeypot_adds_the_fleet_sink_only_when_configured(tmp_path: Path) -
     assert not any(isinstance(r.sink, FleetSink) for r in plain.bus.runners)
     fleet = config_from_dict({**base, "nats": {"url": "nats://127.0.0.1:4222"}})
     names = [r.sink.name for r in Honeypot(fleet).bus.runners]
-    # reads what SQLite wrote: after the sink that writes it (the writer process's, by
-    # default: recording.writer = "process")
-    writes_sqlite = "recording" if "recording" in names else "sqlite"
-    assert names.index("fleet") == names.index(writes_sqlite) + 1
+    assert names.index("fleet") == names.index("sqlite") + 1  # reads what SQLite wrote
     for bad in (
         {"store": {"url": "mysql://x"}},
         {"nats": {"url": "nats://h:1", "stream": "a.b"}},

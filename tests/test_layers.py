@@ -15,7 +15,7 @@ SRC = Path(siptrap.__file__).parent
 
 # Lowest first; names in one tuple are one layer. `settings` (ConfigError, doc) is shared
 # by every layer's settings, `bounded` (BoundedLRU, DeadlineQueue) by every layer's
-# tables; `startup` checks the data directory for `app`, `memory` gives memory back.
+# tables; `startup` checks the data directory for `app`.
 ORDER: tuple[tuple[str, ...], ...] = (
     ("settings", "bounded"),
     ("sip",),
@@ -28,7 +28,7 @@ ORDER: tuple[tuple[str, ...], ...] = (
     ("outputs", "actions", "recon"),
     ("fleet", "web", "offline"),
     ("config",),
-    ("app", "startup", "memory"),
+    ("app", "startup"),
     ("cli",),
 )
 RANK = {name: rank for rank, names in enumerate(ORDER) for name in names}

@@ -37,17 +37,14 @@ from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .fleet.publisher import fleet_sink
-from .memory import MemoryReturn
 from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
-from .outputs.recorder import RecordingWriter
 from .recon.service import Reconnaissance
 from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
-from .transport.lag import LoopLag
 from .transport.limits import (
     ConnectionTable,
     StorageBudget,
@@ -117,22 +114,6 @@ class Bound:
         return str(Listen(self.listen.transport, self.listen.host, self.port))
 
 
-def recording_sinks(config: Config, data_dir: Path) -> list[Sink]:
-    """events.jsonl and siptrap.db: written by a writer process (recording.writer =
-    "process") or by sink threads here ("thread")."""
-    rec = config.recording
-    jsonl = data_dir / "events.jsonl" if rec.jsonl else None
-    sqlite = data_dir / "siptrap.db" if rec.sqlite else None
-    if rec.writer == "process" and (jsonl or sqlite):
-        return [RecordingWriter(jsonl, sqlite)]
-    sinks: list[Sink] = []
-    if jsonl is not None:
-        sinks.append(JsonLinesSink(jsonl))
-    if sqlite is not None:
-        sinks.append(SqliteSink(sqlite))
-    return sinks
-
-
 class Honeypot:
     def __init__(
         self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
@@ -167,7 +148,10 @@ class Honeypot:
         )
         if config.actions:  # issue 11: responses to alerts (before the recording sinks)
             sinks.append(self._action_sink(config))
-        sinks += recording_sinks(config, self.data_dir)
+        if config.recording.jsonl:
+            sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
+        if config.recording.sqlite:
+            sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
         if config.store.url or config.nats.url:  # after SQLite: it reads what SQLite wrote
             n, url = config.nats, config.store.url
             sinks.append(fleet_sink(self.data_dir, url, n.url, n.stream, n.batch, n.drain_timeout))
@@ -209,8 +193,6 @@ class Honeypot:
         self.bound: list[Bound] = []
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
-        self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
-        self._memory = MemoryReturn.for_this_system()  # memory handed back after a flood
         self._conn_ids = itertools.count(1_000_000)
         self.upstream: RegistrarClient | None = None
         self._upstream_io: UpstreamIO | None = None
@@ -455,11 +437,7 @@ class Honeypot:
             self.connections,
             self.storage,
             context,
-            door=self.endpoint.guard.door,
-            lag=self._lag.delay,
         )
-        if self._lag.interval and not self._streams:
-            self._lag.start(asyncio.get_running_loop())  # only a stream listener needs it
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
@@ -532,7 +510,6 @@ class Honeypot:
         now = time.time()
         try:
             self.endpoint.handle_timers(now)
-            self._memory.observe(len(self.endpoint.txs) + self.bus.waiting)
             if self.upstream is not None:
                 self._upstream_send(self.upstream.handle_timers(now))
                 self._upstream_status()
@@ -602,7 +579,6 @@ class Honeypot:
             udp.close()
         for stream in self._streams.values():
             await stream.close()
-        self._lag.stop()
         now = time.time()
         self.endpoint.stop(now)
         await self.media.aclose()

@@ -132,8 +132,3 @@ class EventBus:
     @property
     def dropped(self) -> int:
         return sum(r.dropped for r in self.runners)
-
-    @property
-    def waiting(self) -> int:
-        """Events queued and not yet taken by their sinks, over all sinks."""
-        return sum(len(r._items) for r in self.runners)

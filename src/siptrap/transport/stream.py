@@ -24,15 +24,13 @@ from typing import Any
 
 from ..events.record import Event, Peer
 from ..sip.framing import StreamFramer
-from .lag import STREAM_RCVBUF
 from .limits import ConnectionTable, Slot, StorageBudget, TransportCounters
 from .tlsconn import TlsFailed, TlsSession
-from .udp import Door, Receive
+from .udp import Receive
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
 GARBAGE_FLUSH = 16384  # garbage kept this long is stored without waiting for the close
-PAUSE = 0.05  # seconds a connection stops reading after the door shed some of its messages
 # Store input as malformed: (data, peer, now, error, extra defects) -> its message_id.
 Record = Callable[[bytes, Peer, float, str | None, tuple[str, ...]], str]
 EmitEvent = Callable[[str, Peer, dict[str, Any]], None]
@@ -81,8 +79,6 @@ class StreamListener:
         table: ConnectionTable,
         budget: StorageBudget,
         ssl_context: ssl.SSLContext | None = None,
-        door: Door | None = None,
-        lag: Callable[[], float] | None = None,
     ) -> None:
         self.transport = transport
         self.host = host
@@ -98,11 +94,6 @@ class StreamListener:
         self.ssl_context = ssl_context
         self.connections: dict[int, _Connection] = {}
         self.server: asyncio.Server | None = None
-        # The door (the flood guard's) and the loop's lateness (transport.lag): a framed
-        # message read while the loop is behind is shed unparsed, as a late datagram is.
-        self.door = door
-        self.lag = lag
-        self.shed = 0
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -135,12 +126,6 @@ class StreamListener:
 
     # -- one connection -------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None and self.door is not None:
-            try:  # a small buffer: TCP's flow control pauses a flood, not seconds queued
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STREAM_RCVBUF)
-            except (OSError, AttributeError):
-                log.debug("SO_RCVBUF not set on a %s connection", self.transport)
         conn = self._connection(writer)
         if not self._admit(conn):
             writer.close()
@@ -237,10 +222,8 @@ class StreamListener:
             conn.stats["bytes_in"] += len(data)
             if conn.tls is not None:
                 data = self._decrypt(conn, data)
-            if data and self._take(conn, data):
-                # shed at the door: the loop is behind, so this connection waits (its
-                # sender is paused by TCP flow control) while the others are served
-                await asyncio.sleep(PAUSE)
+            if data:
+                self._take(conn, data)
             if conn.tls is not None and conn.tls.closed:
                 return "closed"
 
@@ -266,20 +249,15 @@ class StreamListener:
             self._announce(conn, conn.tls.info())
         return plain
 
-    def _take(self, conn: _Connection, data: bytes) -> int:
-        """Frame and hand on what `data` completes; how many messages were shed."""
+    def _take(self, conn: _Connection, data: bytes) -> None:
         now, framer, peer = time.time(), conn.framer, conn.peer
         started = conn.since if conn.since is not None else time.monotonic()
         framed = framer.feed_marked(data)
-        door, delay, shed = self.door, self.lag() if self.lag is not None else 0.0, 0
         for message, cut in framed:
             conn.stats["messages"] += 1
             if cut:
                 error = f"larger than {self.limits.max_message} bytes: cut there"
                 self._store(conn, message, now, error, ("message_too_large",))
-                continue
-            if door is not None and delay > 0 and not door(peer.src_ip, len(message), delay, now):
-                shed += 1
                 continue
             try:
                 self.receive(message, peer, now)
@@ -297,10 +275,6 @@ class StreamListener:
         # garbage came since the last message; CRLF keep-alives alone do not start it.
         unfinished = framer.buffered or conn.junk
         conn.since = started if unfinished else None
-        if shed:
-            self.shed += shed
-            conn.stats["shed"] = conn.stats.get("shed", 0) + shed
-        return shed
 
     def _flush_garbage(self, conn: _Connection, now: float) -> None:
         garbage = conn.framer.take_garbage()
