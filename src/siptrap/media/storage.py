@@ -103,14 +103,15 @@ def _stem_taken(directory: Path, stem: str) -> bool:
 
 
 def disk_usage(root: Path) -> int:
-    """Bytes the files under `root` take (0 when it does not exist)."""
+    """Bytes the files under `root` take (0 when it does not exist); symlinks are counted
+    as themselves, never followed."""
     total = 0
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
-                continue
+                continue  # deleted meanwhile
     return total
 
 

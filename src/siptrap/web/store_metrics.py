@@ -11,7 +11,6 @@ Counts go down when `ctl clean` deletes rows (Prometheus reads that as a counter
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..endpoint.credentials import RESULTS
+from ..media.storage import disk_usage
 from .control import SOCKET_NAME, send_command
 from .metrics import MAX_CATEGORIES, METHODS, TRANSPORTS
 from .queries import reader
@@ -133,18 +133,6 @@ def _categories(rows: list[tuple[object, int]]) -> Counter[tuple[str, ...]]:
     return counts
 
 
-def _disk_bytes(folder: Path) -> int:
-    """Bytes of the files under `folder` (recordings: pcap and WAV), symlinks not followed."""
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue  # deleted meanwhile
-    return total
-
-
 def store_families(conn: sqlite3.Connection, data_dir: Path) -> list[Family]:
     families: list[Family] = []
     for name, doc, labels, sql, labeller in LABELLED:
@@ -158,7 +146,7 @@ def store_families(conn: sqlite3.Connection, data_dir: Path) -> list[Family]:
     )
     for kind, name, doc, sql in SCALARS:
         families.append(kind(name, doc + FROM_STORE, float(conn.execute(sql).fetchone()[0] or 0)))
-    recordings = _disk_bytes(data_dir / "recordings")
+    recordings = disk_usage(data_dir / "recordings")
     doc = "bytes of recordings on disk (pcap and WAV)"
     families.append(GaugeMetricFamily("siptrap_recording_bytes", doc, recordings))
     return families
