@@ -351,7 +351,7 @@ def test_export_hashes_from_a_data_dir(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_export_hashes_without_a_database_fails_cleanly(tmp_path: Path) -> None:
     done = run("export-hashes", "--data-dir", str(tmp_path))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert b"no database" in done.stderr and done.stdout == b""
 
 

@@ -239,8 +239,11 @@ def test_svwar_through_kamailio_is_blocked_503_then_403_and_the_phone_still_call
     lifted = cli(honeypot, "blocks", "lift", ATTACKER, "--config", str(honeypot.config_path))
     assert lifted.returncode == 0, lifted.stderr
     assert ATTACKER not in kamailio.htable()  # at once, by the command itself
-    # The running honeypot takes it off its ladder too.
+    # The running honeypot did the lift, took it off its ladder and recorded who asked.
     assert honeypot.wait_for(lambda e: e.get("reason") == "lifted", 5)
+    controls = honeypot.events("sensor.control")
+    assert [c["command"] for c in controls] == [f"blocks lift {ATTACKER}"], controls
+    assert controls[0]["who"].endswith("via siptrap blocks lift"), controls
     assert json.loads(cli(honeypot, "blocks", "list", "--json").stdout) == []
     assert probe(kamailio, ATTACKER) == 200
 

@@ -130,7 +130,7 @@ def cmd_export_hashes(args: argparse.Namespace) -> int:
     db = Path(args.data_dir) / "siptrap.db"
     if not db.exists():
         print(f"siptrap export-hashes: no database at {db}", file=sys.stderr)
-        return 1
+        return 2
     try:
         check_database(db)
         lines = list(export_hashes(db))

@@ -12,6 +12,7 @@ from ..actions.lift import block_rows, lift_block
 from ..actions.state import normal_address
 from ..config import Config, load_config
 from ..settings import ConfigError
+from ..web.control import SOCKET_NAME, send_command
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -47,12 +48,36 @@ def cmd_lift(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"siptrap: configuration error: {exc}", file=sys.stderr)
         return 2
-    lifted = lift_block(config.data_path, args.address, config.actions)
-    for error in lifted.errors:
+    answer = _lift_by_the_honeypot(config, args.address)
+    if answer is None:  # no honeypot runs on the data directory: lift here
+        lifted = lift_block(config.data_path, args.address, config.actions)
+        answer = {"src_ip": lifted.src_ip, "lifted": lifted.known, "errors": lifted.errors}
+    errors = [str(e) for e in answer.get("errors") or ()]
+    for error in errors:
         print(f"siptrap blocks lift: {error}", file=sys.stderr)
-    address = lifted.src_ip
-    print(f"{address}: lifted" if lifted.known else f"{address}: was not blocked (lifted anyway)")
-    return 1 if lifted.errors else 0
+    address = answer.get("src_ip")
+    print(
+        f"{address}: lifted"
+        if answer.get("lifted")
+        else f"{address}: was not blocked (lifted anyway)"
+    )
+    return 1 if errors else 0
+
+
+def _lift_by_the_honeypot(config: Config, address: str) -> dict[str, Any] | None:
+    """The lift done by the honeypot running on the data directory (with its own
+    `[[actions]]`, recorded as `sensor.control`), or None when none answers there."""
+    path = config.data_path / SOCKET_NAME
+    try:
+        reply = send_command(path, ["blocks", "lift", address], via="siptrap blocks lift")
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except (OSError, ValueError) as exc:  # a honeypot there that did not answer
+        return {"src_ip": address, "lifted": False, "errors": [f"control socket: {exc}"]}
+    if not reply.get("ok"):
+        return {"src_ip": address, "lifted": False, "errors": [str(reply.get("error"))]}
+    result: dict[str, Any] = reply.get("result") or {}
+    return result
 
 
 def _common(p: argparse.ArgumentParser) -> None:
