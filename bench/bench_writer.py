@@ -5,17 +5,22 @@ For each rate and each mode it prints the failed calls, the rate SIPp kept, and 
 per OPTIONS of siptrap's own process (the network path, analysis and, with
 writer = "thread", the recording) and of its writer processes, counted from before SIPp
 starts until siptrap is idle again (its backlog written). A rate is held when no call
-failed and SIPp kept 95 % of it. At the end both are stopped and their stores checked:
-every OPTIONS answered must be in SQLite and in the JSON lines.
+failed and SIPp kept 95 % of it. `2xprocess` (or `2xthread`) runs two siptraps, each
+on its own port and driven by its own SIPp at half the rate: the CPU that two network
+workers sharing one port with SO_REUSEPORT would have (the kernel gives each source to
+one worker), without the sharing of registrations they would need. At the end all are
+stopped and their stores checked: every OPTIONS answered must be in SQLite and in the
+JSON lines.
 
     .venv/bin/python bench/bench_writer.py [--rates 500,1000,1500] [--seconds 5]
-        [--rounds 1] [--no-analysis] [--modes thread,process]
+        [--rounds 1] [--no-analysis] [--modes thread,process,2xprocess]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from load import NO_ANALYSIS, SCENARIOS, Honeypot, cpu_seconds, run_sipp
@@ -44,28 +49,41 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-def start(mode: str, workdir: Path, analysis: bool) -> Honeypot:
+def start(writer: str, workdir: Path, analysis: bool) -> Honeypot:
     workdir.mkdir(parents=True)
     hp = Honeypot(workdir, "" if analysis else NO_ANALYSIS)
-    text = hp.config.read_text().replace("sqlite = true\n", f'sqlite = true\nwriter = "{mode}"\n')
-    hp.config.write_text(text)
+    old = "sqlite = true\n"
+    hp.config.write_text(hp.config.read_text().replace(old, f'{old}writer = "{writer}"\n'))
     hp.start()
     return hp
 
 
-def step(hp: Honeypot, rate: float, seconds: float, workdir: Path) -> dict[str, float]:
+def setup(mode: str, workdir: Path, analysis: bool) -> list[Honeypot]:
+    """`thread`, `process`, or `2x` + one of them: two siptraps side by side, each on
+    its own port with its own SIPp at half the rate (what two SO_REUSEPORT workers on
+    one port would be given by the kernel, one source to one worker)."""
+    count, writer = (2, mode[2:]) if mode.startswith("2x") else (1, mode)
+    return [start(writer, workdir / f"{mode}-{i}", analysis) for i in range(count)]
+
+
+def step(hps: list[Honeypot], rate: float, seconds: float) -> dict[str, float]:
     scenario = SCENARIOS["options"]
-    writers = children(hp.pid)
-    main0, writers0 = cpu_seconds(hp.pid), cpu_of(writers)
-    result = run_sipp(scenario, hp.port, rate, seconds, workdir)
-    hp.wait_idle()
-    calls = max(1, result.successful)
+    writers = [pid for hp in hps for pid in children(hp.pid)]
+    mains = [hp.pid for hp in hps]
+    main0, writers0 = cpu_of(mains), cpu_of(writers)
+    share = rate / len(hps)
+    with ThreadPoolExecutor(len(hps)) as pool:
+        runs = [pool.submit(run_sipp, scenario, hp.port, share, seconds, hp.workdir) for hp in hps]
+        results = [run.result() for run in runs]
+    for hp in hps:
+        hp.wait_idle()
+    calls = max(1, sum(r.successful for r in results))
     return {
-        "failed": result.failed,
-        "kept": result.rate / rate if rate else 0.0,
-        "main_us": (cpu_seconds(hp.pid) - main0) / calls * 1e6,
+        "failed": sum(r.failed for r in results),
+        "kept": sum(r.rate for r in results) / rate if rate else 0.0,
+        "main_us": (cpu_of(mains) - main0) / calls * 1e6,
         "writers_us": (cpu_of(writers) - writers0) / calls * 1e6,
-        "answered": result.successful,
+        "answered": calls,
     }
 
 
@@ -74,43 +92,46 @@ def main() -> None:
     parser.add_argument("--rates", default="500,1000,1500,2000")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--modes", default="thread,process")
+    parser.add_argument("--modes", default="thread,process,2xprocess")
     parser.add_argument("--no-analysis", action="store_true")
     args = parser.parse_args()
     modes = args.modes.split(",")
     rates = [float(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-writer-") as tmp:
-        hps = {m: start(m, Path(tmp) / m, not args.no_analysis) for m in modes}
-        for mode, hp in hps.items():
-            print(f"{mode}: pid {hp.pid}, writer processes {children(hp.pid)}")
+        hps = {m: setup(m, Path(tmp), not args.no_analysis) for m in modes}
+        for mode, group in hps.items():
+            print(mode, [(hp.pid, children(hp.pid)) for hp in group])
         answered = dict.fromkeys(modes, 0)
         held = dict.fromkeys(modes, 0.0)
         head = ("rate", "mode", "failed", "kept", "main µs", "writers µs")
-        print("{:>6} {:>8} {:>7} {:>6} {:>8} {:>10}".format(*head))
+        print("{:>6} {:>9} {:>7} {:>6} {:>8} {:>10}".format(*head))
         for rate in rates:
             main_us: dict[str, list[float]] = {m: [] for m in modes}
             for _ in range(args.rounds):
                 for mode in modes:
-                    out = step(hps[mode], rate, args.seconds, Path(tmp) / mode)
+                    out = step(hps[mode], rate, args.seconds)
                     answered[mode] += int(out["answered"])
                     main_us[mode].append(out["main_us"])
                     if out["failed"] == 0 and out["kept"] >= 0.95:
                         held[mode] = max(held[mode], rate)
                     print(
-                        f"{rate:>6.0f} {mode:>8} {out['failed']:>7.0f} {out['kept']:>6.1%}"
+                        f"{rate:>6.0f} {mode:>9} {out['failed']:>7.0f} {out['kept']:>6.1%}"
                         f" {out['main_us']:>8.0f} {out['writers_us']:>10.0f}",
                         flush=True,
                     )
-            if len(modes) == 2:
-                a, b = (min(main_us[m]) for m in modes)
-                print(f"{'':>6} main CPU per OPTIONS, {modes[1]} / {modes[0]}: {b / a:.2f}")
-        for mode, hp in hps.items():
-            hp.stop()
-            counts = hp.recorded()
+            base = min(main_us[modes[0]])
+            ratios = ", ".join(f"{m} {min(main_us[m]) / base:.2f}" for m in modes[1:])
+            print(f"{'':>6} main CPU per OPTIONS (best round) against {modes[0]}: {ratios}")
+        for mode, group in hps.items():
+            stored = [0, 0]
+            for hp in group:
+                hp.stop()
+                counts = hp.recorded()
+                stored[0] += counts["sqlite_requests"]
+                stored[1] += counts["jsonl_requests"]
             print(
                 f"{mode}: held {held[mode]:.0f}/s; answered {answered[mode]},"
-                f" stored {counts['sqlite_requests']} in SQLite"
-                f" and {counts['jsonl_requests']} in JSON lines"
+                f" stored {stored[0]} in SQLite and {stored[1]} in JSON lines"
             )
 
 

@@ -26,8 +26,9 @@ Guarantees:
 - a clean stop (`close`) writes out every batch accepted, closes the sink and waits for
   the child. A parent killed with SIGKILL leaves its children to finish the batch they
   got and end at the pipe's end of file; what was still queued here is lost, as with
-  sink threads. The children ignore SIGINT and SIGTERM (a Ctrl-C or a service stop sent
-  to the process group): the parent's stop decides when they end.
+  sink threads. The children ignore SIGINT, SIGTERM and SIGHUP (a Ctrl-C, a service stop
+  or a closed terminal reaching the process group): the parent's stop, or its end,
+  decides when they end.
 """
 
 from __future__ import annotations
@@ -186,8 +187,8 @@ def main(argv: list[str]) -> None:
     interpreter that imports only the recording, not the whole honeypot."""
     from multiprocessing.connection import Connection
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="siptrap writer: %(levelname)s %(message)s")
     kind, path, run, in_fd, out_fd = argv
     receive = Connection(int(in_fd), writable=False)
