@@ -14,16 +14,27 @@ JSON lines.
 
     .venv/bin/python bench/bench_writer.py [--rates 500,1000,1500] [--seconds 5]
         [--rounds 1] [--no-analysis] [--modes thread,process,2xprocess]
+    .venv/bin/python bench/bench_writer.py --micro 2000 [--rounds 4]
+
+`--micro FLOWS` measures only what recording costs the honeypot's own process per flow
+(OPTIONS, REGISTER with digest, call), sink threads against writer processes, on the
+events `profile_endpoint.py` produces, in alternating rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from load import NO_ANALYSIS, SCENARIOS, Honeypot, cpu_seconds, run_sipp
+from siptrap.events.record import Event
+from siptrap.outputs.jsonl import JsonLinesSink
+from siptrap.outputs.recorder import ProcessSink
+from siptrap.store.sqlite import SqliteSink
 
 
 def children(pid: int) -> list[int]:
@@ -87,6 +98,52 @@ def step(hps: list[Honeypot], rate: float, seconds: float) -> dict[str, float]:
     }
 
 
+def parent_cpu(sink: Any, events: list[Event], fresh: bool, batch: int = 512) -> float:
+    """CPU seconds this process spends for `sink` to write `events`, open and close
+    excluded. `fresh`: the fields' JSON not yet encoded (the first sink to see an event
+    encodes it, the others reuse it, as on the bus)."""
+    for event in events if fresh else ():
+        object.__setattr__(event, "_fields_json", None)  # the memo, as a fresh event
+    sink.open()
+    start = time.process_time()
+    for i in range(0, len(events), batch):
+        sink.write(events[i : i + batch])
+    spent = time.process_time() - start
+    sink.close()
+    return spent
+
+
+def micro(flows: int, rounds: int) -> None:
+    """The recording's CPU in the honeypot's own process, per flow: sink threads
+    against writer processes, on the events `profile_endpoint.py` makes, alternating."""
+    from profile_endpoint import SCENARIOS as FLOWS
+    from profile_endpoint import Driver
+
+    head = "µs per flow in the honeypot: jsonl (with the JSON encoding)"
+    print(f"{'scenario':>9} {head:>60} {'sqlite':>7} {'both':>6}")
+    for name, flow in FLOWS.items():
+        driver = Driver()
+        for n in range(flows):
+            flow(driver, n)
+        events = driver.events
+        best: dict[str, list[float]] = {"thread": [9e9, 9e9], "process": [9e9, 9e9]}
+        for r in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                for mode in ("thread", "process") if r % 2 == 0 else ("process", "thread"):
+                    jsonl, db = Path(tmp) / f"{mode}.jsonl", Path(tmp) / f"{mode}.db"
+                    if mode == "thread":
+                        sinks: list[Any] = [JsonLinesSink(jsonl), SqliteSink(db)]
+                    else:
+                        sinks = [ProcessSink("jsonl", jsonl), ProcessSink("sqlite", db)]
+                    for i, sink in enumerate(sinks):
+                        spent = parent_cpu(sink, events, i == 0) / flows * 1e6
+                        best[mode][i] = min(best[mode][i], spent)
+        for mode, (j, q) in best.items():
+            print(f"{name:>9} {mode:>51} {j:>8.1f} {q:>7.1f} {j + q:>6.1f}")
+        ratio = sum(best["process"]) / sum(best["thread"])
+        print(f"{'':>9} {'process / thread':>51} {'':>8} {'':>7} {ratio:>6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="500,1000,1500,2000")
@@ -94,7 +151,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--modes", default="thread,process,2xprocess")
     parser.add_argument("--no-analysis", action="store_true")
+    parser.add_argument("--micro", type=int, metavar="FLOWS", help="only the in-process part")
     args = parser.parse_args()
+    if args.micro:
+        micro(args.micro, max(2, args.rounds))
+        return
     modes = args.modes.split(",")
     rates = [float(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-writer-") as tmp:
