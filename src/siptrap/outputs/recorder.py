@@ -210,25 +210,43 @@ class ProcessSink:
         self._process: subprocess.Popen[bytes] | None = None
         self._send: Any = None
         self._receive: Any = None
+        self._pending: tuple[subprocess.Popen[bytes], Any, Any] | None = None
         self.restarts = 0
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def open(self) -> None:
+    def launch(self) -> None:
+        """Start the writer process without waiting for it (the bus starts every writer
+        first, then opens them: their interpreters start side by side)."""
         from multiprocessing.connection import Connection
 
+        if self._pending is not None or self._send is not None:
+            return
         from_parent, to_child = os.pipe()  # not inherited by anything else (PEP 446)
         from_child, to_parent = os.pipe()
         args = [sys.executable, "-m", __name__, self.name, str(self.path), self._run]
         args += [str(from_parent), str(to_parent)]
         try:
             process = subprocess.Popen(args, pass_fds=(from_parent, to_parent), stdin=DEVNULL)
+        except BaseException:
+            for fd in (to_child, from_child):
+                os.close(fd)
+            raise
         finally:
             os.close(from_parent)
             os.close(to_parent)
         send, receive = Connection(to_child, readable=False), Connection(from_child, writable=False)
+        self._pending = (process, send, receive)
+
+    def open(self) -> None:
+        """Start the writer process (if `launch` did not) and wait until its file is
+        open; raise as the in-process sink's open would (OSError, StoreError)."""
+        self.launch()
+        assert self._pending is not None
+        process, send, receive = self._pending
+        self._pending = None
         state, kind, message = "ended", "store", "the writer process ended while opening"
         try:
             if receive.poll(START_TIMEOUT):
