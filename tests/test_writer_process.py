@@ -244,3 +244,55 @@ def _wait(condition: Any, limit: float = 20.0) -> None:
     while not condition():
         assert time.time() < deadline, "timed out"
         time.sleep(0.02)
+
+
+@pytest.mark.tools
+def test_siptrap_run_records_through_its_writers_and_stops_them(tmp_path: Path) -> None:
+    """A real `siptrap run` (writer = "process", the default) answering sipsak: its two
+    writers are its children, what sipsak sent is in both stores, and a clean stop ends
+    them with everything written."""
+    from conftest import require_tool
+    from siptrap_proc import Siptrap, free_port, run_tool
+
+    sipsak = require_tool("sipsak")
+    trap = Siptrap(tmp_path / "data", "[console]\nenabled = false\n").start()
+    try:
+        assert trap.proc is not None
+        writers = _children(trap.proc.pid)
+        assert len(writers) == 2
+        assert {_cmdline(pid)[-5] for pid in writers} == {"jsonl", "sqlite"}
+        for n in range(5):
+            out = run_tool(
+                [sipsak, "-vv", "-s", f"sip:10{n}@127.0.0.1:{trap.port}", "-l", str(free_port())],
+                timeout=30,
+            )
+            assert "SIP/2.0 200 OK" in out, out
+    finally:
+        assert trap.stop() == 0
+    assert not any(_alive(pid) for pid in writers)
+    requests = [e for e in trap.events("sip.request.received") if e["method"] == "OPTIONS"]
+    assert len(requests) == 5
+    with trap.db() as conn:
+        stored = conn.execute(
+            "SELECT count(*), count(raw) FROM messages WHERE method = 'OPTIONS' AND "
+            "direction = 'in'"
+        ).fetchone()
+        mark = conn.execute("SELECT value FROM meta WHERE key = 'writer_batch'").fetchone()
+    assert stored == (5, 5)  # with the bytes received
+    assert mark is not None and mark[0].count(":") == 1
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
