@@ -7,6 +7,7 @@ write what they got and end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -182,6 +183,28 @@ def test_a_batch_sent_again_to_a_new_writer_is_not_stored_twice(tmp_path: Path) 
     again = ProcessSink("sqlite", tmp_path / "siptrap.db")
     write_all([again], [request(11)], 1)
     assert stored_calls(tmp_path / "siptrap.db")[-1] == "c11"
+
+
+def test_a_stuck_writer_is_replaced_and_its_batch_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siptrap.outputs import recorder
+
+    monkeypatch.setattr(recorder, "BATCH_TIMEOUT", 1.0)
+    db = ProcessSink("sqlite", tmp_path / "siptrap.db")
+    db.open()
+    db.write([request(0)])
+    stuck = db.pid
+    assert stuck is not None
+    os.kill(stuck, signal.SIGSTOP)  # alive, and answering nothing
+    try:
+        db.write([request(1), request(2)])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGCONT)
+    db.close()
+    assert db.restarts == 1 and not _alive(stuck)
+    assert stored_calls(tmp_path / "siptrap.db") == ["c0", "c1", "c2"]
 
 
 def test_a_clean_stop_writes_everything_accepted(tmp_path: Path) -> None:

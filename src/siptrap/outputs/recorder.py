@@ -18,7 +18,8 @@ Guarantees:
   `recording.flush_interval` is unchanged) and batches are written once, in order;
 - a sink failing in the child is reported back as this sink's failure (the bus counts
   and logs it; the other sinks go on);
-- a child that died (killed, out of memory) is started again and given the batch again.
+- a child that died (killed, out of memory), or that has not answered a batch within
+  `BATCH_TIMEOUT` (then it is killed), is started again and given the batch again.
   siptrap.db records the last batch it committed (`meta` key `writer_batch`, in the
   batch's own transaction), so a batch committed just before the child died is not
   stored twice; events.jsonl may hold a second copy of the lines a killed child had
@@ -56,6 +57,7 @@ from .jsonl import JsonLinesSink
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # seconds a child may take to import and open its file
+BATCH_TIMEOUT = 120.0  # seconds a child may take over one batch before it is replaced
 KINDS = ("jsonl", "sqlite")
 MARK_KEY = "writer_batch"  # siptrap.db meta: "<run>:<last batch committed>"
 _SEQ = struct.Struct("!Q")
@@ -82,7 +84,8 @@ def encode_batch(events: list[Event]) -> bytes:
                 peer.connection,
             )  # fmt: skip
             last = (peer, values)
-        flats.append((e.id, e.ts, e.sensor, last[1], e.fields_json(), e.raw, e.direction))
+        raw = e.raw if e.raw is None or type(e.raw) is bytes else bytes(e.raw)
+        flats.append((e.id, e.ts, e.sensor, last[1], e.fields_json(), raw, e.direction))
     return pickle.dumps(flats, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -282,6 +285,10 @@ class ProcessSink:
         if self._send is None:
             raise EOFError("no writer process")
         self._send.send_bytes(data)
+        if not self._receive.poll(BATCH_TIMEOUT):  # stuck: replaced, and the batch resent
+            if self._process is not None:
+                self._process.kill()
+            raise TimeoutError(f"no answer in {BATCH_TIMEOUT:g} s")
         return bytes(self._receive.recv_bytes())
 
     def _discard(self) -> None:
