@@ -30,7 +30,7 @@ from .analysis.engine import AnalysisEngine
 from .analysis.live import AnalysisSink, rules_in_force
 from .analysis.reconnaissance import ReconBoard
 from .analysis.rules import RuleError, RuleSet
-from .config import Config, Listen
+from .config import Config, Listen, RecordingConfig
 from .endpoint.credentials import RecoveryJob, RecoveryWorker
 from .endpoint.personality import BUILTIN
 from .endpoint.uas import Endpoint
@@ -41,6 +41,7 @@ from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
 from .outputs.plugin import output_sinks, report
+from .outputs.recorder import ProcessSink
 from .recon.service import Reconnaissance
 from .settings import ConfigError
 from .startup import StartupError, check_data_dir
@@ -114,6 +115,20 @@ class Bound:
         return str(Listen(self.listen.transport, self.listen.host, self.port))
 
 
+def recording_sinks(rec: RecordingConfig, data_dir: Path) -> list[Sink]:
+    """events.jsonl and siptrap.db: each written by a writer process of its own
+    (recording.writer = "process") or by a sink thread here ("thread")."""
+    sinks: list[Sink] = []
+    process = rec.writer == "process"
+    if rec.jsonl:
+        path = data_dir / "events.jsonl"
+        sinks.append(ProcessSink("jsonl", path) if process else JsonLinesSink(path))
+    if rec.sqlite:
+        path = data_dir / "siptrap.db"
+        sinks.append(ProcessSink("sqlite", path) if process else SqliteSink(path))
+    return sinks
+
+
 class Honeypot:
     def __init__(
         self, config: Config, extra_sinks: list[Sink] | None = None, web: WebSettings | None = None
@@ -148,10 +163,7 @@ class Honeypot:
         )
         if config.actions:  # issue 11: responses to alerts (before the recording sinks)
             sinks.append(self._action_sink(config))
-        if config.recording.jsonl:
-            sinks.append(JsonLinesSink(self.data_dir / "events.jsonl"))
-        if config.recording.sqlite:
-            sinks.append(SqliteSink(self.data_dir / "siptrap.db"))
+        sinks += recording_sinks(config.recording, self.data_dir)
         if config.store.url or config.nats.url:  # after SQLite: it reads what SQLite wrote
             n, url = config.nats, config.store.url
             sinks.append(fleet_sink(self.data_dir, url, n.url, n.stream, n.batch, n.drain_timeout))

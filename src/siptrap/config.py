@@ -136,6 +136,11 @@ class RecordingConfig:
     flush_interval: float = doc(
         "seconds an event may wait before it is written; a kill -9 loses at most these", 0.2
     )
+    writer: str = doc(
+        "who writes events.jsonl and siptrap.db: process (a writer process each, off the"
+        " network path's core) or thread (sink threads in the honeypot's process)",
+        "process",
+    )
 
 
 @dataclass(frozen=True)
@@ -339,7 +344,11 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
         check_policy(config.policy)
     except ActionConfigError as exc:
         raise ConfigError(str(exc)) from None
-    problem = check_sections(config.analysis, config.alerts) or _check_fleet(config)
+    problem = (
+        check_sections(config.analysis, config.alerts)
+        or _check_fleet(config)
+        or _check_recording(config.recording)
+    )
     if problem is not None:
         raise ConfigError(problem)
     problem = check_recon(config.recon, config.sensor.mode, lambda: _rule_modes(config))
@@ -383,6 +392,12 @@ def _actions(entries: Any) -> tuple[ActionSpec, ...]:
         return action_specs(entries)
     except ActionConfigError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_recording(recording: RecordingConfig) -> str | None:
+    if recording.writer not in ("process", "thread"):
+        return f"recording.writer: process or thread, not {recording.writer!r}"
+    return None
 
 
 def _check_fleet(config: Config) -> str | None:

@@ -110,6 +110,10 @@ class EventBus:
         ]
 
     def start(self) -> None:
+        for runner in self.runners:  # writer processes start side by side (outputs.recorder)
+            launch = getattr(runner.sink, "launch", None)
+            if launch is not None:
+                launch()
         for runner in self.runners:
             runner.start()
 

@@ -127,22 +127,29 @@ class SqliteSink:
     def open(self) -> None:
         self._conn = open_database(self.path)
 
-    def write(self, events: list[Event]) -> None:
+    def write(self, events: list[Event], mark: tuple[str, str] | None = None) -> None:
+        """Store a batch in one transaction. `mark`, a `meta` (key, value), is written
+        in that same transaction: a writer process records there the last batch it
+        committed (see outputs.recorder)."""
         conn = self._conn
         if conn is None:
             raise StoreError("SqliteSink.write called before open")
         try:
-            self._write_batch(conn, events)
+            self._write_batch(conn, events, mark)
         except Exception:  # isolate the bad event(s) below
-            if len(events) == 1:
+            if len(events) == 1 and mark is None:
                 self.failed_events += 1
                 log.exception("sqlite: event %s not stored", events[0].id)
                 return
             log.warning("sqlite: batch of %d failed, storing one by one", len(events))
             for event in events:
                 self.write([event])
+            if mark is not None:
+                self._write_batch(conn, [], mark)
 
-    def _write_batch(self, conn: sqlite3.Connection, events: list[Event]) -> None:
+    def _write_batch(
+        self, conn: sqlite3.Connection, events: list[Event], mark: tuple[str, str] | None = None
+    ) -> None:
         """All the events in one transaction, with the sources they touch."""
         tallies: dict[str, sources.SourceTally] = {}
         conn.execute("BEGIN IMMEDIATE")
@@ -151,6 +158,8 @@ class SqliteSink:
             for event in events:
                 sources.tally(tallies, event)
             sources.flush(conn, tallies)
+            if mark is not None:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", mark)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
