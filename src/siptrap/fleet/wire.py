@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from ..store.postgres_rows import FleetEvent
+from ..store.postgres_rows import FleetEvent, loads_fields
 
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -41,7 +41,7 @@ def encode(event: FleetEvent) -> bytes:
         "src_port": event.src_port,
         "dst_ip": event.dst_ip,
         "dst_port": event.dst_port,
-        "fields": event.fields,
+        "data": event.fields_json().decode(),  # the fields' JSON as the sensor stored it
         "direction": event.direction,
         "raw": None if event.raw is None else base64.b64encode(event.raw).decode("ascii"),
     }
@@ -50,6 +50,14 @@ def encode(event: FleetEvent) -> bytes:
 
 def _opt(value: Any, kind: type) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _fields(body: dict[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    if isinstance(data, str):
+        return loads_fields(data)
+    fields = body.get("fields")  # an older sensor's message
+    return fields if isinstance(fields, dict) else {}
 
 
 def decode(data: bytes) -> FleetEvent:
@@ -67,7 +75,8 @@ def decode(data: bytes) -> FleetEvent:
             src_port=_opt(body.get("src_port"), int),
             dst_ip=_opt(body.get("dst_ip"), str),
             dst_port=_opt(body.get("dst_port"), int),
-            fields=body["fields"] if isinstance(body.get("fields"), dict) else {},
+            fields=_fields(body),
+            data=body["data"] if isinstance(body.get("data"), str) else None,
             direction=_opt(body.get("direction"), str),
             raw=base64.b64decode(raw) if isinstance(raw, str) else None,
         )
