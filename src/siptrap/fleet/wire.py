@@ -41,7 +41,7 @@ def encode(event: FleetEvent) -> bytes:
         "src_port": event.src_port,
         "dst_ip": event.dst_ip,
         "dst_port": event.dst_port,
-        "data": event.fields_json().decode(),  # the fields' JSON as the sensor stored it
+        "data": event.data_text(),  # the fields' JSON as the sensor stored it
         "direction": event.direction,
         "raw": None if event.raw is None else base64.b64encode(event.raw).decode("ascii"),
     }

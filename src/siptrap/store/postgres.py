@@ -28,7 +28,7 @@ from .postgres_rows import (
     message_row,
 )
 from .postgres_schema import upgrade
-from .postgres_tables import flush_sources, tally
+from .postgres_tables import SOURCE_STAGING, flush_sources, tally
 from .sources import SourceTally
 from .writers import MESSAGE_EVENTS, POSTGRES, WRITERS, message_sql
 
@@ -96,6 +96,7 @@ class PostgresStore:
             upgrade(conn)
             conn.execute(_STAGING)
             conn.execute(MESSAGE_STAGING)
+            conn.execute(SOURCE_STAGING)
         except psycopg.OperationalError as exc:
             conn.close()
             raise StoreUnavailable(str(exc).strip()) from exc

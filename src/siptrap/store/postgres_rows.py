@@ -75,8 +75,9 @@ class FleetEvent:
 
         return iso(self.ts)
 
-    def fields_json(self) -> bytes:
-        return (self.data if self.data is not None else as_json(self.fields)).encode()
+    def data_text(self) -> str:
+        """The JSON of the fields: as the sensor stored it, or encoded now."""
+        return self.data if self.data is not None else as_json(self.fields)
 
 
 # The staging table a batch is copied into (COPY), in this column order.
@@ -84,7 +85,12 @@ STAGING_COLUMNS = ("ord", "spool", "seq", *EVENT_COLUMNS)
 
 
 def event_row(ord_: int, e: FleetEvent) -> tuple[Any, ...]:
-    return (ord_, POSTGRES.text(e.spool) or "", e.seq, *event_values(e, POSTGRES, e.iso_ts))
+    return (
+        ord_,
+        POSTGRES.text(e.spool) or "",
+        e.seq,
+        *event_values(e, POSTGRES, e.iso_ts, e.data_text()),
+    )
 
 
 STAGED_MESSAGE_COLUMNS = ", ".join(("sensor", *MESSAGE_COLUMNS))

@@ -27,9 +27,15 @@ def tally(tallies: dict[tuple[str, str], SourceTally], e: FleetEvent) -> None:
         tally_record(tallies, (pg_text(e.sensor) or "", pg_text(e.peer.src_ip) or ""), e)
 
 
-_INSERT_SOURCE = (
-    f"INSERT INTO sources (sensor, src_ip, {', '.join(SOURCE_COLUMNS)})"  # noqa: S608
-    f" VALUES ({', '.join(['%s'] * (len(SOURCE_COLUMNS) + 2))})"
+_COLUMNS = ", ".join(("sensor", "src_ip", *SOURCE_COLUMNS))
+# The batch's tallies, then the merged rows, are copied (COPY) into this staging table.
+SOURCE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS fleet_sources ON COMMIT DELETE ROWS"  # noqa: S608
+    f" AS SELECT {_COLUMNS} FROM sources WITH NO DATA"
+)
+_COPY = f"COPY fleet_sources ({_COLUMNS}) FROM STDIN"
+_INSERT_NEW = (
+    f"INSERT INTO sources ({_COLUMNS}) SELECT {_COLUMNS} FROM fleet_sources"  # noqa: S608
     " ON CONFLICT (sensor, src_ip) DO NOTHING RETURNING sensor, src_ip"
 )
 _LOCK_SOURCES = (
@@ -39,10 +45,10 @@ _LOCK_SOURCES = (
     " ON s.sensor = k.sensor AND s.src_ip = k.src_ip"
     " ORDER BY s.sensor, s.src_ip FOR UPDATE OF s"
 )
-_UPDATE_SOURCE = (
-    "UPDATE sources SET "  # noqa: S608
-    + ", ".join(f"{c} = %s" for c in SOURCE_COLUMNS)
-    + " WHERE sensor = %s AND src_ip = %s"
+_UPDATE_FROM_STAGING = (
+    "UPDATE sources AS s SET "  # noqa: S608
+    + ", ".join(f"{c} = m.{c}" for c in SOURCE_COLUMNS)
+    + " FROM fleet_sources AS m WHERE s.sensor = m.sensor AND s.src_ip = m.src_ip"
 )
 
 
@@ -52,30 +58,34 @@ def _stored(row: tuple[Any, ...]) -> SourceTally:
     return stored_tally(first, last, counts, methods, agents, transports)
 
 
+def _copy(cur: Any, rows: list[tuple[Any, ...]]) -> None:
+    with cur.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def flush_sources(conn: Conn, tallies: dict[tuple[str, str], SourceTally]) -> None:
-    """Merge the tallies into `sources` in three round trips: insert the addresses not
-    there yet (their row is the tally), lock the others (collectors share the work; in
-    key order, so two never wait on each other in a cycle), write them merged."""
+    """Merge the tallies into `sources` (inside the caller's transaction): copy them into
+    the staging table and insert the addresses not there yet (their row is the tally);
+    lock the others (collectors share the work; in key order, so two never wait on each
+    other in a cycle), merge them here, copy the merged rows and update from them."""
     if not tallies:
         return
     keys = sorted(tallies)
-    fresh: set[tuple[str, str]] = set()
     with conn.cursor() as cur:
-        rows = [(sensor, ip, *row_values(tallies[(sensor, ip)])) for sensor, ip in keys]
-        cur.executemany(_INSERT_SOURCE, rows, returning=True)
-        while True:
-            fresh.update((str(r[0]), str(r[1])) for r in cur.fetchall())
-            if not cur.nextset():
-                break
-    rest = [key for key in keys if key not in fresh]
-    if not rest:
-        return
-    stored = conn.execute(_LOCK_SOURCES, ([k[0] for k in rest], [k[1] for k in rest])).fetchall()
-    updates = []
-    for row in stored:
-        key = (str(row[0]), str(row[1]))
-        total = _stored(tuple(row[2:]))
-        total.absorb(tallies[key])
-        updates.append((*row_values(total), *key))
-    with conn.cursor() as cur:
-        cur.executemany(_UPDATE_SOURCE, updates)
+        _copy(cur, [(sensor, ip, *row_values(tallies[(sensor, ip)])) for sensor, ip in keys])
+        cur.execute(_INSERT_NEW)
+        fresh = {(str(r[0]), str(r[1])) for r in cur.fetchall()}
+        rest = [key for key in keys if key not in fresh]
+        if not rest:
+            return
+        cur.execute(_LOCK_SOURCES, ([k[0] for k in rest], [k[1] for k in rest]))
+        merged = []
+        for row in cur.fetchall():
+            key = (str(row[0]), str(row[1]))
+            total = _stored(tuple(row[2:]))
+            total.absorb(tallies[key])
+            merged.append((*key, *row_values(total)))
+        cur.execute("DELETE FROM fleet_sources")
+        _copy(cur, merged)
+        cur.execute(_UPDATE_FROM_STAGING)

@@ -61,7 +61,9 @@ def register_functions(conn: sqlite3.Connection) -> None:
 def write_event(conn: sqlite3.Connection, event: Event) -> None:
     """Store one event in `events` and in the table it belongs to."""
     iso_ts = event.iso_ts
-    event_id = conn.execute(_EVENT_SQL, (None, *event_values(event, SQLITE, iso_ts))).lastrowid
+    event_id = conn.execute(
+        _EVENT_SQL, (None, *event_values(event, SQLITE, iso_ts, event.fields_json().decode()))
+    ).lastrowid
     if event.id in MESSAGE_EVENTS:
         conn.execute(_MESSAGE_SQL, message_values(event, SQLITE, event_id, iso_ts))
         return
@@ -81,7 +83,8 @@ def write_events(conn: sqlite3.Connection, events: list[Event]) -> None:
     others: list[tuple[Writer, Event, int]] = []
     for event_id, event in enumerate(events, first):
         iso_ts = event.iso_ts
-        event_rows.append((event_id, *event_values(event, SQLITE, iso_ts)))
+        data = event.fields_json().decode()
+        event_rows.append((event_id, *event_values(event, SQLITE, iso_ts, data)))
         if event.id in MESSAGE_EVENTS:
             message_rows.append(message_values(event, SQLITE, event_id, iso_ts))
             continue

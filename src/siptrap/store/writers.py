@@ -55,7 +55,6 @@ class Record(Protocol):
     def raw(self) -> bytes | None: ...
     @property
     def direction(self) -> str | None: ...
-    def fields_json(self) -> bytes: ...
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -197,7 +196,8 @@ EVENT_COLUMNS = (
 )
 
 
-def event_values(r: Record, dialect: Dialect, iso_ts: str) -> tuple[Any, ...]:
+def event_values(r: Record, dialect: Dialect, iso_ts: str, data: str) -> tuple[Any, ...]:
+    """The EVENT_COLUMNS of the record; `data` is the JSON text of its fields."""
     sensor = dialect.text(r.sensor)
     return (
         iso_ts,
@@ -205,7 +205,7 @@ def event_values(r: Record, dialect: Dialect, iso_ts: str) -> tuple[Any, ...]:
         r.id,
         (sensor or "") if dialect.scoped else sensor,
         *peer_values(r, dialect),
-        dialect.text(r.fields_json().decode()),
+        data if dialect.name == "sqlite" else dialect.text(data),
     )
 
 
