@@ -7,9 +7,10 @@ drops a republish within its duplicate window and the store drops one after it.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import Any
+
+import orjson
 
 from ..store.postgres_rows import FleetEvent, loads_fields
 
@@ -45,7 +46,7 @@ def encode(event: FleetEvent) -> bytes:
         "direction": event.direction,
         "raw": None if event.raw is None else base64.b64encode(event.raw).decode("ascii"),
     }
-    return json.dumps(body, ensure_ascii=True, default=str).encode("ascii")
+    return orjson.dumps(body, default=str)
 
 
 def _opt(value: Any, kind: type) -> Any:
@@ -62,7 +63,7 @@ def _fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def decode(data: bytes) -> FleetEvent:
     try:
-        body = json.loads(data)
+        body = orjson.loads(data)
         raw = body.get("raw")
         return FleetEvent(
             sensor=str(body["sensor"]),
@@ -80,5 +81,5 @@ def decode(data: bytes) -> FleetEvent:
             direction=_opt(body.get("direction"), str),
             raw=base64.b64decode(raw) if isinstance(raw, str) else None,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
         raise WireError(f"not a fleet event: {exc}") from exc

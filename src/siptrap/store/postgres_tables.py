@@ -45,10 +45,12 @@ _LOCK_SOURCES = (
     " ON s.sensor = k.sensor AND s.src_ip = k.src_ip"
     " ORDER BY s.sensor, s.src_ip FOR UPDATE OF s"
 )
-_UPDATE_FROM_STAGING = (
-    "UPDATE sources AS s SET "  # noqa: S608
-    + ", ".join(f"{c} = m.{c}" for c in SOURCE_COLUMNS)
-    + " FROM fleet_sources AS m WHERE s.sensor = m.sensor AND s.src_ip = m.src_ip"
+# The merged rows replace the locked ones (an upsert finds each by its key's index, where
+# an UPDATE ... FROM the staging table may be planned as a scan of all of `sources`).
+_REPLACE_FROM_STAGING = (
+    f"INSERT INTO sources ({_COLUMNS}) SELECT {_COLUMNS} FROM fleet_sources"  # noqa: S608
+    " ON CONFLICT (sensor, src_ip) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS)
 )
 
 
@@ -68,7 +70,7 @@ def flush_sources(conn: Conn, tallies: dict[tuple[str, str], SourceTally]) -> No
     """Merge the tallies into `sources` (inside the caller's transaction): copy them into
     the staging table and insert the addresses not there yet (their row is the tally);
     lock the others (collectors share the work; in key order, so two never wait on each
-    other in a cycle), merge them here, copy the merged rows and update from them."""
+    other in a cycle), merge them here, copy the merged rows and write them over the old."""
     if not tallies:
         return
     keys = sorted(tallies)
@@ -88,4 +90,4 @@ def flush_sources(conn: Conn, tallies: dict[tuple[str, str], SourceTally]) -> No
             merged.append((*key, *row_values(total)))
         cur.execute("DELETE FROM fleet_sources")
         _copy(cur, merged)
-        cur.execute(_UPDATE_FROM_STAGING)
+        cur.execute(_REPLACE_FROM_STAGING)
