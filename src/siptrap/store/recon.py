@@ -2,6 +2,7 @@
 
 `target` is the host as the attack named it, `address` the address actually used (the
 one a name resolved to, pinned), `source` the attack source that asked; `detail` is JSON.
+The rows are written by store.writers (write_recon).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Paths are relative to the data directory (`recordings/<day>/<name>`), as the event
 gives them; a column is NULL when the file was not made (no audio came, or the call
-was not recorded).
+was not recorded). The rows are written by store.writers (write_recording).
 """
 
 from __future__ import annotations
