@@ -2,9 +2,11 @@
 cross-sensor queries take on many stored events.
 
     .venv/bin/python bench/bench_fleet.py [--events 200000] [--sensors 5] [--store URL]
+        [--nats] [--collectors 1]
 
 Without --store it starts a throwaway PostgreSQL 15 cluster in a temporary directory
-(as tests/fleet_servers.py does) and removes it afterwards. The events are what a sensor
+(as tests/fleet_servers.py does) and removes it afterwards; with --nats also a
+nats-server with JetStream. The events are what a sensor
 records of a scan: per OPTIONS, `sip.request.received` (with its ~500 raw bytes) and
 `sip.response.sent`; every tenth request a REGISTER with a `sip.auth.attempt`; sources
 spread over a few thousand addresses, some of which visit every sensor. Figures:
@@ -12,12 +14,17 @@ spread over a few thousand addresses, some of which visit every sensor. Figures:
 1. spool read: events/s read back from a real siptrap.db (what each sensor's publisher
    does), for one sensor;
 2. store write: events/s into PostgreSQL by one writer (one collector), batches of 500;
-3. cross-sensor queries: the seconds `siptrap analyze --store` takes on all of them.
+3. cross-sensor queries: the seconds `siptrap analyze --store` takes on all of them;
+4. with --nats, the NATS path: events/s published by the sensors' publishers (one
+   NatsTarget each, in turn: JetStream acknowledges every event), then events/s through
+   `--collectors` collectors (siptrap.fleet.collector) from the stream into a new
+   database, until all are stored.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import random
 import sys
@@ -25,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -104,6 +112,12 @@ def sensor_events(sensor: str, count: int, rng: random.Random) -> list[Event]:
     return out[:count]  # fmt: skip
 
 
+def psycopg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
 @contextlib.contextmanager
 def store_url(given: str | None) -> Iterator[str]:
     if given:
@@ -115,11 +129,55 @@ def store_url(given: str | None) -> Iterator[str]:
         yield pg.url
 
 
+def nats_path(url: str, spools: list[list[FleetEvent]], collectors: int) -> None:
+    """Publish every spool to a new stream, then collect it into a new database."""
+    from fleet_servers import nats_server
+    from siptrap.fleet.collector import Collector, CollectorSettings
+    from siptrap.fleet.jetstream import NatsTarget
+
+    total = sum(len(s) for s in spools)
+    with nats_server() as nats:
+        began = time.perf_counter()
+        for events in spools:
+            target = NatsTarget(nats.url, "bench")
+            for start in range(0, len(events), 500):
+                target.deliver(events[start : start + 500])
+            target.close()
+        seconds = time.perf_counter() - began
+        print(f"NATS publish ({total} events): {total / seconds:,.0f} events/s")
+
+        async def collect() -> float:
+            workers = [
+                Collector(CollectorSettings(nats.url, "bench", url, batch=500))
+                for _ in range(collectors)
+            ]
+            began = time.perf_counter()
+            tasks = [asyncio.create_task(c.run()) for c in workers]
+            while sum(c.stats.stored for c in workers) < total:
+                await asyncio.sleep(0.05)
+                for task in tasks:
+                    if task.done():
+                        task.result()
+            seconds = time.perf_counter() - began
+            for c in workers:
+                c.stop()
+            await asyncio.gather(*tasks)
+            return seconds
+
+        seconds = asyncio.run(collect())
+        print(
+            f"NATS -> {collectors} collector(s) -> PostgreSQL ({total} events): "
+            f"{total / seconds:,.0f} events/s ({seconds:.1f} s)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000, help="events in all")
     parser.add_argument("--sensors", type=int, default=5)
     parser.add_argument("--store", metavar="URL", help="an existing PostgreSQL (else a new one)")
+    parser.add_argument("--nats", action="store_true", help="also the NATS path (nats-server)")
+    parser.add_argument("--collectors", type=int, default=1, help="collectors on the NATS path")
     args = parser.parse_args()
     rng = random.Random(7)
     per_sensor = args.events // args.sensors
@@ -178,6 +236,10 @@ def main() -> None:
             f"cross-sensor queries on {total} events: {seconds:.2f} s "
             f"({len(alerts)} alerts, {sweeps} sweeps)"
         )
+        if args.nats:
+            with psycopg_connect(url) as conn:
+                conn.execute("CREATE DATABASE bench_nats")
+            nats_path(url.rsplit("/", 1)[0] + "/bench_nats", spools, args.collectors)
 
 
 if __name__ == "__main__":

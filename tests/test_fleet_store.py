@@ -151,8 +151,28 @@ def test_db_upgrade_twice_is_safe_and_creates_every_table(
         "credentials_username",
         "events_sensor_ts",
         "events_ts",
+        "messages_in_user_agent",
     ):
         assert wanted in indexes
+
+
+def test_db_upgrade_applies_the_migrations_a_database_lacks(
+    pg: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = pg.database("older")
+    assert main(["db", "upgrade", "--store", url]) == 0
+    with psycopg.connect(url, autocommit=True) as conn:  # as migration 1 left a database
+        conn.execute("DROP INDEX messages_in_user_agent")
+        conn.execute("DELETE FROM siptrap_migrations WHERE version > 1")
+    capsys.readouterr()
+    assert main(["db", "upgrade", "--store", url]) == 0
+    assert capsys.readouterr().out.strip().endswith("migrations applied now: 2")
+    assert main(["db", "upgrade", "--store", url]) == 0
+    with psycopg.connect(url) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM siptrap_migrations")]
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert sorted(versions) == [1, 2]
+    assert "messages_in_user_agent" in indexes
 
 
 def test_db_upgrade_reports_an_unreachable_store(capsys: pytest.CaptureFixture[str]) -> None:

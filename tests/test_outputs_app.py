@@ -206,3 +206,52 @@ def test_clean_stop_is_bounded_with_a_dead_webhook(tmp_path: Path) -> None:
     assert isinstance(sink, WebhookSink)
     assert sink.sent == 0 and sink.dropped >= 40  # 20 requests in, 20 answers out
     assert time.monotonic() - started < 25  # the retries' backoff, not a wait per event
+
+
+def test_output_drops_are_in_sensor_stats_and_on_metrics(tmp_path: Path) -> None:
+    """What an output dropped (here: its receiver is gone) is counted by its name in
+    `sensor.stats` while the honeypot runs, and as siptrap_output_dropped_total."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from siptrap.outputs.plugin import dropped_counts
+    from siptrap.web.metrics import OutputDrops
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    outputs = [
+        {"kind": "webhook", "url": f"http://127.0.0.1:{dead}/", "events": ["sip"], "retries": 0},
+        {"kind": "ecs", "events": ["sip.request"]},
+    ]
+    console = {"enabled": False, "summary_interval": 0.2}
+    config = make_config(tmp_path, ["udp:127.0.0.1:0"], outputs=outputs, console=console)
+    running = Running(config).start()
+    try:
+        port = running.port("udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            for i in range(10):
+                client.sendto(options(f"o{i}", port=client.getsockname()[1]), ("127.0.0.1", port))
+        stats = running.wait_for(
+            lambda e: e.id == "sensor.stats" and e.fields["output_dropped"].get("webhook", 0) > 0
+        )
+    finally:
+        running.stop()
+    assert stats, "a sensor.stats counted the webhook's drops"
+    assert stats[0].fields["output_dropped"]["ecs"] == 0
+    honeypot = running.honeypot
+    assert honeypot is not None
+    counts = dropped_counts(honeypot.outputs, honeypot.bus.runners)
+    webhook = next(r for r in honeypot.bus.runners if r.sink.name == "webhook")
+    assert counts == {"webhook": webhook.dropped + webhook.sink.dropped, "ecs": 0}  # type: ignore[attr-defined]
+    assert counts["webhook"] >= 20  # 10 requests in, 10 answers out
+    registry = CollectorRegistry()
+    registry.register(OutputDrops(lambda: counts))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples[("siptrap_output_dropped_total", (("output", "webhook"),))] == counts["webhook"]
+    assert samples[("siptrap_output_dropped_total", (("output", "ecs"),))] == 0

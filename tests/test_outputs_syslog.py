@@ -1,4 +1,5 @@
-"""The syslog output: RFC 5424 messages received over UDP, TCP and a unix socket, parsed;
+"""The syslog output: RFC 5424 messages received over UDP, TCP, TLS (RFC 5425, to a TLS
+server on loopback) and a unix socket, parsed;
 attacker text escaped; the shipped fail2ban filter bans on the lines (fail2ban-regex)."""
 
 from __future__ import annotations
@@ -238,3 +239,108 @@ def test_fail2ban_accepts_the_jail(tmp_path: Path) -> None:
     assert "['add', 'siptrap', 'auto']" in dump.stdout
     assert "['set', 'siptrap', 'addaction', 'nftables-allports']" in dump.stdout
     assert "l4proto \\\\{ tcp, udp \\\\}" in dump.stdout  # UDP sources are banned too
+
+
+def octet_frames(data: bytes) -> list[bytes]:
+    """RFC 5425 / 6587 octet-counted frames (`LEN SP MSG`), every byte accounted for."""
+    frames = []
+    while data:
+        length, space, rest = data.partition(b" ")
+        assert space and length.isdigit(), data[:40]
+        frames.append(rest[: int(length)])
+        data = rest[int(length) :]
+        assert len(frames[-1]) == int(length)
+    return frames
+
+
+class TlsListener:
+    """A TLS server on loopback (the ssl module: OpenSSL) with a certificate of a test CA
+    for 127.0.0.1, keeping the decrypted bytes of the connection it accepts."""
+
+    def __init__(self, directory: Path) -> None:
+        import ssl
+        import threading
+
+        from recon_pki import LabCA
+
+        self.ca = LabCA(directory)
+        cert, key = self.ca.issue(["127.0.0.1"])
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.data = bytearray()
+        self.handshakes = 0
+        self._context = context
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        import ssl
+
+        try:
+            raw, _ = self.sock.accept()
+        except OSError:
+            return
+        raw.settimeout(10)
+        try:
+            with self._context.wrap_socket(raw, server_side=True) as conn:
+                self.handshakes += 1
+                while chunk := conn.recv(65536):
+                    self.data += chunk
+        except (OSError, ssl.SSLError):
+            return
+
+    def received(self, count: int, timeout: float = 10.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if bytes(self.data).count(b"siptrap event=") >= count:
+                return octet_frames(bytes(self.data))
+            time.sleep(0.05)
+        raise AssertionError(f"received only {bytes(self.data)!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_tls_rfc5425_to_a_real_tls_listener(tmp_path: Path) -> None:
+    listener = TlsListener(tmp_path)
+    out = sink(f"tls:127.0.0.1:{listener.port}", ca_file=str(listener.ca.pem))
+    try:
+        out.write([request_event(), response_event()])
+        out.write([auth_event()])
+        frames = listener.received(3)
+    finally:
+        out.close()
+        listener.close()
+    assert [parse(f)["msgid"] for f in frames] == [
+        "sip.request.received",
+        "sip.response.sent",
+        "sip.auth.attempt",
+    ]
+    assert out.sent == 3 and out.dropped == 0
+
+
+def test_tls_receiver_with_a_certificate_not_trusted_is_counted_as_dropped(
+    tmp_path: Path,
+) -> None:
+    from recon_pki import LabCA
+
+    listener = TlsListener(tmp_path)
+    other = LabCA(tmp_path, "another CA")  # the receiver's certificate is not from it
+    out = sink(f"tls:127.0.0.1:{listener.port}", ca_file=str(other.pem))
+    try:
+        out.write([request_event()])
+    finally:
+        out.close()
+        listener.close()
+    assert out.sent == 0 and out.dropped == 1
+    assert listener.handshakes == 0 and not listener.data  # nothing sent, not even in clear
+
+
+def test_tls_settings_are_checked() -> None:
+    from siptrap.outputs.settings import check_output
+
+    assert check_output(SyslogOutput(address="tls:127.0.0.1:6514")) is None
+    assert "ca_file" in str(check_output(SyslogOutput(address="tcp:h:1", ca_file="/etc/hosts")))
+    assert "ca_file" in str(check_output(SyslogOutput(address="tls:h:1", ca_file="/nonexistent")))

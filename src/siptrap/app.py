@@ -40,7 +40,7 @@ from .fleet.publisher import fleet_sink
 from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
-from .outputs.plugin import output_sinks, report
+from .outputs.plugin import dropped_counts, output_sinks, report
 from .outputs.recorder import ProcessSink
 from .recon.service import Reconnaissance
 from .settings import ConfigError
@@ -565,6 +565,7 @@ class Honeypot:
                 "calls": len(e.calls.calls),
                 "shed": e.guard.shed,
                 "dropped_events": self.bus.dropped,
+                "output_dropped": dropped_counts(self.outputs, self.bus.runners),
                 "media_calls": self.media.active,
                 "media_refused": self.media.refused,
                 **self._transport_stats(),

@@ -40,6 +40,7 @@ _SPECS = (
             "calls",
             "shed",
             "dropped_events",
+            "output_dropped",
             "media_calls",
             "media_refused",
             "connections",

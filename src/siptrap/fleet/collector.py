@@ -2,11 +2,13 @@
 
 Collectors share one durable pull consumer, so several of them share the work. Each
 fetches a batch, writes it in one transaction (events already stored are skipped), and
-acknowledges the messages only after the commit. While the database is down the batch is
-held and retried with backoff, and its messages are marked in progress so JetStream does
-not hand them to another collector meanwhile; a collector killed before acknowledging
-leaves its batch to be redelivered after the ack wait. A message that is not a fleet
-event is terminated (never redelivered) and counted.
+acknowledges the messages only after the commit; while one batch is being written (in a
+thread) the next is fetched, so the database and NATS work at the same time, and the
+batches are still written and acknowledged in the order they came. While the database
+is down the batch is held and retried with backoff, and its messages are marked in
+progress so JetStream does not hand them to another collector meanwhile; a collector
+killed before acknowledging leaves its batch to be redelivered after the ack wait. A
+message that is not a fleet event is terminated (never redelivered) and counted.
 """
 
 from __future__ import annotations
@@ -168,12 +170,21 @@ class Collector:
     async def _consume(self, sub: Any) -> None:
         from nats.errors import TimeoutError as NatsTimeout
 
-        while not self._stop.is_set():
-            try:
-                msgs = await sub.fetch(self.settings.batch, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue
-            await self._handle(msgs)
+        writing: asyncio.Task[None] | None = None  # the batch being written and acked
+        try:
+            while not self._stop.is_set():
+                try:
+                    msgs = await sub.fetch(self.settings.batch, timeout=1.0)
+                except (NatsTimeout, TimeoutError):
+                    msgs = []
+                if writing is not None and (msgs or writing.done()):
+                    await writing  # in order: one batch at a time reaches the store
+                    writing = None
+                if msgs:
+                    writing = asyncio.create_task(self._handle(msgs))
+        finally:
+            if writing is not None:
+                await writing
 
     async def _handle(self, msgs: list[Any]) -> None:
         events = []

@@ -117,6 +117,7 @@ class Spool:
                     dst_ip=_str(row[7]),
                     dst_port=_int(row[8]),
                     fields=loads_fields(row[9]),
+                    data=str(row[9]),
                     raw=bytes(raw) if isinstance(raw, bytes | memoryview) else None,
                     direction=_str(row[11]),
                 )

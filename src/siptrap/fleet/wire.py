@@ -7,11 +7,12 @@ drops a republish within its duplicate window and the store drops one after it.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import Any
 
-from ..store.postgres_rows import FleetEvent
+import orjson
+
+from ..store.postgres_rows import FleetEvent, loads_fields
 
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -41,20 +42,28 @@ def encode(event: FleetEvent) -> bytes:
         "src_port": event.src_port,
         "dst_ip": event.dst_ip,
         "dst_port": event.dst_port,
-        "fields": event.fields,
+        "data": event.data_text(),  # the fields' JSON as the sensor stored it
         "direction": event.direction,
         "raw": None if event.raw is None else base64.b64encode(event.raw).decode("ascii"),
     }
-    return json.dumps(body, ensure_ascii=True, default=str).encode("ascii")
+    return orjson.dumps(body, default=str)
 
 
 def _opt(value: Any, kind: type) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
+def _fields(body: dict[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    if isinstance(data, str):
+        return loads_fields(data)
+    fields = body.get("fields")  # an older sensor's message
+    return fields if isinstance(fields, dict) else {}
+
+
 def decode(data: bytes) -> FleetEvent:
     try:
-        body = json.loads(data)
+        body = orjson.loads(data)
         raw = body.get("raw")
         return FleetEvent(
             sensor=str(body["sensor"]),
@@ -67,9 +76,10 @@ def decode(data: bytes) -> FleetEvent:
             src_port=_opt(body.get("src_port"), int),
             dst_ip=_opt(body.get("dst_ip"), str),
             dst_port=_opt(body.get("dst_port"), int),
-            fields=body["fields"] if isinstance(body.get("fields"), dict) else {},
+            fields=_fields(body),
+            data=body["data"] if isinstance(body.get("data"), str) else None,
             direction=_opt(body.get("direction"), str),
             raw=base64.b64decode(raw) if isinstance(raw, str) else None,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
         raise WireError(f"not a fleet event: {exc}") from exc

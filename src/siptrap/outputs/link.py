@@ -1,12 +1,15 @@
 """A socket to a log or capture receiver (syslog, HEP) that never holds the sink up:
 connected on first use, one write per batch (one `sendall` on a stream, a datagram per
 frame otherwise), and after a failure left alone for `RETRY_AFTER` seconds, so a
-receiver that is down costs each batch one clock read, not a connect timeout."""
+receiver that is down costs each batch one clock read, not a connect timeout. A `tls`
+link is a TCP stream wrapped in TLS, the receiver's certificate and name verified (a
+receiver that fails verification is a failed send like any other)."""
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 
 log = logging.getLogger(__name__)
@@ -14,10 +17,21 @@ RETRY_AFTER = 5.0  # seconds without trying after a failed send
 
 
 class Link:
-    def __init__(self, kind: str, label: str, scheme: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        label: str,
+        scheme: str,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.kind = kind  # "syslog", "hep": for the log lines
         self.label = label
-        self.scheme = scheme  # "udp", "tcp" or "unix" (a datagram socket at the path `host`)
+        # "udp", "tcp", "tls" (with `tls` the context) or "unix" (a datagram socket at
+        # the path `host`)
+        self.scheme = scheme
+        self.tls = tls
         self.host = host
         self.port = port
         self._sock: socket.socket | None = None
@@ -31,7 +45,7 @@ class Link:
         try:
             if self._sock is None:
                 self._sock = self._connect()
-            if self.scheme == "tcp":
+            if self.scheme in ("tcp", "tls"):
                 self._sock.sendall(b"".join(frames))
             else:
                 for frame in frames:
@@ -57,7 +71,14 @@ class Link:
         family, _, _, _, address = socket.getaddrinfo(self.host, self.port, 0, kind)[0]
         sock = socket.socket(family, kind)
         sock.settimeout(5.0)
-        sock.connect(address)
+        try:
+            sock.connect(address)
+            if self.scheme == "tls":
+                context = self.tls or ssl.create_default_context()
+                return context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     def close(self) -> None:

@@ -93,6 +93,19 @@ def output_sinks(outputs: Iterable[OutputBase], data_dir: Path) -> list[Sink]:
     return sinks
 
 
+def dropped_counts(outputs: Iterable[object], runners: Iterable[object]) -> dict[str, int]:
+    """Events each output dropped so far, by its label: those its full queue on the bus
+    turned away (the runner's count) and those it gave up on itself (`dropped`: its
+    receiver down, paused after a failure). For `sensor.stats` and /metrics."""
+    queued = [(getattr(r, "sink", None), int(getattr(r, "dropped", 0))) for r in runners]
+    out: dict[str, int] = {}
+    for sink in outputs:
+        refused = sum(n for owner, n in queued if owner is sink)
+        name = str(getattr(sink, "name", "?"))
+        out[name] = out.get(name, 0) + refused + int(getattr(sink, "dropped", 0))
+    return out
+
+
 def report(sinks: Iterable[object]) -> None:
     """Log what each output sent and dropped (called once the bus has stopped)."""
     for sink in sinks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,13 +58,22 @@ class OutputBase:
 @dataclass(frozen=True)
 class SyslogOutput(OutputBase):
     address: str = doc(
-        "where to: udp:HOST:PORT, tcp:HOST:PORT or unix:/PATH (a datagram socket)",
+        "where to: udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT (RFC 5425) or unix:/PATH"
+        " (a datagram socket)",
         "udp:127.0.0.1:514",
     )
     facility: str = doc("syslog facility: local0-7, daemon, auth, authpriv, user...", "local0")
     app_name: str = doc("APP-NAME field of each message", "siptrap")
     hostname: str = doc("HOSTNAME field; empty: this host's name", "")
-    framing: str = doc("TCP framing: octet (RFC 6587 octet counting) or lf (newline)", "octet")
+    framing: str = doc(
+        "TCP framing: octet (RFC 6587 octet counting) or lf (newline); TLS is always octet",
+        "octet",
+    )
+    ca_file: str = doc(
+        "tls: CA certificates (PEM) the receiver's certificate must chain to; empty: the"
+        " system's. Its name must match HOST",
+        "",
+    )
     max_size: int = doc("bytes of one message at most (the rest is cut)", 4096)
 
 
@@ -154,7 +164,11 @@ def _check(o: OutputBase) -> None:
 
 
 def _check_syslog(o: Any) -> None:
-    split_address(o.address, ("udp", "tcp", "unix"))
+    scheme, _, _ = split_address(o.address, ("udp", "tcp", "tls", "unix"))
+    if o.ca_file and scheme != "tls":
+        raise ValueError("ca_file: only for a tls: address")
+    if o.ca_file and not Path(o.ca_file).is_file():
+        raise ValueError(f"ca_file: no file {o.ca_file!r}")
     if o.facility not in SYSLOG_FACILITIES:
         raise ValueError(f"facility: one of {', '.join(SYSLOG_FACILITIES)}")
     if o.framing not in ("octet", "lf"):

@@ -1,4 +1,4 @@
-"""Syslog output: one RFC 5424 message per event, over UDP, TCP or a unix socket.
+"""Syslog output: one RFC 5424 message per event, over UDP, TCP, TLS or a unix socket.
 
     <PRI>1 2026-12-01T23:50:00.123456Z HOST siptrap - sip.auth.attempt
         [siptrap@32473 event="sip.auth.attempt" sensor="s1"]
@@ -11,7 +11,9 @@ event's other fields, each `key="value"` with quotes, backslashes and every cont
 non-ASCII character escaped: a filter anchored on the start of MSG (the shipped fail2ban
 filter, examples/fail2ban/) can never be steered by text an attacker wrote.
 
-TCP frames use RFC 6587 octet counting (`LEN SP MSG`) or a newline. A failed send closes
+TCP frames use RFC 6587 octet counting (`LEN SP MSG`) or a newline; TLS (RFC 5425: the
+receiver's certificate verified against `ca_file` or the system's CAs, its name against
+HOST) always octet counting. A failed send closes
 the socket; batches in the next few seconds are dropped (counted), then one opens a new
 socket: a receiver that is down costs a warning, never a wait per event.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 from typing import Any
 
 from ..events.record import Event
@@ -117,22 +120,26 @@ class SyslogSink:
         self.name = settings.label
         self.queue_size = settings.queue_size
         self.select = selection(settings)
-        self.scheme, self.host, self.port = split_address(settings.address, ("udp", "tcp", "unix"))
+        schemes = ("udp", "tcp", "tls", "unix")
+        self.scheme, self.host, self.port = split_address(settings.address, schemes)
         self.facility = SYSLOG_FACILITIES[settings.facility]
         self.hostname = _header_token(settings.hostname or socket.gethostname(), 255)
         self.app_name = _header_token(settings.app_name, 48)
         self.sent = 0
         self.dropped = 0
-        self.link = Link("syslog", self.name, self.scheme, self.host, self.port)
+        tls = None
+        if self.scheme == "tls":
+            tls = ssl.create_default_context(cafile=settings.ca_file or None)
+        self.link = Link("syslog", self.name, self.scheme, self.host, self.port, tls)
 
     def open(self) -> None:
         pass  # connected on the first batch, so a receiver that is down delays nothing
 
     def _frame(self, text: str) -> bytes:
         data = text.encode("ascii", "backslashreplace")[: self.settings.max_size]
-        if self.scheme != "tcp":
+        if self.scheme not in ("tcp", "tls"):
             return data
-        if self.settings.framing == "lf":
+        if self.settings.framing == "lf" and self.scheme == "tcp":
             return data + b"\n"
         return b"%d %s" % (len(data), data)
 

@@ -19,28 +19,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from .postgres_rows import (
-    EVENT_COLUMNS,
-    MESSAGE_COLUMNS,
-    MESSAGE_EVENTS,
     MESSAGE_FROM_STAGING,
-    MESSAGE_SQL,
     MESSAGE_STAGING,
+    STAGED_MESSAGE_COLUMNS,
+    STAGING_COLUMNS,
     FleetEvent,
     event_row,
+    message_row,
 )
-from .postgres_rows import message_row as _message_row
 from .postgres_schema import upgrade
-from .postgres_tables import WRITERS, flush_sources, tally
+from .postgres_tables import SOURCE_STAGING, flush_sources, tally
 from .sources import SourceTally
+from .writers import MESSAGE_EVENTS, POSTGRES, WRITERS, message_sql
 
 log = logging.getLogger(__name__)
 
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS fleet_in ("
-    " ord INTEGER, sensor TEXT, spool TEXT, seq BIGINT, ts TEXT, ts_epoch DOUBLE PRECISION,"
-    " event TEXT, transport TEXT, src_ip TEXT, src_port BIGINT, dst_ip TEXT, dst_port BIGINT,"
+    " ord INTEGER, spool TEXT, seq BIGINT, ts TEXT, ts_epoch DOUBLE PRECISION, event TEXT,"
+    " sensor TEXT, transport TEXT, src_ip TEXT, src_port BIGINT, dst_ip TEXT, dst_port BIGINT,"
     " data TEXT) ON COMMIT DELETE ROWS"
 )
+_MESSAGE_SQL = message_sql(POSTGRES)
 _INSERT_NEW = (
     "INSERT INTO events (sensor, spool, seq, ts, ts_epoch, event, transport, src_ip,"
     " src_port, dst_ip, dst_port, data)"
@@ -96,6 +96,7 @@ class PostgresStore:
             upgrade(conn)
             conn.execute(_STAGING)
             conn.execute(MESSAGE_STAGING)
+            conn.execute(SOURCE_STAGING)
         except psycopg.OperationalError as exc:
             conn.close()
             raise StoreUnavailable(str(exc).strip()) from exc
@@ -133,7 +134,7 @@ class PostgresStore:
     def _write(self, conn: Any, batch: list[FleetEvent], derived: bool = True) -> int:
         with conn.transaction():
             with conn.cursor() as cur:
-                with cur.copy(f"COPY fleet_in ({EVENT_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY fleet_in ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
                     for ord_, event in enumerate(batch):
                         copy.write_row(event_row(ord_, event))
                 cur.execute(_INSERT_NEW)
@@ -149,25 +150,25 @@ class PostgresStore:
         again: list[tuple[Any, ...]] = []
         seen: set[object] = set()
         for event, event_id in new:
-            if event.event in MESSAGE_EVENTS:
-                row = _message_row(event, event_id)
+            if event.id in MESSAGE_EVENTS:
+                row = message_row(event, event_id)
                 key = row[1]  # message_id (None never conflicts)
                 (again if key is not None and key in seen else first).append(row)
                 seen.add(key)
         with conn.cursor() as cur:
             if first:
-                with cur.copy(f"COPY fleet_messages ({MESSAGE_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY fleet_messages ({STAGED_MESSAGE_COLUMNS}) FROM STDIN") as copy:
                     for row in first:
                         copy.write_row(row)
                 cur.execute(MESSAGE_FROM_STAGING)
             if again:
-                cur.executemany(MESSAGE_SQL, again)
+                cur.executemany(_MESSAGE_SQL, again)
         tallies: dict[tuple[str, str], SourceTally] = {}
         with conn.pipeline():  # one round trip for many statements, not one each
             for event, event_id in new:
-                writer = WRITERS.get(event.event)
+                writer = WRITERS.get(event.id)
                 if writer is not None:
-                    writer(conn, event, event_id)
+                    writer(conn, POSTGRES, event, event_id)
                 tally(tallies, event)
         flush_sources(conn, tallies)
 

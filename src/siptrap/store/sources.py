@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..events.record import Event, iso
 from .values import as_json, text
+from .writers import Record
+
+K = TypeVar("K")
 
 MAX_METHODS = 32
 MAX_METHOD_LEN = 64
@@ -33,7 +37,7 @@ _COUNTERS = {
     "sip.call.started": "calls",
     "sip.register.success": "registrations",
 }
-_COUNTER_COLUMNS = ("events", "requests", "malformed", "auth_attempts", "calls", "registrations")
+COUNTER_COLUMNS = ("events", "requests", "malformed", "auth_attempts", "calls", "registrations")
 # Events about what siptrap sent: they say nothing about what the source did.
 _OUTBOUND = frozenset({"sip.response.sent", "sip.request.sent"})
 
@@ -78,31 +82,36 @@ class SourceTally:
             self.add_transport(transport)
 
 
-def counts_source(event: Event) -> bool:
+def counts_source(r: Record) -> bool:
     """Whether the event is something a source did (it has a peer, and is not ours)."""
-    return event.peer is not None and event.id not in _OUTBOUND and event.direction != "out"
+    return r.peer is not None and r.id not in _OUTBOUND and r.direction != "out"
+
+
+def tally_record(tallies: dict[K, SourceTally], key: K, r: Record) -> None:
+    """Add one event (the caller checked counts_source) to the tally under `key`: the
+    address in SQLite, (sensor, address) in the fleet store."""
+    entry = tallies.get(key)
+    if entry is None:
+        entry = tallies[key] = SourceTally(r.ts, r.ts)
+    entry.first = min(entry.first, r.ts)
+    entry.last = max(entry.last, r.ts)
+    entry.counts["events"] += 1
+    column = _COUNTERS.get(r.id)
+    if column:
+        entry.counts[column] += 1
+    if r.id == "sip.request.received" and r.fields.get("method") is not None:
+        entry.add_method(text(r.fields["method"]) or "")
+    agent = r.fields.get("user_agent")
+    if agent:
+        entry.add_user_agent(text(agent) or "")
+    if r.peer is not None:
+        entry.add_transport(text(r.peer.transport) or "")
 
 
 def tally(tallies: dict[str, SourceTally], event: Event) -> None:
     """Add one event to the batch's tallies (no-op for events that are not a source's)."""
-    if not counts_source(event) or event.peer is None:
-        return
-    ip = text(event.peer.src_ip) or ""
-    entry = tallies.get(ip)
-    if entry is None:
-        entry = tallies[ip] = SourceTally(event.ts, event.ts)
-    entry.first = min(entry.first, event.ts)
-    entry.last = max(entry.last, event.ts)
-    entry.counts["events"] += 1
-    column = _COUNTERS.get(event.id)
-    if column:
-        entry.counts[column] += 1
-    if event.id == "sip.request.received" and event.fields.get("method") is not None:
-        entry.add_method(text(event.fields["method"]) or "")
-    agent = event.fields.get("user_agent")
-    if agent:
-        entry.add_user_agent(text(agent) or "")
-    entry.add_transport(text(event.peer.transport) or "")
+    if counts_source(event) and event.peer is not None:
+        tally_record(tallies, text(event.peer.src_ip) or "", event)
 
 
 def _load(raw: object, default: Any) -> Any:
@@ -114,20 +123,51 @@ def _load(raw: object, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default
 
 
-def _stored(row: sqlite3.Row) -> SourceTally:
-    """The tally a `sources` row holds."""
-    stored = SourceTally(float(row["first_seen_epoch"]), float(row["last_seen_epoch"]))
-    for column in _COUNTER_COLUMNS:
-        value = row[column]
+def stored_tally(
+    first: object, last: object, counts: Sequence[object], methods: object, agents: object,
+    transports: object,
+) -> SourceTally:  # fmt: skip
+    """The tally a `sources` row holds (first/last epochs, COUNTER_COLUMNS, the JSON)."""
+    stored = SourceTally(float(first), float(last))  # type: ignore[arg-type]
+    for column, value in zip(COUNTER_COLUMNS, counts, strict=True):
         stored.counts[column] = value if isinstance(value, int) else 0
-    for method, count in _load(row["methods"], {}).items():
+    for method, count in _load(methods, {}).items():
         if isinstance(count, int):
             stored.add_method(str(method), count)
-    for agent in _load(row["user_agents"], []):
+    for agent in _load(agents, []):
         stored.add_user_agent(str(agent))
-    for transport in _load(row["transports"], []):
+    for transport in _load(transports, []):
         stored.add_transport(str(transport))
     return stored
+
+
+def _stored(row: sqlite3.Row) -> SourceTally:
+    counts = [row[column] for column in COUNTER_COLUMNS]
+    return stored_tally(
+        row["first_seen_epoch"], row["last_seen_epoch"], counts, row["methods"],
+        row["user_agents"], row["transports"],
+    )  # fmt: skip
+
+
+# The columns of a `sources` row after its key, in row_values order.
+SOURCE_COLUMNS = (
+    "first_seen", "first_seen_epoch", "last_seen", "last_seen_epoch", *COUNTER_COLUMNS,
+    "methods", "user_agents", "transports",
+)  # fmt: skip
+
+
+def row_values(total: SourceTally) -> tuple[Any, ...]:
+    """A `sources` row's values after its key (SOURCE_COLUMNS)."""
+    return (
+        iso(total.first),
+        total.first,
+        iso(total.last),
+        total.last,
+        *(total.counts[column] for column in COUNTER_COLUMNS),
+        as_json(dict(total.methods)),
+        as_json(total.user_agents),
+        as_json(total.transports),
+    )
 
 
 _UPSERT = """
@@ -147,17 +187,4 @@ def flush(conn: sqlite3.Connection, tallies: dict[str, SourceTally]) -> None:
         if row is not None:
             total = _stored(row)
             total.absorb(batch)
-        conn.execute(
-            _UPSERT,
-            (
-                ip,
-                iso(total.first),
-                total.first,
-                iso(total.last),
-                total.last,
-                *(total.counts[column] for column in _COUNTER_COLUMNS),
-                as_json(dict(total.methods)),
-                as_json(total.user_agents),
-                as_json(total.transports),
-            ),
-        )
+        conn.execute(_UPSERT, (ip, *row_values(total)))

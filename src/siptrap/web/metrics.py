@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..endpoint.credentials import RESULTS
@@ -138,6 +138,24 @@ class LiveGauges(Collector):
                 yield family
             else:
                 yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+class OutputDrops(Collector):
+    """`siptrap_output_dropped_total{output}`: events each `[[outputs]]` entry dropped
+    (its full queue, or given up on), read at scrape time (outputs.plugin.dropped_counts)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "siptrap_output_dropped",
+            "events each output dropped: its queue was full, or its receiver failed",
+            labels=["output"],
+        )
+        for label, number in self.read().items():
+            family.add_metric([label], float(number))
+        yield family
 
 
 def render(registry: CollectorRegistry) -> bytes:

@@ -10,8 +10,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from ..outputs.plugin import dropped_counts
 from .control import active_calls
-from .metrics import LiveGauges, MetricsSink
+from .metrics import LiveGauges, MetricsSink, OutputDrops
 from .server import WebServer
 from .settings import WebSettings
 
@@ -64,6 +65,7 @@ def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
             }
         )
     )
+    registry.register(OutputDrops(lambda: dropped_counts(honeypot.outputs, runners())))
     return registry, sink
 
 

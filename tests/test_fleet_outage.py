@@ -1,0 +1,96 @@
+"""The issue's outage, at its full length: two `siptrap run` sensors under load publish
+through a nats-server (JetStream) to `siptrap collect`, PostgreSQL is stopped for 30
+seconds and started again, and halfway through the outage the collector (holding a batch
+it could not store) is killed with SIGKILL and started anew. Once the sensors have
+stopped cleanly, the fleet store holds exactly each sensor's own events and messages,
+counted against its siptrap.db: none lost, none twice. Everything started by the test
+on loopback (tests/fleet_servers.py), and stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from fleet_servers import nats_server, postgres_server
+from siptrap_proc import Siptrap
+from test_fleet_e2e import Collector, fleet_counts, local_counts, options_load, sensor_config
+
+pytestmark = [pytest.mark.tools, pytest.mark.slow]
+
+SENSORS = ("outage-a", "outage-b")
+OUTAGE = 30.0  # seconds, as the issue says
+
+
+def test_a_30_second_database_outage_under_load_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    with postgres_server() as pg, nats_server() as nats:
+        collector = Collector(nats, pg, tmp_path / "collect.log")
+        for name in SENSORS:
+            (tmp_path / name).mkdir()
+        sensors = [
+            Siptrap(tmp_path / name / "data", sensor_config(name, nats), ["--quiet"])
+            for name in SENSORS
+        ]
+        stop_load = threading.Event()
+        load: threading.Thread | None = None
+        try:
+            collector.start()
+            for sensor in sensors:
+                sensor.start()
+            load = threading.Thread(
+                target=options_load, args=([s.port for s in sensors], stop_load)
+            )
+            load.start()
+            time.sleep(2)
+            pg.stop()  # the fleet store goes away under load...
+            time.sleep(OUTAGE / 2)
+            collector.kill()  # ...the collector holding a batch it could not store dies...
+            collector.start()
+            time.sleep(OUTAGE / 2)
+            pg.start()  # ...and the store comes back
+            time.sleep(3)
+        finally:
+            stop_load.set()
+            if load is not None:
+                load.join()
+            codes = [sensor.stop() for sensor in sensors]
+        try:
+            assert codes == [0, 0]
+            expected = {name: local_counts(s) for name, s in zip(SENSORS, sensors, strict=True)}
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                got = {name: fleet_counts(pg, name) for name in SENSORS}
+                if all(got[n][:2] == expected[n][:2] for n in SENSORS):
+                    break
+                time.sleep(1)
+            for name in SENSORS:
+                events, top, messages = expected[name]
+                assert events == top and events > 2000, (name, expected[name])  # real load
+                assert got[name] == (events, top, messages), (name, got[name], expected[name])
+            with psycopg.connect(pg.url) as conn:
+                twice = conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT sensor, seq FROM events"
+                    " GROUP BY sensor, spool, seq HAVING COUNT(*) > 1) AS d"
+                ).fetchone()
+                sources = dict(
+                    conn.execute(
+                        "SELECT sensor, events FROM sources WHERE src_ip = '127.0.0.1'"
+                    ).fetchall()
+                )
+            assert twice == (0,)
+            for name, sensor in zip(SENSORS, sensors, strict=True):
+                with sensor.db() as db:
+                    local = db.execute(
+                        "SELECT events FROM sources WHERE src_ip = '127.0.0.1'"
+                    ).fetchone()
+                assert sources[name] == local[0], name  # no event counted twice
+        finally:
+            collector.stop()
+        log = (tmp_path / "collect.log").read_text()
+        assert "store unavailable" in log  # the outage was seen and ridden out
