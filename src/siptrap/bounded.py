@@ -103,6 +103,10 @@ class BoundedLRU(Generic[K, V]):
     def clear(self) -> None:
         self._data.clear()
 
+    def stats(self) -> dict[str, int]:
+        """What a test or a metric may read: entries held, the limit, entries evicted."""
+        return {"entries": len(self._data), "limit": self.limit, "evicted": self.evicted}
+
 
 class DeadlineQueue(Generic[K]):
     """Keys with deadlines on the caller's clock. Setting a key again moves its deadline;
@@ -154,6 +158,11 @@ class DeadlineQueue(Generic[K]):
             del self._deadlines[key]
             due.append(key)
         return due
+
+    def stats(self) -> dict[str, int]:
+        """Keys armed, and heap entries queued (live and stale: at most twice the armed
+        keys plus 16)."""
+        return {"armed": len(self._deadlines), "queued": len(self._heap)}
 
     def _live(self, entry: tuple[float, int, K]) -> bool:
         return self._deadlines.get(entry[2]) == (entry[0], entry[1])
