@@ -128,10 +128,11 @@ class DeadlineQueue(Generic[K]):
 
     def set(self, key: K, deadline: float) -> None:
         """Arm (or re-arm) `key` to fall due at `deadline`."""
-        stamp = (deadline, next(self._counter))
-        self._deadlines[key] = stamp
-        heapq.heappush(self._heap, (stamp[0], stamp[1], key))
-        if len(self._heap) > 2 * len(self._deadlines) + 16:
+        n = next(self._counter)
+        deadlines, heap = self._deadlines, self._heap
+        deadlines[key] = (deadline, n)
+        heapq.heappush(heap, (deadline, n, key))
+        if len(heap) > 2 * len(deadlines) + 16:
             self._compact()
 
     def cancel(self, key: K) -> None:
