@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +37,37 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port")
 
 
-class Siptrap:
-    """`siptrap run` on 127.0.0.1:PORT (UDP and TCP) and PORT+1 (TLS)."""
+def http(url: str, body: Any = None, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET `url` (POST `body` as JSON when given), with a bearer `token` when given:
+    (status, headers, body), whatever the status."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
 
-    def __init__(self, data_dir: Path, config: str = "", extra_args: list[str] | None = None):
+
+class Siptrap:
+    """`siptrap run` on 127.0.0.1:PORT (UDP and TCP) and PORT+1 (TLS); with `web_token`,
+    its dashboard too (`--web` on 127.0.0.1:`web_port`, that admin token)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config: str = "",
+        extra_args: list[str] | None = None,
+        web_token: str | None = None,
+    ):
         self.data_dir = data_dir
         self.port = free_port()
+        self.web_port = free_port(socket.SOCK_STREAM) if web_token else 0
+        web = ["--web", f"127.0.0.1:{self.web_port}", "--web-token", web_token] if web_token else []
         self.config_path = data_dir.parent / f"{data_dir.name}.toml"
         self.config_path.write_text(config)
         self.args = [
@@ -54,6 +81,7 @@ class Siptrap:
             f"127.0.0.1:{self.port}",
             "--listen",
             f"tls:127.0.0.1:{self.port + 1}",
+            *web,
             *(extra_args or []),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -113,6 +141,21 @@ class Siptrap:
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.data_dir / "siptrap.db")
+
+    def url(self, path: str) -> str:
+        """A URL of the dashboard started with `web_token`."""
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    def ctl(self, *words: str) -> tuple[int, Any, str]:
+        """`siptrap ctl WORDS` on this data directory: (exit code, its JSON, stderr)."""
+        result = subprocess.run(
+            [str(BIN), "ctl", "--data-dir", str(self.data_dir), *words],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        out = result.stdout.decode()
+        return result.returncode, json.loads(out) if out.strip() else None, result.stderr.decode()
 
 
 def run_tool(

@@ -126,11 +126,11 @@ def test_sha512_256_is_fips_sha512_256_not_truncated_sha512() -> None:
     assert "SHA-512-256" in ALGORITHMS, auth_mod.SHA512_256_SOURCE
     # FIPS 180-4 example "abc"
     fips = "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23"
-    assert hashes_mod._sha512_256_hashlib(b"abc") == fips
+    assert hashes_mod.sha512_256_hashlib(b"abc") == fips
     assert hashlib.sha512(b"abc").hexdigest()[:64] != fips
     # the cryptography fallback agrees with hashlib
     for data in (b"", b"abc", b"x" * 1000, "J\u00e4s\u00f8n".encode()):
-        assert hashes_mod._sha512_256_cryptography(data) == hashes_mod._sha512_256_hashlib(data)
+        assert hashes_mod.sha512_256_cryptography(data) == hashes_mod.sha512_256_hashlib(data)
 
 
 def test_sha512_256_vector_from_reference() -> None:
@@ -291,7 +291,7 @@ def test_hashcat_line_with_qop_and_refusals() -> None:
 
 @given(st.text(alphabet="sip:@.0123456789[]abc", min_size=1, max_size=30))
 def test_hashcat_uri_split_rebuilds_the_uri(uri: str) -> None:
-    prefix, resource, suffix = forensics._split_uri_for_hashcat(uri)
+    prefix, resource, suffix = forensics.split_uri_for_hashcat(uri)
     assert resource
     rebuilt = (prefix + ":" if prefix else "") + resource + (":" + suffix if suffix else "")
     assert rebuilt == uri
@@ -720,17 +720,17 @@ def test_recover_password_respects_limit() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_piece | st.text(max_size=3), max_size=30).map("".join))
 def test_fast_param_scanner_agrees_with_careful_one(text: str) -> None:
-    fast = headers_mod._scan_fast(text)
+    fast = headers_mod.scan_fast(text)
     if fast is not None:
         careful: list[str] = []
-        assert fast == headers_mod._scan_careful(text, careful)
+        assert fast == headers_mod.scan_careful(text, careful)
         assert careful == []
 
 
 def test_fast_param_scanner_takes_the_common_case() -> None:
-    assert headers_mod._scan_fast(RFC2617_MUFASA.removeprefix("Digest ")) is not None
-    assert headers_mod._scan_fast('username="a\\"b", realm=r') is not None
-    assert headers_mod._scan_fast('username="u" junk') is None
+    assert headers_mod.scan_fast(RFC2617_MUFASA.removeprefix("Digest ")) is not None
+    assert headers_mod.scan_fast('username="a\\"b", realm=r') is not None
+    assert headers_mod.scan_fast('username="u" junk') is None
 
 
 _name = st.text(alphabet="abcnoqu*-_1", min_size=1, max_size=8)
@@ -747,9 +747,9 @@ def test_fast_scanner_on_well_formed_lists(items: list[tuple[str, str, bool, str
             headers_mod.quote_string(value) if quoted else value.replace('"', "").replace(",", "")
         )
         text += f"{sep if text else ''}{name}={shown}"
-    fast = headers_mod._scan_fast(text)
+    fast = headers_mod.scan_fast(text)
     careful: list[str] = []
-    slow = headers_mod._scan_careful(text, careful)
+    slow = headers_mod.scan_careful(text, careful)
     if fast is not None:
         assert fast == slow and careful == []
     if all(q for _, _, q, _ in items):

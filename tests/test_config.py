@@ -108,7 +108,7 @@ def test_defaults() -> None:
     assert config == Config()
     assert config.sensor.personality == "asterisk"
     assert config.personality() is BUILTIN["asterisk"]
-    users = {ext.user: ext for ext in config.extension_list()}
+    users = {ext.user: ext for ext in config.plan}
     assert set(users) == {str(n) for n in range(100, 110)} | {str(n) for n in range(200, 210)} | {
         "300"
     }
@@ -243,7 +243,7 @@ def test_extension_entries() -> None:
             ]
         }
     )
-    users = {ext.user: ext for ext in config.extension_list()}
+    users = {ext.user: ext for ext in config.plan}
     assert users["100"].password == "1234"  # a TOML integer password is a string
     assert users["100"].answer_after == 2.0 and users["100"].call_duration == 5.5
     assert users["101"].behaviour == "redirect"  # a later entry wins
@@ -422,3 +422,24 @@ def test_render_of_a_full_configuration_loads_back_equal(tmp_path: Path) -> None
 def test_render_escapes_control_characters(tmp_path: Path) -> None:
     config = config_from_dict({"sensor": {"name": "a\x00b\x1bc\x7fd\ne\rf\u2028"}})
     assert _round_trip(config, tmp_path) == config
+
+
+def test_plan_and_personalities_are_resolved_once_at_load() -> None:
+    config = config_from_dict(
+        {
+            "extensions": [{"users": "100-102", "behaviour": "busy"}],
+            "personalities": {"mine": {"base": "cisco", "realm": "r"}},
+        }
+    )
+    assert config.plan is config.plan  # one tuple, not rebuilt per use
+    assert [e.user for e in config.plan] == ["100", "101", "102"]
+    assert config.endpoint_settings().extensions is config.plan
+    assert config.personality_named("mine") is config.personality_named("mine")
+    assert config.personality_named("mine").realm == "r"
+    assert config.personality_named("polycom") is BUILTIN["polycom"]
+
+
+def test_a_broken_personality_is_refused_at_load_even_if_not_in_use() -> None:
+    # before, it was only found out when `siptrap ctl personality bad` switched to it
+    with pytest.raises(ConfigError, match="personality 'bad': unknown key 'colour'"):
+        config_from_dict({"personalities": {"bad": {"colour": "red"}}})

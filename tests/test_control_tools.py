@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import require_tool
-from siptrap_proc import BIN, Siptrap, free_port, run_tool
+from siptrap_proc import BIN, Siptrap, free_port, http, run_tool
 
 pytestmark = pytest.mark.tools
 
@@ -56,30 +56,12 @@ rules = ["{rules}"]
 RULES = Path(__file__).resolve().parents[1] / "src" / "siptrap" / "data" / "rules"
 
 
-class Trap(Siptrap):
-    web_port: int
-
-    def ctl(self, *words: str) -> tuple[int, Any, str]:
-        result = subprocess.run(
-            [str(BIN), "ctl", "--data-dir", str(self.data_dir), *words],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        out = result.stdout.decode()
-        return result.returncode, json.loads(out) if out.strip() else None, result.stderr.decode()
+Trap = Siptrap
 
 
 def post(url: str, body: Any, token: str | None = TOKEN) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=20) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, _, data = http(url, body, token)
+    return status, json.loads(data)
 
 
 def sipsak_options(trap: Trap) -> dict[str, str]:
@@ -108,17 +90,11 @@ def sipsak_options(trap: Trap) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def trap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trap]:
     require_tool("sipsak")
-    web_port = free_port(socket.SOCK_STREAM)
     base = tmp_path_factory.mktemp("ctl")
     rules = base / "mine.rules"
     rules.write_text((RULES / "attacks.rules").read_text())
     config = CONFIG.format(smtp_port=free_port(socket.SOCK_STREAM), rules=rules)
-    honeypot = Trap(
-        base / "data",
-        config,
-        ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN, "--quiet"],
-    )
-    honeypot.web_port = web_port
+    honeypot = Trap(base / "data", config, ["--quiet"], web_token=TOKEN)
     honeypot.start()
     try:
         yield honeypot
@@ -135,7 +111,7 @@ def test_the_personality_switches_live_for_a_real_client(trap: Trap) -> None:
     assert seen["allow"].startswith("INVITE, OPTIONS, BYE, CANCEL, ACK, PRACK")
     assert trap.ctl("status")[1]["personality"] == "cisco"
     # through the API with the admin token, to one of the configuration's own
-    url = f"http://127.0.0.1:{trap.web_port}/api/v1/control"
+    url = trap.url("/api/v1/control")
     assert post(url, {"command": ["personality", "mypbx"]}, token=None)[0] == 401
     status, answer = post(url, {"command": ["personality", "mypbx"]})
     assert status == 200 and answer == {"personality": "mypbx", "previous": "cisco"}

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import require_tool
 from kamailio_domain import KAMAILIO, Kamailio, Phone, sip_request
+from recon_pki import LabCA
 from siptrap_proc import BIN, Siptrap, free_port, run_tool
 
 pytestmark = pytest.mark.tools
@@ -289,43 +290,13 @@ UPSTREAM_USERS = {"100", "101", "102"}
 PBX_NAME = "pbx.siptrap.test"
 
 
-def server_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for Kamailio's TLS listen: the PBX's name and 127.0.0.5."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PBX_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = [x509.DNSName(PBX_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.5"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+def server_certificate(folder: Path) -> tuple[Path, Path, Path]:
+    """Kamailio's TLS certificate and key, for the PBX's name and 127.0.0.5, issued by a
+    test CA; and that CA's certificate, which the honeypot trusts (`tls_ca`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    ca = LabCA(folder)
+    cert, key = ca.issue([PBX_NAME, "127.0.0.5"], "kamailio")
+    return cert, key, ca.pem
 
 
 def require_kamailio_module(name: str) -> None:
@@ -386,7 +357,8 @@ def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path, transport:
     honeypot_port_holder = Siptrap(tmp_path / "data", "", ["--quiet"])
     if transport == "tls":
         require_kamailio_module("tls")
-    cert = server_certificate(tmp_path / "pki") if transport == "tls" else None
+    pki = server_certificate(tmp_path / "pki") if transport == "tls" else None
+    cert = pki[:2] if pki is not None else None
     kamailio = Kamailio(
         rundir, f"sip:127.0.0.1:{honeypot_port_holder.port}", tcp=transport == "tcp", tls=cert
     )
@@ -396,10 +368,10 @@ def test_siptrap_registers_its_extensions_at_kamailio(tmp_path: Path, transport:
         elif transport == "tcp":
             registrar, extra = f"tcp:{kamailio.host}:{kamailio.tcp_port}", ""
         else:
-            assert cert is not None
+            assert pki is not None
             dns = stack.enter_context(dns_for_the_pbx(kamailio))
             registrar = f"tls:{PBX_NAME}"  # no port: SRV
-            extra = f'tls_ca = "{cert[0]}"\ndns = "{dns}"\n'
+            extra = f'tls_ca = "{pki[2]}"\ndns = "{dns}"\n'
             # ...and one more entry where the certificate is not trusted: refused.
             extra += f"""
 [[upstream]]

@@ -1355,8 +1355,10 @@ def test_flood_of_distinct_calls_and_sources_never_grows_tables_beyond_bounds() 
             peak[name] = max(peak[name], size)
     for name, bound in BOUNDS.items():
         assert 0 < peak[name] <= bound, (name, peak[name])
-    # The call timer heap stays proportional to the call table, too.
-    assert len(box.ep.calls._heap) <= 8 * BOUNDS["max_dialogs"] + 256
+    # The call timers stay proportional to the call table, too.
+    calls = box.ep.calls.stats()
+    assert calls["calls"] <= BOUNDS["max_dialogs"]
+    assert calls["queued"] <= 2 * calls["armed"] + 16 and calls["armed"] <= 3 * calls["calls"]
     assert box.ep.txs.evictions > 0 and box.ep.registrar.evictions > 0
     assert box.ep.guard.forgotten > 0
     ended = box.of("sip.call.ended")
@@ -1381,8 +1383,10 @@ def test_call_timers_of_evicted_calls_do_not_pile_up() -> None:
     )
     for i in range(1000):  # 2000 timers scheduled, for at most 16 calls
         box.deliver(request("INVITE", "401", call_id=f"ring-{i}", body=SDP_OFFER))
-    assert len(box.ep.calls.calls) <= 16
-    assert len(box.ep.calls._heap) <= 4 * 16 + 256 + 2
+    calls = box.ep.calls.stats()
+    assert calls["calls"] <= 16 and calls["evicted"] == 1000 - calls["calls"]
+    assert calls["armed"] <= 2 * 16  # ringing and ring timeout, of the calls kept only
+    assert calls["queued"] <= 2 * calls["armed"] + 16
 
 
 def test_a_challenge_repeated_later_restarts_the_wait_for_credentials() -> None:

@@ -630,7 +630,7 @@ def test_a_full_disk_never_stops_the_call(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("siptrap.media.wav.WavWriter.write", no_space)
-    monkeypatch.setattr("siptrap.media.pcap.PcapWriter._write_record", no_space)
+    monkeypatch.setattr("siptrap.media.pcap.PcapWriter.write_udp", no_space)
     session, emitted, _ = make_session(tmp_path, mode="ivr")
     session.confirm()
     _, packets, _ = prompt_packets()

@@ -29,8 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA, RFC4475, require_tool
-from siptrap.offline import capture as capture_module
 from siptrap.offline.capture import (
+    DEFAULT_BOUNDS,
+    MAX_RAW_FILE,
+    CaptureBounds,
     CaptureError,
     CaptureStats,
     Datagram,
@@ -475,7 +477,7 @@ def test_incomplete_and_stale_fragments_are_dropped(tmp_path: Path) -> None:
         (1000.1, pieces[1]),  # pieces[2] never comes
         (2000.0, late[0]),
         (2000.1, late[1]),
-        (2000.2 + capture_module.FRAGMENT_TIMEOUT + 1, late[2]),  # arrives too late
+        (2000.2 + DEFAULT_BOUNDS.fragment_timeout + 1, late[2]),  # arrives too late
     ]
     path = write(tmp_path, "inc.pcap", pcap_bytes(frames))
 
@@ -486,13 +488,12 @@ def test_incomplete_and_stale_fragments_are_dropped(tmp_path: Path) -> None:
     assert stats.fragments_reassembled == 0
 
 
-def test_fragment_table_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capture_module, "MAX_FRAGMENTED_DATAGRAMS", 4)
+def test_fragment_table_is_bounded(tmp_path: Path) -> None:
     firsts = [fragments4(sip(40 + i, b"p" * 100), 64, ident=100 + i)[0] for i in range(10)]
     whole = fragments4(sip(60, b"p" * 100), 64, ident=999)
     path = write(tmp_path, "many.pcap", pcap_bytes(timed([*firsts, *whole])))
 
-    datagrams, stats = read_all(path)
+    datagrams, stats = read_all(path, bounds=CaptureBounds(max_fragmented_datagrams=4))
 
     assert [d.payload for d in datagrams] == [sip(60, b"p" * 100)]
     assert stats.fragments_dropped == 10  # ten datagrams, each lost its only fragment
@@ -580,23 +581,21 @@ def test_tcp_hole_is_skipped_at_the_end_of_the_capture(tmp_path: Path) -> None:
     assert stats.tcp_gaps == 1
 
 
-def test_tcp_out_of_order_buffer_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capture_module, "MAX_PENDING_SEGMENTS", 3)
+def test_tcp_out_of_order_buffer_is_capped(tmp_path: Path) -> None:
     messages = [sip(100 + i) for i in range(8)]
     client = TcpSender(seq=0)
     segments = [client.syn(), *[client.data(m) for m in messages]]
     # message 0 is lost; the rest wait in the buffer until the cap forces the hole closed
     path = write(tmp_path, "cap.pcap", pcap_bytes(timed(tcp_frames([segments[0], *segments[2:]]))))
 
-    datagrams, stats = read_all(path)
+    datagrams, stats = read_all(path, bounds=CaptureBounds(max_pending_segments=3))
 
     assert [d.payload for d in datagrams] == messages[1:]
     assert stats.tcp_gaps == 1
     assert datagrams[0].frame == 5  # released when the fourth segment overflowed the buffer
 
 
-def test_tcp_flow_table_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capture_module, "MAX_TCP_FLOWS", 2)
+def test_tcp_flow_table_is_capped(tmp_path: Path) -> None:
     frames = []
     for port in (40001, 40002, 40003):
         frames.append(ether(ip4(6, tcp(0, ACK, sip(port)[:40], sport=port))))
@@ -604,17 +603,14 @@ def test_tcp_flow_table_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         frames.append(ether(ip4(6, tcp(40, ACK, sip(port)[40:], sport=port))))
     path = write(tmp_path, "flows.pcap", pcap_bytes(timed(frames)))
 
-    datagrams, stats = read_all(path)
+    datagrams, stats = read_all(path, bounds=CaptureBounds(max_tcp_flows=2))
 
     assert stats.tcp_flows_evicted >= 1
     assert len(datagrams) < 3  # an evicted flow lost its first half
     assert all(d.payload == sip(d.src_port) for d in datagrams)
 
 
-def test_tcp_buffered_bytes_are_capped_over_all_flows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(capture_module, "MAX_PENDING_TOTAL", len(sip(41011)) + 10)
+def test_tcp_buffered_bytes_are_capped_over_all_flows(tmp_path: Path) -> None:
     frames = []
     for port in (41001, 41002):
         client = TcpSender(seq=0, sport=port)
@@ -623,23 +619,20 @@ def test_tcp_buffered_bytes_are_capped_over_all_flows(
         frames.append(client.data(sip(port + 10)))
     path = write(tmp_path, "total.pcap", pcap_bytes(timed(tcp_frames(frames))))
 
-    datagrams, stats = read_all(path)
+    datagrams, stats = read_all(path, bounds=CaptureBounds(max_pending_total=len(sip(41011)) + 10))
 
     assert [d.payload for d in datagrams] == [sip(41012), sip(41011)]
     assert datagrams[0].frame == 4  # the second flow overflowed the shared buffer at once
     assert stats.tcp_gaps == 2
 
 
-def test_idle_flows_evicted_by_the_cap_are_not_problems(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(capture_module, "MAX_TCP_FLOWS", 2)
+def test_idle_flows_evicted_by_the_cap_are_not_problems(tmp_path: Path) -> None:
     frames = [tcp(0, SYN, sport=port) for port in range(42000, 42010)]  # a SYN scan
     client = TcpSender(seq=5, sport=42999)
     frames += [client.syn(), client.data(sip(181))]
     path = write(tmp_path, "scan.pcap", pcap_bytes(timed(tcp_frames(frames))))
 
-    datagrams, stats = read_all(path)
+    datagrams, stats = read_all(path, bounds=CaptureBounds(max_tcp_flows=2))
 
     assert [d.payload for d in datagrams] == [sip(181)]
     assert stats.problems == 0
@@ -890,7 +883,7 @@ def test_read_sip_file_rejects_empty_and_huge(tmp_path: Path) -> None:
     with pytest.raises(CaptureError):
         read_sip_file(write(tmp_path, "empty.sip", b""))
     with pytest.raises(CaptureError):
-        read_sip_file(write(tmp_path, "huge.sip", b"x" * (capture_module.MAX_RAW_FILE + 1)))
+        read_sip_file(write(tmp_path, "huge.sip", b"x" * (MAX_RAW_FILE + 1)))
 
 
 def test_sniff_format(tmp_path: Path) -> None:

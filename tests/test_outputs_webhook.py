@@ -53,9 +53,7 @@ class Receiver:
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         self.loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self.runner.addresses[0][1]
         ready.set()
         self.loop.run_forever()
 
@@ -82,9 +80,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 def make(url: str, **kw: Any) -> tuple[WebhookSink, list[float]]:
-    sink = WebhookSink(WebhookOutput(url=url, **kw))
     slept: list[float] = []
-    sink._sleep = slept.append  # the backoff, recorded instead of slept
+    sink = WebhookSink(WebhookOutput(url=url, **kw), sleep=slept.append)  # backoff recorded
     sink.open()
     return sink, slept
 

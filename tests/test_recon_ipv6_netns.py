@@ -22,9 +22,6 @@ on the wire; tcpdump captures every interface of the honeypot's namespace.
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,13 +31,11 @@ from typing import Any
 
 import pytest
 
-from conftest import require_tool
+from netns_lab import RECON_LAB, LabHoneypot, NetnsLab, alert_for, lab_up
 from recon_pki import LabCA
 
 pytestmark = pytest.mark.tools
 
-HERE = Path(__file__).resolve().parent
-SIPTRAP = Path(sys.executable).parent / "siptrap"
 HP, AT, DNS = "2001:db8:14::1", "2001:db8:14::2", "2001:db8:53::53"
 ULA_OK, ULA_NO = "fd14:a::2", "fd14:6::2"
 FORBIDDEN = ("::1", "fe80::dead:1", ULA_NO, "::ffff:127.0.0.1", "127.0.0.1")
@@ -52,102 +47,39 @@ NAMES = {
 }
 
 
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=20)
-
-
-class Lab6:
+class Lab6(NetnsLab):
     def __init__(self, tmp: Path) -> None:
-        pid = os.getpid()
-        self.tmp = tmp
-        self.hp, self.at = f"st-hg6hp{pid}", f"st-hg6at{pid}"
-        self.veth = (f"hg6h{pid}"[:15], f"hg6a{pid}"[:15])
-        self.procs: list[subprocess.Popen[bytes]] = []
+        super().__init__(tmp, "6")
         self.ca = LabCA(tmp)
 
     def up(self) -> None:
-        sh("ip", "netns", "add", self.hp)
-        sh("ip", "netns", "add", self.at)
-        sh("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
-        sh("ip", "link", "set", self.veth[0], "netns", self.hp)
-        sh("ip", "link", "set", self.veth[1], "netns", self.at)
-        sides = ((self.hp, self.veth[0], (HP,)), (self.at, self.veth[1], (AT, DNS, ULA_OK, ULA_NO)))
-        for ns, dev, addrs in sides:
-            for addr in addrs:
-                sh("ip", "-n", ns, "-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.hp, "-6", "route", "add", "default", "via", AT)
+        self.join((HP,), (AT, DNS, ULA_OK, ULA_NO), 64)
         records = [f"--host-record=attacker6.test,{AT}"]
         records += [f"--host-record={name},{addr}" for name, addr in NAMES.items()]
-        self.spawn(
-            self.at,
-            require_tool("dnsmasq"),
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            f"--listen-address={DNS}",
-            "--bind-interfaces",
-            f"--pid-file={self.tmp / 'dnsmasq.pid'}",
-            "--local=/test/",
-            *records,
-        )
+        self.dnsmasq(DNS, *records)
         cert, key = self.ca.issue([DNS], "rdap")
-        lab = str(HERE / "recon_lab.py")
-        self.spawn(self.at, sys.executable, lab, "rdap", DNS, "8443", str(cert), str(key))
+        self.spawn(self.at, sys.executable, RECON_LAB, "rdap", DNS, "8443", str(cert), str(key))
         time.sleep(0.5)
-
-    def spawn(self, ns: str, *argv: str, **kw: Any) -> subprocess.Popen[bytes]:
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", subprocess.DEVNULL)
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
-        self.procs.append(proc)
-        return proc
-
-    def down(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (self.hp, self.at):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def lab6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab6]:
-    require_tool("ip")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
     lab = Lab6(tmp_path_factory.mktemp("lab6"))
-    try:
-        lab.up()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        lab.down()
-        pytest.skip(f"network namespaces refused here: {exc}")
-    yield lab
-    lab.down()
+    yield from lab_up(lab, lab.up)
 
 
-class Honeypot6:
+class Honeypot6(LabHoneypot):
     """`siptrap run` in the honeypot's namespace, with tcpdump on every interface."""
 
     def __init__(self, lab: Lab6, mode: str) -> None:
-        self.lab = lab
-        self.dir = lab.tmp / "hp"
-        self.dir.mkdir()
-        self.pcap = self.dir / "all.pcap"
-        config = self.dir / "siptrap.toml"
-        config.write_text(
+        directory = lab.tmp / "hp"
+        super().__init__(
+            lab,
+            directory,
             f"""
 [sensor]
 mode = "{mode}"
-data_dir = "{self.dir / "data"}"
+data_dir = "{directory / "data"}"
 listen = ["udp:[{HP}]:5060", "tcp:[{HP}]:5060"]
 [console]
 enabled = false
@@ -163,78 +95,16 @@ budget = 200
 rate = 50
 target_rate = 20
 route_hops = 3
-"""
+""",
         )
-        argv = [require_tool("tcpdump"), "-i", "any", "-n", "-U", "-w", str(self.pcap)]
-        self.tcpdump = lab.spawn(lab.hp, *argv, stderr=subprocess.PIPE)
-        assert self.tcpdump.stderr is not None
-        lines = [self.tcpdump.stderr.readline()]
-        while b"listening" not in lines[-1] and lines[-1] and len(lines) < 5:
-            lines.append(self.tcpdump.stderr.readline())
-        assert b"listening" in lines[-1], lines
-        self.proc = lab.spawn(
-            lab.hp,
-            str(SIPTRAP),
-            "run",
-            "--config",
-            str(config),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait(lambda events: any(e["event"] == "sensor.started" for e in events), 20)
 
-    def events(self) -> list[dict[str, Any]]:
-        path = self.dir / "data" / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def wait(self, ready: Any, seconds: float) -> list[dict[str, Any]]:
-        end = time.time() + seconds
-        while time.time() < end:
-            events = self.events()
-            if ready(events):
-                return events
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read() if self.proc.stdout else b""
-                raise AssertionError(f"siptrap exited: {out.decode(errors='replace')}")
-            time.sleep(0.2)
-        return self.events()
-
-    def ctl(self, *words: str) -> dict[str, Any]:
-        argv = [str(SIPTRAP), "ctl", "--data-dir", str(self.dir / "data"), *words]
-        done = subprocess.run(argv, capture_output=True, timeout=20, check=False)
-        assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
-
-    def stop(self) -> list[tuple[float, str]]:
+    def packets(self) -> list[tuple[float, str]]:
         """Stop siptrap, then the capture; the packets (time, tcpdump's line)."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        time.sleep(0.3)
-        self.tcpdump.send_signal(signal.SIGTERM)
-        self.tcpdump.wait(timeout=10)
-        argv = ["tcpdump", "-n", "-tt", "-r", str(self.pcap), "ip or ip6"]
-        out = subprocess.run(argv, capture_output=True, timeout=20)
-        packets = []
-        for line in out.stdout.decode(errors="replace").splitlines():
-            stamp, _sep, rest = line.partition(" ")
-            packets.append((float(stamp), rest))
-        return packets
-
-
-def alert_for(events: list[dict[str, Any]], call_id: str) -> dict[str, Any] | None:
-    found = None
-    for e in events:
-        if e["event"] == "analysis.alert.raised" and call_id in (e.get("call_ids") or []):
-            found = e
-    return found
+        return self.stop("ip or ip6")
 
 
 def ua(lab: Lab6, seconds: float, *calls: dict[str, Any]) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, str(HERE / "recon_lab.py"), "ua", AT, HP, str(seconds)]
-    return lab.spawn(lab.at, *argv, *(json.dumps({"ip6": True, **c}) for c in calls))
+    return lab.ua(AT, HP, seconds, *({"ip6": True, **c} for c in calls))
 
 
 def calls_until_alerts(hp: Honeypot6, lab: Lab6, *calls: dict[str, Any]) -> list[dict[str, Any]]:
@@ -287,7 +157,7 @@ def test_ipv6_modes_interactive_attack_and_the_guards(lab6: Lab6) -> None:
         )
         events = calls_until_alerts(hp, lab6, *calls)
     finally:
-        packets = hp.stop()
+        packets = hp.packets()
     events = hp.events()
     results = [e for e in events if e["event"] == "recon.result"]
 

@@ -17,128 +17,56 @@ be on the wire, and its loopback is up; tcpdump captures every interface there.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import require_tool
+from netns_lab import RECON_LAB, LabHoneypot, NetnsLab, alert_for, lab_up
 
 pytestmark = pytest.mark.tools
 
-HERE = Path(__file__).resolve().parent
-SIPTRAP = Path(sys.executable).parent / "siptrap"
 HP, AT, DNS = "198.51.100.1", "198.51.100.2", "198.51.100.53"
 FORBIDDEN = ("10.0.0.1", "127.0.0.1", "169.254.169.254")
 
 
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=20)
-
-
-class Lab:
-    def __init__(self, tmp: Path) -> None:
-        pid = os.getpid()
-        self.tmp = tmp
-        self.hp, self.at = f"sthp{pid}", f"stat{pid}"
-        self.veth = (f"vh{pid}"[:15], f"va{pid}"[:15])
-        self.procs: list[subprocess.Popen[bytes]] = []
-
+class Lab(NetnsLab):
     def up(self) -> None:
-        sh("ip", "netns", "add", self.hp)
-        sh("ip", "netns", "add", self.at)
-        sh("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
-        sh("ip", "link", "set", self.veth[0], "netns", self.hp)
-        sh("ip", "link", "set", self.veth[1], "netns", self.at)
-        for ns, dev, addrs in ((self.hp, self.veth[0], (HP,)), (self.at, self.veth[1], (AT, DNS))):
-            for addr in addrs:
-                sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.hp, "route", "add", "default", "via", AT)
-        self.spawn(
-            self.at,
-            require_tool("dnsmasq"),
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            f"--listen-address={DNS}",
-            "--bind-interfaces",
-            f"--pid-file={self.tmp / 'dnsmasq.pid'}",
-            "--local=/test/",
+        self.join((HP,), (AT, DNS), 24)
+        self.dnsmasq(
+            DNS,
             f"--host-record=attacker.test,{AT}",
             "--address=/evil.test/10.0.0.1",
             "--address=/local.test/127.0.0.1",
             "--address=/meta.test/169.254.169.254",
         )
-        self.spawn(self.at, sys.executable, str(HERE / "recon_lab.py"), "rdap", DNS, "8080")
+        self.spawn(self.at, sys.executable, RECON_LAB, "rdap", DNS, "8080")
         time.sleep(0.5)
-
-    def spawn(self, ns: str, *argv: str, **kw: Any) -> subprocess.Popen[bytes]:
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", subprocess.DEVNULL)
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kw)
-        self.procs.append(proc)
-        return proc
-
-    def run(self, ns: str, *argv: str, timeout: float = 60) -> str:
-        done = subprocess.run(
-            ["ip", "netns", "exec", ns, *argv], capture_output=True, timeout=timeout, check=False
-        )
-        return done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
-
-    def down(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (self.hp, self.at):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_tool("ip")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    lab = Lab(tmp_path_factory.mktemp("lab"))
-    try:
-        lab.up()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        lab.down()
-        pytest.skip(f"network namespaces refused here: {exc}")
-    yield lab
-    lab.down()
+    lab = Lab(tmp_path_factory.mktemp("lab"), "4")
+    yield from lab_up(lab, lab.up)
 
 
-class Honeypot:
+class Honeypot(LabHoneypot):
     """`siptrap run` in the honeypot's namespace, with tcpdump on every interface."""
 
     def __init__(self, lab: Lab, name: str, mode: str) -> None:
-        self.lab = lab
-        self.dir = lab.tmp / name
-        self.dir.mkdir()
-        self.pcap = self.dir / "all.pcap"
-        config = self.dir / "siptrap.toml"
-        config.write_text(
+        directory = lab.tmp / name
+        super().__init__(
+            lab,
+            directory,
             f"""
 [sensor]
 mode = "{mode}"
-data_dir = "{self.dir / "data"}"
+data_dir = "{directory / "data"}"
 listen = ["udp:{HP}:5060", "tcp:{HP}:5060"]
 [console]
 enabled = false
@@ -153,64 +81,12 @@ budget = 200
 rate = 50
 target_rate = 20
 route_hops = 3
-"""
+""",
         )
-        self.tcpdump = lab.spawn(
-            lab.hp,
-            require_tool("tcpdump"),
-            "-i",
-            "any",
-            "-n",
-            "-U",
-            "-w",
-            str(self.pcap),
-            stderr=subprocess.PIPE,
-        )
-        assert self.tcpdump.stderr is not None
-        lines = [self.tcpdump.stderr.readline() for _ in range(1)]
-        while b"listening" not in lines[-1] and lines[-1] and len(lines) < 5:
-            lines.append(self.tcpdump.stderr.readline())  # until "listening on any ..."
-        assert b"listening" in lines[-1], lines
-        self.proc = lab.spawn(
-            lab.hp,
-            str(SIPTRAP),
-            "run",
-            "--config",
-            str(config),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait(lambda events: any(e["event"] == "sensor.started" for e in events), 20)
 
-    def events(self) -> list[dict[str, Any]]:
-        path = self.dir / "data" / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def wait(self, ready: Any, seconds: float) -> list[dict[str, Any]]:
-        end = time.time() + seconds
-        while time.time() < end:
-            events = self.events()
-            if ready(events):
-                return events
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read() if self.proc.stdout else b""
-                raise AssertionError(f"siptrap exited: {out.decode(errors='replace')}")
-            time.sleep(0.2)
-        return self.events()
-
-    def stop(self) -> list[str]:
-        """Stop siptrap, then the capture; the captured packets, one line each."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        time.sleep(0.3)
-        self.tcpdump.send_signal(signal.SIGTERM)
-        self.tcpdump.wait(timeout=10)
-        out = subprocess.run(
-            ["tcpdump", "-n", "-r", str(self.pcap), "ip"], capture_output=True, timeout=20
-        )
-        return out.stdout.decode(errors="replace").splitlines()
+    def packets(self) -> list[str]:
+        """Stop siptrap, then the capture; the captured IPv4 packets, one line each."""
+        return [line for _ts, line in self.stop("ip")]
 
     def recon_rows(self) -> list[sqlite3.Row]:
         conn = sqlite3.connect(self.dir / "data" / "siptrap.db")
@@ -221,21 +97,12 @@ route_hops = 3
             conn.close()
 
 
-def alert_for(events: list[dict[str, Any]], call_id: str) -> dict[str, Any] | None:
-    found = None
-    for e in events:
-        if e["event"] == "analysis.alert.raised" and call_id in (e.get("call_ids") or []):
-            found = e
-    return found
-
-
 def alerts_for(*call_ids: str) -> Any:
     return lambda events: all(alert_for(events, c) for c in call_ids)
 
 
 def ua(lab: Lab, seconds: float, *calls: dict[str, Any]) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, str(HERE / "recon_lab.py"), "ua", AT, HP, str(seconds)]
-    return lab.spawn(lab.at, *argv, *(json.dumps(c) for c in calls))
+    return lab.ua(AT, HP, seconds, *calls)
 
 
 def dst_hosts(packets: list[str]) -> set[str]:
@@ -283,7 +150,7 @@ def test_active_mode_interactive_spoofed_and_the_guards(lab: Lab) -> None:
         attacker.terminate()
         attacker.wait(timeout=10)
     finally:
-        packets = hp.stop()
+        packets = hp.packets()
     events = hp.events()
 
     interactive = alert_for(events, "interactive1")
@@ -348,7 +215,7 @@ def test_passive_mode_sends_nothing_but_replies(lab: Lab) -> None:
         attacker.terminate()
         attacker.wait(timeout=10)
     finally:
-        packets = hp.stop()
+        packets = hp.packets()
     alert = alert_for(events, "passive1")
     assert alert is not None
     assert any(c.startswith("Not checked (passive mode)") for c in alert["conclusions"])

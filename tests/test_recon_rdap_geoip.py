@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from pathlib import Path
-from typing import Any
 
 import maxminddb
 import mmdb_writer
@@ -56,8 +55,7 @@ async def https_rdap(cert: Path, key: Path) -> tuple[web.AppRunner, int, list[st
     context.load_cert_chain(cert, key)
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
-    server: Any = site._server
-    port = server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     return runner, port, asked
 
 

@@ -254,9 +254,6 @@ def test_passive_mode_queue_and_budget_are_bounded() -> None:
         assert recon.set_mode("active") == "passive"
         assert recon.submit(ask) == "recon is not running"
         await recon.start()
-        recon._pending = 2  # two asks waiting already: the queue is full
-        assert recon.submit(ask) == "recon queue full" and recon.dropped == 1
-        recon._pending = 0
         two = ReconAsk(
             LAB,
             (
@@ -274,6 +271,24 @@ def test_passive_mode_queue_and_budget_are_bounded() -> None:
         assert len(events) == 2 and outcomes == ["ok", "skipped"]
         skipped = next(e for e in events if e.fields["outcome"] == "skipped")
         assert "budget" in skipped.fields["detail"]["reason"]
+
+    asyncio.run(main())
+
+
+def test_asks_beyond_the_queue_size_are_dropped_and_counted() -> None:
+    async def main() -> None:
+        recon = Reconnaissance(
+            ReconConfig(allow=(f"{LAB}/32",), queue_size=2, timeout=0.5), [].append, "t", "active"
+        )
+        await recon.start()
+
+        def ask(port: int) -> ReconAsk:
+            return ReconAsk(LAB, (Probe("port", LAB, "SDP connection (c=)", port, "udp"),), "q")
+
+        # no await between them: the workers have taken none yet, two asks wait
+        assert recon.submit(ask(9)) is None and recon.submit(ask(11)) is None
+        assert recon.submit(ask(13)) == "recon queue full" and recon.dropped == 1
+        await recon.aclose()
 
     asyncio.run(main())
 

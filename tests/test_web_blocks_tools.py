@@ -7,17 +7,14 @@ honeypot's ladder and out of the blocklist."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import require_tool
-from siptrap_proc import BIN, Siptrap, free_port, run_tool
+from siptrap_proc import BIN, Siptrap, http, run_tool
 
 pytestmark = pytest.mark.tools
 
@@ -43,21 +40,6 @@ behaviour = "answer"
 """
 
 
-def _call(
-    url: str, body: Any = None, token: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=20) as reply:
-            return reply.status, dict(reply.headers), reply.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
 def _blocks_list(data_dir: Path) -> Any:
     out = subprocess.run(
         [str(BIN), "blocks", "list", "--json", "--data-dir", str(data_dir)],
@@ -70,29 +52,26 @@ def _blocks_list(data_dir: Path) -> Any:
 
 def test_a_real_block_is_listed_shown_and_lifted_through_the_api(tmp_path: Path) -> None:
     svwar = require_tool("sipvicious_svwar")
-    web_port = free_port(socket.SOCK_STREAM)
-    trap = Siptrap(
-        tmp_path / "data", CONFIG, ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN]
-    )
-    base = f"http://127.0.0.1:{web_port}"
+    trap = Siptrap(tmp_path / "data", CONFIG, web_token=TOKEN)
+    base = trap.url("")
     trap.start()
     try:
         run_tool([svwar, "-e100-110", "-p", str(trap.port), ATTACKER])
         changed = trap.wait_for(lambda e: e["event"] == "response.policy.changed", 20)
         assert changed and changed[0]["src_ip"] == ATTACKER, trap.events()[-5:]
-        status, _, body = _call(f"{base}/api/v1/blocks")
+        status, _, body = http(f"{base}/api/v1/blocks")
         items = json.loads(body)["items"]
         assert status == 200 and [b["src_ip"] for b in items] == [ATTACKER]
         assert items[0]["step"] == "try_later" and items[0]["category"] == changed[0]["category"]
         assert items == _blocks_list(trap.data_dir)  # the same state `blocks list` reads
         for path in ("/blocks", f"/sources/{ATTACKER}"):
-            status, _, page = _call(base + path)
+            status, _, page = http(base + path)
             assert status == 200 and b"try_later" in page, path
         blocklist = trap.data_dir / "blocklist.txt"
         assert ATTACKER in blocklist.read_text().split()
         lift = f"{base}/api/v1/blocks/lift"
-        assert _call(lift, {"src_ip": ATTACKER})[0] == 401  # loopback reads, never lifts
-        status, _, body = _call(lift, {"src_ip": ATTACKER}, TOKEN)
+        assert http(lift, {"src_ip": ATTACKER})[0] == 401  # loopback reads, never lifts
+        status, _, body = http(lift, {"src_ip": ATTACKER}, TOKEN)
         assert status == 200, body
         assert json.loads(body) == {"src_ip": ATTACKER, "lifted": True, "errors": []}
         lifted = trap.wait_for(
@@ -101,7 +80,7 @@ def test_a_real_block_is_listed_shown_and_lifted_through_the_api(tmp_path: Path)
         )
         assert lifted and lifted[0]["src_ip"] == ATTACKER
         assert _blocks_list(trap.data_dir) == []
-        assert json.loads(_call(f"{base}/api/v1/blocks")[2])["items"] == []
+        assert json.loads(http(f"{base}/api/v1/blocks")[2])["items"] == []
         assert ATTACKER not in blocklist.read_text().split()
         control = trap.wait_for(lambda e: e["event"] == "sensor.control", 10)
         assert [(e["who"], e["command"]) for e in control] == [
@@ -117,11 +96,8 @@ def test_the_blocks_page_lifts_with_its_button_in_chromium(tmp_path: Path) -> No
     in its HttpOnly cookie and the form's CSRF value; the honeypot records who did it."""
     svwar, chromium = require_tool("sipvicious_svwar"), require_tool("chromium")
     playwright_api = pytest.importorskip("playwright.sync_api")
-    web_port = free_port(socket.SOCK_STREAM)
-    trap = Siptrap(
-        tmp_path / "data", CONFIG, ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN]
-    )
-    base = f"http://127.0.0.1:{web_port}"
+    trap = Siptrap(tmp_path / "data", CONFIG, web_token=TOKEN)
+    base = trap.url("")
     trap.start()
     try:
         run_tool([svwar, "-e100-110", "-p", str(trap.port), ATTACKER])

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, require_tool
-from siptrap_proc import BIN, Siptrap, free_port, run_tool
+from siptrap_proc import BIN, Siptrap, free_port, http, run_tool
 
 pytestmark = pytest.mark.tools
 
@@ -64,35 +64,13 @@ ring_timeout = 120
 
 
 class Trap(Siptrap):
-    web_port: int
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.web_port}{path}"
-
     def get(self, path: str, token: str | None = TOKEN) -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(self.url(path))
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=20) as reply:
-                return reply.status, dict(reply.headers), reply.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read()
+        return http(self.url(path), token=token)
 
     def api(self, path: str) -> Any:
         status, _, body = self.get(path)
         assert status == 200, (path, status, body[:300])
         return json.loads(body)
-
-    def ctl(self, *words: str) -> tuple[int, Any, str]:
-        result = subprocess.run(
-            [str(BIN), "ctl", "--data-dir", str(self.data_dir), *words],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        out = result.stdout.decode()
-        return result.returncode, json.loads(out) if out.strip() else None, result.stderr.decode()
 
 
 def hostile_options(port: int, call_id: str = "hostile-1") -> bytes:
@@ -152,14 +130,8 @@ def sipp_call(trap: Trap, workdir: Path) -> str:
 def trap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trap]:
     for tool in ("sipvicious_svmap", "sipvicious_svwar", "sipvicious_svcrack", "sipp"):
         require_tool(tool)
-    web_port = free_port(socket.SOCK_STREAM)
     base = tmp_path_factory.mktemp("web")
-    honeypot = Trap(
-        base / "data",
-        CONFIG,
-        ["--web", f"127.0.0.1:{web_port}", "--web-token", TOKEN, "--quiet"],
-    )
-    honeypot.web_port = web_port
+    honeypot = Trap(base / "data", CONFIG, ["--quiet"], web_token=TOKEN)
     honeypot.start()
     try:
         port = str(honeypot.port)

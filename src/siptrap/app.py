@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ class Honeypot:
             self.data_dir,
             self.bus.emit,
             config.sensor.name,
-            [ext.media_file for ext in config.extension_list() if ext.media_file],
+            [ext.media_file for ext in config.plan if ext.media_file],
         )
         self.endpoint = Endpoint(
             config.endpoint_settings(),
@@ -290,9 +290,8 @@ class Honeypot:
         """Answer as the personality NAME (built-in or a [personalities.NAME] of the
         configuration) from the next message on. Returns the previous name; raises
         ValueError for a name that is not defined (nothing changes)."""
-        sensor = replace(self.config.sensor, personality=name)
         try:
-            personality = replace(self.config, sensor=sensor).personality()
+            personality = self.config.personality_named(name)
         except ConfigError:
             known = ", ".join([*BUILTIN, *self.config.personalities])
             raise ValueError(f"unknown personality {name[:40]!r}: one of {known}") from None

@@ -103,6 +103,10 @@ class BoundedLRU(Generic[K, V]):
     def clear(self) -> None:
         self._data.clear()
 
+    def stats(self) -> dict[str, int]:
+        """What a test or a metric may read: entries held, the limit, entries evicted."""
+        return {"entries": len(self._data), "limit": self.limit, "evicted": self.evicted}
+
 
 class DeadlineQueue(Generic[K]):
     """Keys with deadlines on the caller's clock. Setting a key again moves its deadline;
@@ -124,10 +128,11 @@ class DeadlineQueue(Generic[K]):
 
     def set(self, key: K, deadline: float) -> None:
         """Arm (or re-arm) `key` to fall due at `deadline`."""
-        stamp = (deadline, next(self._counter))
-        self._deadlines[key] = stamp
-        heapq.heappush(self._heap, (stamp[0], stamp[1], key))
-        if len(self._heap) > 2 * len(self._deadlines) + 16:
+        n = next(self._counter)
+        deadlines, heap = self._deadlines, self._heap
+        deadlines[key] = (deadline, n)
+        heapq.heappush(heap, (deadline, n, key))
+        if len(heap) > 2 * len(deadlines) + 16:
             self._compact()
 
     def cancel(self, key: K) -> None:
@@ -154,6 +159,11 @@ class DeadlineQueue(Generic[K]):
             del self._deadlines[key]
             due.append(key)
         return due
+
+    def stats(self) -> dict[str, int]:
+        """Keys armed, and heap entries queued (live and stale: at most twice the armed
+        keys plus 16)."""
+        return {"armed": len(self._deadlines), "queued": len(self._heap)}
 
     def _live(self, entry: tuple[float, int, K]) -> bool:
         return self._deadlines.get(entry[2]) == (entry[0], entry[1])

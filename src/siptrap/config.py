@@ -177,26 +177,34 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     actions: tuple[ActionSpec, ...] = ()
     upstream: tuple[UpstreamConfig, ...] = ()
+    # Resolved once, when the configuration is made: the extension plan, and every
+    # personality the configuration defines (the built-ins and its own).
+    plan: tuple[Extension, ...] = field(init=False, repr=False, compare=False)
+    resolved: dict[str, Personality] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", tuple(build_extensions(self.extensions)))
+        own = {n: personality_from_config(n, v) for n, v in self.personalities.items()}
+        object.__setattr__(self, "resolved", {**BUILTIN, **own})
 
     def listen(self) -> list[Listen]:
         return [item for spec in self.sensor.listen for item in parse_listen(spec)]
 
     def personality(self) -> Personality:
-        name = self.sensor.personality
-        if name in self.personalities:
-            return personality_from_config(name, self.personalities[name])
-        if name not in BUILTIN:
-            raise ConfigError(f"sensor.personality: unknown personality {name!r}")
-        return BUILTIN[name]
+        """The personality `[sensor] personality` names (ConfigError if none is)."""
+        return self.personality_named(self.sensor.personality)
 
-    def extension_list(self) -> list[Extension]:
-        return build_extensions(self.extensions)
+    def personality_named(self, name: str) -> Personality:
+        found = self.resolved.get(name)
+        if found is None:
+            raise ConfigError(f"sensor.personality: unknown personality {name!r}")
+        return found
 
     def engine_settings(self) -> EngineSettings:
         """What the analysis engine knows of the honeypot: its extensions and proxies."""
         a = self.analysis
         return EngineSettings(
-            extensions=frozenset(e.user for e in self.extension_list()),
+            extensions=frozenset(e.user for e in self.plan),
             proxies=tuple(a.proxies),
             home_region=a.home_region,
             alert_idle=a.alert_idle,
@@ -207,7 +215,7 @@ class Config:
         """What the endpoint answers with, personality and extension plan resolved once."""
         return EndpointSettings(
             personality=self.personality(),
-            extensions=tuple(self.extension_list()),
+            extensions=self.plan,
             sensor=self.sensor.name,
             public_address=self.sensor.public_address,
             flood=self.flood,
@@ -334,7 +342,7 @@ def config_from_dict(data: dict[str, Any], **overrides: Any) -> Config:
     )
     config.listen()
     config.personality()
-    known = {ext.user for ext in config.extension_list()}
+    known = {ext.user for ext in config.plan}
     if "upstream" in data:
         try:
             config = replace(config, upstream=upstream_configs(data["upstream"], known))

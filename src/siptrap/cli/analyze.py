@@ -67,7 +67,7 @@ def _rules_and_settings(args: argparse.Namespace) -> tuple[RuleSet, EngineSettin
         from ..config import load_config
 
         config = load_config(args.config)
-        plan = config.extension_list()
+        plan = config.plan
         extensions = frozenset(e.user for e in plan)
         # the passwords let offline tell a cracked password, as the live honeypot does
         passwords = tuple((e.user, e.password) for e in plan if e.password is not None)

@@ -3,14 +3,13 @@ redirect, hang up, CANCEL, BYE, ACK — with the timing of a real PBX, on deadli
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any, Final, Protocol, runtime_checkable
 
+from ..bounded import DeadlineQueue
 from ..events.record import Event, Peer
 from ..media.codecs import g722_available
 from ..media.dtmf import DtmfEvent, parse_info_dtmf
@@ -18,6 +17,7 @@ from ..media.negotiation import plan_streams
 from ..media.session import CallSetup
 from ..sip import Request
 from ..sip.dialog import Dialog, DialogTable
+from ..sip.errors import StateError
 from ..sip.sdp import SessionDescription, build_answer, build_offer, parse_sdp
 from ..sip.transaction import TransactionKey
 from . import identifiers
@@ -28,6 +28,39 @@ from .responder import Incoming, Responder
 
 EXTERNAL_RING_TIMEOUT = 30.0  # an authenticated call to a number we do not host
 CHALLENGE_WAIT = 32.0  # how long a challenged call waits for the authenticated INVITE
+
+
+class CallState(StrEnum):
+    NEW = "new"  # INVITE received, not answered yet
+    CHALLENGED = "challenged"  # 401/407 sent, waiting for the authenticated INVITE
+    RINGING = "ringing"  # routed: ringing, or about to be answered, refused or redirected
+    ANSWERED = "answered"  # 200 OK sent
+    ENDED = "ended"
+
+
+C = CallState
+# Events: "challenge" (401/407 to the INVITE), "route" (authenticated or not needed: the
+# extension's behaviour starts), "answer" (200 OK), "end" (any final answer, BYE, CANCEL,
+# timeout, eviction, operator, shutdown).
+CALL_TABLE: Final[dict[tuple[CallState, str], CallState]] = {
+    (C.NEW, "challenge"): C.CHALLENGED,
+    (C.NEW, "route"): C.RINGING,
+    (C.NEW, "end"): C.ENDED,
+    (C.CHALLENGED, "challenge"): C.CHALLENGED,
+    (C.CHALLENGED, "route"): C.RINGING,
+    (C.CHALLENGED, "end"): C.ENDED,
+    (C.RINGING, "answer"): C.ANSWERED,
+    (C.RINGING, "end"): C.ENDED,
+    (C.ANSWERED, "end"): C.ENDED,
+}
+OPEN_STATES: Final = frozenset({C.NEW, C.CHALLENGED, C.RINGING})  # a CANCEL still applies
+
+
+def _move(call: Call, event: str) -> None:
+    new = CALL_TABLE.get((call.state, event))
+    if new is None:
+        raise StateError("call", call.state.value, event)
+    call.state = new
 
 
 class MediaPorts(Protocol):
@@ -64,7 +97,7 @@ class Call:
     extension: Extension | None
     behaviour: str
     started: float
-    state: str = "new"  # new, challenged, ringing, answered, ended
+    state: CallState = C.NEW
     answered_at: float | None = None
     dialog: Dialog | None = None
     media_key: str | None = None
@@ -72,6 +105,10 @@ class Call:
     offer: SessionDescription | None = None  # the SDP of the INVITE being answered
     status: int | None = None
     timers: dict[str, float] = field(default_factory=dict)  # action -> when it is due
+
+    @property
+    def ended(self) -> bool:
+        return self.state is C.ENDED
 
 
 class CallManager:
@@ -95,39 +132,38 @@ class CallManager:
         self.authenticate = authenticate
         self.challenge = challenge
         self.max_calls = max(1, max_calls)
-        self.calls: OrderedDict[str, Call] = OrderedDict()
-        self._heap: list[tuple[float, int, str, str]] = []
-        self._seq = itertools.count()
+        self.calls: dict[str, Call] = {}  # oldest first: the first evicted when full
+        self._timers: DeadlineQueue[tuple[str, str]] = DeadlineQueue()  # (call id, action)
         self.evicted = 0
+
+    def stats(self) -> dict[str, int]:
+        """Calls held, timers armed and queued (the queue stays proportional to them)."""
+        timers = self._timers.stats()
+        return {"calls": len(self.calls), "evicted": self.evicted, **timers}
 
     # -- timers ----------------------------------------------------------------------
     def _at(self, call: Call, when: float, action: str) -> None:
         call.timers[action] = when
-        heapq.heappush(self._heap, (when, next(self._seq), call.call_id, action))
-        if len(self._heap) > 4 * self.max_calls + 256:  # timers of ended or evicted calls
-            self._heap = [item for item in self._heap if self._live(item)]
-            heapq.heapify(self._heap)
+        self._timers.set((call.call_id, action), when)
 
-    def _live(self, item: tuple[float, int, str, str]) -> bool:
-        """Is this heap entry still the call's timer (not cancelled, moved or orphaned)?"""
-        when, _, call_id, action = item
-        call = self.calls.get(call_id)
-        return call is not None and call.state != "ended" and call.timers.get(action) == when
+    def _cancel(self, call: Call, action: str) -> None:
+        if call.timers.pop(action, None) is not None:
+            self._timers.cancel((call.call_id, action))
 
     def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
+        return self._timers.next_deadline()
 
     def handle_timers(self, now: float) -> None:
         self._media_ended(now)
-        while self._heap and self._heap[0][0] <= now:
-            item = heapq.heappop(self._heap)
-            if not self._live(item):
-                continue
-            _, _, call_id, action = item
-            call = self.calls[call_id]
-            del call.timers[action]
-            call.inc.now = now
-            self._fire(call, action, now)
+        while (when := self._timers.next_deadline()) is not None and when <= now:
+            for call_id, action in self._timers.pop_due(when):
+                call = self.calls.get(call_id)
+                # an earlier timer of this round may have ended the call or moved this one
+                if call is None or call.ended or call.timers.get(action) != when:
+                    continue
+                del call.timers[action]
+                call.inc.now = now
+                self._fire(call, action, now)
 
     def _fire(self, call: Call, action: str, now: float) -> None:
         if action == "ringing":
@@ -151,11 +187,11 @@ class CallManager:
             return
         call_id = request.call_id or ""
         call = self.calls.get(call_id)
-        if call is not None and call.state not in ("challenged", "ended"):
+        if call is not None and call.state not in (C.CHALLENGED, C.ENDED):
             self._second_invite(call, inc)
             return
         called = request.uri.user
-        if call is None or call.state == "ended":
+        if call is None or call.ended:
             call = self._new_call(inc, called)
         else:
             call.inc, call.peer = inc, inc.peer
@@ -182,10 +218,11 @@ class CallManager:
             self.r.respond(inc, 500, [("Retry-After", str(secrets.randbelow(11)))])
 
     def _new_call(self, inc: Incoming, called: str | None) -> Call:
+        self.calls.pop(inc.request.call_id or "", None)  # an ended call of the same Call-ID
         if len(self.calls) >= self.max_calls:
-            _, oldest = self.calls.popitem(last=False)
+            oldest = self.calls.pop(next(iter(self.calls)))
             self.evicted += 1
-            if oldest.state != "ended":
+            if not oldest.ended:
                 self._end(oldest, inc.now, "evicted", oldest.status)
         ext = self.plan.get(called)
         call = Call(
@@ -227,20 +264,19 @@ class CallManager:
     def _challenge(self, call: Call, inc: Incoming, stale: bool) -> None:
         status = self.p.invite_challenge_status
         header = "Proxy-Authenticate" if status == 407 else "WWW-Authenticate"
-        call.state = "challenged"
+        _move(call, "challenge")
         call.status = status
         self.r.respond(inc, status, [(header, self.challenge(inc, stale))], to_tag=call.to_tag)
-        call.timers.pop("challenge_timeout", None)
         self._at(call, inc.now + CHALLENGE_WAIT, "challenge_timeout")
 
     def _route(self, call: Call, now: float) -> None:
-        call.timers.pop("challenge_timeout", None)
+        self._cancel(call, "challenge_timeout")
         ext = call.extension
         if ext is None and not self.p.challenge_invite:
             self._final(call, self.p.unknown_user_status, "unknown_extension")
             return
         behaviour = ext.behaviour if ext is not None else "ring"
-        call.state = "ringing"
+        _move(call, "route")
         if behaviour == "busy":
             self._final(call, 486, "busy")
         elif behaviour == "redirect":
@@ -279,7 +315,7 @@ class CallManager:
         call.answer_sdp = body
         if self.r.respond(call.inc, 200, headers, body=body, to_tag=call.to_tag) is None:
             return
-        call.state = "answered"
+        _move(call, "answer")
         call.status = 200
         call.answered_at = now
         if call.inc.request.from_addr is not None:
@@ -350,7 +386,7 @@ class CallManager:
             return
         for key, reason in self.sessions.take_ended():
             call = self.calls.get(key)
-            if call is not None and call.state == "answered" and call.media_key == key:
+            if call is not None and call.state is C.ANSWERED and call.media_key == key:
                 call.inc.now = now
                 self._hangup(call, now, reason)
 
@@ -376,7 +412,7 @@ class CallManager:
     def _reinvite(self, inc: Incoming) -> None:
         dialog = self.dialogs.match(inc.request)
         call = self.calls.get(inc.request.call_id or "")
-        if dialog is None or call is None or call.state != "answered":
+        if dialog is None or call is None or call.state is not C.ANSWERED:
             self.r.respond(inc, 481)
             return
         self.dialogs.request_received(dialog, inc.request, inc.now)
@@ -388,7 +424,7 @@ class CallManager:
     # -- the rest of a call ------------------------------------------------------------
     def cancel(self, inc: Incoming, target: TransactionKey | None) -> None:
         call = self.calls.get(inc.request.call_id or "")
-        if target is None or call is None or call.state not in ("ringing", "new", "challenged"):
+        if target is None or call is None or call.state not in OPEN_STATES:
             self.r.respond(inc, 481)
             return
         self.r.respond(inc, 200, to_tag=call.to_tag)
@@ -402,7 +438,7 @@ class CallManager:
             return
         self.dialogs.request_received(dialog, inc.request, inc.now)
         self.r.respond(inc, 200, to_tag=dialog.local_tag)
-        if call is not None and call.state != "ended":
+        if call is not None and not call.ended:
             self._end(call, inc.now, "bye", call.status)
 
     def ack(self, request: Request, now: float) -> None:
@@ -449,16 +485,17 @@ class CallManager:
 
     def no_ack(self, call_id: str, now: float) -> None:
         call = self.calls.get(call_id)
-        if call is not None and call.state == "answered" and call.dialog and not call.dialog.acked:
+        if call is not None and call.state is C.ANSWERED and call.dialog and not call.dialog.acked:
             self.dialogs.terminate(call.dialog, "no_ack")
             self._end(call, now, "no_ack", call.status)
 
     def _end(self, call: Call, now: float, reason: str, status: int | None) -> None:
-        if call.state == "ended":
+        if call.ended:
             return
         answered = call.answered_at is not None
-        call.state = "ended"
-        call.timers.clear()
+        _move(call, "end")
+        for action in list(call.timers):
+            self._cancel(call, action)
         media = self.media.close(call.media_key) if call.media_key else {}
         duration = round(now - call.answered_at, 3) if call.answered_at is not None else 0.0
         self._event(
@@ -476,9 +513,9 @@ class CallManager:
     def hang_up(self, call_id: str, now: float) -> bool:
         """End a call now (runtime control): BYE if answered, 480 if still ringing."""
         call = self.calls.get(call_id)
-        if call is None or call.state == "ended":
+        if call is None or call.ended:
             return False
-        if call.state == "answered":
+        if call.state is C.ANSWERED:
             self._hangup(call, now, "operator")
         else:
             call.inc.now = now
@@ -487,7 +524,7 @@ class CallManager:
 
     def stop(self, now: float) -> None:
         for call in list(self.calls.values()):
-            if call.state != "ended":
+            if not call.ended:
                 self._end(call, now, "shutdown", call.status)
 
     def _event(self, call: Call, event_id: str, now: float, **fields: Any) -> None:

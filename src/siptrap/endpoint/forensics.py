@@ -60,7 +60,7 @@ def hashcat_line(
         cnonce, nc = creds.cnonce, creds.nc
     else:
         qop, cnonce, nc = "", "", ""
-    prefix, resource, suffix = _split_uri_for_hashcat(creds.uri)
+    prefix, resource, suffix = split_uri_for_hashcat(creds.uri)
     parts = [
         server_ip,
         client_ip,
@@ -86,7 +86,7 @@ def hashcat_line(
     return "$sip$*" + "*".join(parts)
 
 
-def _split_uri_for_hashcat(uri: str) -> tuple[str, str, str]:
+def split_uri_for_hashcat(uri: str) -> tuple[str, str, str]:
     """Split so that prefix:resource:suffix (empty parts and their colons left out) == uri."""
     prefix, sep, rest = uri.partition(":")
     if not sep or not prefix or not rest:

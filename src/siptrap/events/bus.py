@@ -100,7 +100,8 @@ class SinkRunner:
 
 
 class EventBus:
-    """Fans events out to the sink runners; also to in-process listeners (callbacks)."""
+    """Fans each event out to every sink runner (a bounded queue and a thread per sink);
+    `stop_sinks` stops one kind first, `stop` the rest."""
 
     def __init__(self, sinks: list[Sink], maxsize: int, flush_interval: float = 0.2) -> None:
         linger = max(0.001, flush_interval / 2)

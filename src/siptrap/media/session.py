@@ -5,11 +5,10 @@ milliseconds, and sends what these return.
 
 Per stream (one accepted audio m= line) the session
 
-- latches onto the address media actually comes from (symmetric RTP): the first
-  datagram on the RTP port that reads as RTP or RTCP fixes the source (and likewise on
-  the RTCP port); `source_differs` says when that is not what the SDP announced;
-  datagrams from any other address are counted (`foreign_packets`, the first few
-  sources kept) and dropped, as are datagrams above `max_packet_rate` a second (`shed`);
+- latches onto the address media actually comes from (symmetric RTP, `latching.Latch`);
+  `source_differs` says when that is not what the SDP announced; datagrams from any
+  other address (`foreign_packets`) and above `max_packet_rate` a second (`shed`) are
+  counted and dropped;
 - records every accepted datagram, and every packet siptrap sends, into the call's pcap
   with the real addresses and ports, and the audio of each direction into a WAV file
   (`StreamRecorder`: "in" is what the caller sent, "out" what siptrap played);
@@ -19,10 +18,10 @@ Per stream (one accepted audio m= line) the session
   caller keys are taken as the number dialled, then ringback or busy tone, then the
   call ends).
 
-Sending never makes siptrap a reflector: media goes to the latched source, or before
-anything arrived to the SDP address only when it is the host the SIP came from. To that
-host siptrap sends only once the call is confirmed (the ACK came); to any other host no
-more packets than it has received from it, plus a second's worth.
+Sending never makes siptrap a reflector (`latching.SendPolicy`): media goes to the
+latched source, or before anything arrived to the SDP address only when it is the host
+the SIP came from, and only once the call is confirmed; to any other host no more
+packets than it has received from it, plus a second's worth.
 
 The call should end (the call layer sends BYE) when no datagram came for
 `rtp_timeout` seconds, after `max_duration` seconds, or when the IVR is done: `ending`
@@ -32,7 +31,6 @@ then names the reason.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -43,23 +41,20 @@ from .call_files import PlayedSummary, PlayedWav, SafeRecorder
 from .codecs import Codec
 from .dtmf import DtmfEvent
 from .ivr import DigitCollector
+from .latching import Address, Latch, SendPolicy, Verdict, endpoint_text, same_address
 from .negotiation import StreamPlan
 from .pcap import PcapWriter
 from .playback import Player
 from .prompts import Clip, ClipLibrary, PromptError
 from .recorder import RecordingSummary
-from .rtp import RtpPacket, looks_like_rtcp, parse_rtp
+from .rtp import RtpPacket, parse_rtp
 from .storage import RecordingFiles
 
 MODES = ("play", "silence", "echo", "ivr")
-MAX_FOREIGN_SOURCES = 8
 MAX_DIGITS_KEPT = 256
-FOREIGN_ALLOWANCE_SECONDS = 1.0  # what may go to another host beyond what came from it
 CHECK_INTERVAL = 1.0  # seconds between checks of the WAV caps
 WAV_HEADER = 44
 RTP_HEADER = 12
-
-Address = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +106,6 @@ class RecordingPlan:
     scope: str = "call"
 
 
-def _endpoint(addr: Address | None) -> str | None:
-    if addr is None:
-        return None
-    host, port = addr
-    host = host.strip("[]")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(text.split("%", 1)[0].strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 class _Stream:
     """The state of one stream (one accepted m= line)."""
 
@@ -137,16 +114,8 @@ class _Stream:
         self.incoming = incoming
         self.outgoing: SafeRecorder | PlayedWav | None = None
         self.player: Player | None = None
-        self.rtp_source: Address | None = None
-        self.rtcp_source: Address | None = None
+        self.latch = Latch()
         self.source_differs = False
-        self.accepted = 0
-        self.foreign = 0
-        self.foreign_sources: list[str] = []
-        self.shed = 0
-        self.sent_elsewhere = 0
-        self.window_start = 0.0
-        self.window_count = 0
         self.digits = ""
         self.started = False
         self.wav_cut: set[str] = set()
@@ -174,15 +143,13 @@ class MediaSession:
         self.started = now
         self.last_rx = now
         self.mode = setup.mode if setup.mode in MODES else "play"
-        self.confirmed = False
         self.ending: str | None = None
         self.digits = ""
         self.ivr = DigitCollector(limits.ivr_digit_timeout, max(1, limits.ivr_max_digits))
         self.ivr_number: str | None = None
         self.ivr_until: float | None = None
         self.closed = False
-        self._peer = _ip(setup.peer_ip)
-        self._peer_hosts: dict[str, bool] = {}  # host text -> is it the signalling host
+        self.sending = SendPolicy(setup.peer_ip)
         self._next_check = now + CHECK_INTERVAL
         self._pcap: PcapWriter | None = None
         self._pcap_failed = False
@@ -245,7 +212,7 @@ class MediaSession:
     # -- input ---------------------------------------------------------------------------
     def confirm(self) -> None:
         """The call is confirmed (its ACK came): media may go to the signalling host."""
-        self.confirmed = True
+        self.sending.confirmed = True
 
     def receive(
         self, index: int, rtcp_port: bool, data: bytes, src: Address, now: float
@@ -256,27 +223,11 @@ class MediaSession:
         if self.closed or not 0 <= index < len(self.streams):
             return []
         stream = self.streams[index]
-        if now - stream.window_start >= 1.0:
-            stream.window_start, stream.window_count = now, 0
-        stream.window_count += 1
-        if stream.window_count > self.limits.max_packet_rate:
-            stream.shed += 1
+        verdict, packet = stream.latch.admit(rtcp_port, data, src, now, self.limits.max_packet_rate)
+        if verdict in (Verdict.SHED, Verdict.FOREIGN):
             return []
-        latched = stream.rtcp_source if rtcp_port else stream.rtp_source
-        if latched is None:
-            packet = None if rtcp_port else parse_rtp(data)
-            if packet is None and not looks_like_rtcp(data):
-                self._foreign(stream, src)
-                return []
-            if rtcp_port:
-                stream.rtcp_source = src
-            else:
-                stream.rtp_source = src
-                self._stream_started(stream, src, packet, now)
-        elif src != latched:
-            self._foreign(stream, src)
-            return []
-        stream.accepted += 1
+        if verdict is Verdict.LATCHED:
+            self._stream_started(stream, src, packet, now)
         self.last_rx = now
         local = (self.setup.local_ip, stream.plan.local_port + (1 if rtcp_port else 0))
         self._write_pcap(now, src, local, data)
@@ -287,21 +238,11 @@ class MediaSession:
             return self._echo(index, stream, data, src, now)
         return []
 
-    def _foreign(self, stream: _Stream, src: Address) -> None:
-        stream.foreign += 1
-        text = _endpoint(src)
-        if (
-            text is not None
-            and text not in stream.foreign_sources
-            and len(stream.foreign_sources) < MAX_FOREIGN_SOURCES
-        ):
-            stream.foreign_sources.append(text)
-
     def _stream_started(
         self, stream: _Stream, src: Address, packet: RtpPacket | None, now: float
     ) -> None:
         plan = stream.plan
-        stream.source_differs = plan.remote is None or not self._same_address(src, plan.remote)
+        stream.source_differs = plan.remote is None or not same_address(src, plan.remote)
         stream.started = True
         codec = plan.payload_types.get(packet.payload_type) if packet else None
         self.emit(
@@ -312,7 +253,7 @@ class MediaSession:
                 "call_id": self.call_id,
                 "stream": plan.index,
                 "local_port": plan.local_port,
-                "source": _endpoint(src),
+                "source": endpoint_text(src),
                 "sdp_address": plan.remote_text,
                 "source_differs": stream.source_differs,
                 "payload_type": packet.payload_type if packet else None,
@@ -320,12 +261,6 @@ class MediaSession:
                 "ssrc": packet.ssrc if packet else None,
             },
         )
-
-    def _same_address(self, a: Address, b: Address) -> bool:
-        if a[1] != b[1]:
-            return False
-        ip_a, ip_b = _ip(a[0]), _ip(b[0])
-        return ip_a is not None and ip_a == ip_b
 
     def _rtp_dtmf(self, stream: _Stream, event: DtmfEvent, now: float) -> None:
         stream.digits = (stream.digits + event.digit)[-MAX_DIGITS_KEPT:]
@@ -409,7 +344,7 @@ class MediaSession:
             player = stream.player
             if player is None:
                 continue
-            target = self._target(stream)
+            target = self.sending.target(stream.latch, stream.plan.remote)
             if target is None or not self._may_send(stream, target):
                 continue
             for packet in player.due(now):
@@ -427,35 +362,11 @@ class MediaSession:
             return "ivr_done"
         return None
 
-    def _target(self, stream: _Stream) -> Address | None:
-        """Where this stream's media goes: the latched source, else the SDP address when
-        it is the signalling host."""
-        if stream.rtp_source is not None:
-            return stream.rtp_source
-        remote = stream.plan.remote
-        if remote is not None and self._is_peer(remote[0]):
-            return remote
-        return None
-
-    def _is_peer(self, host: str) -> bool:
-        known = self._peer_hosts.get(host)
-        if known is None:
-            ip = _ip(host)
-            known = ip is not None and ip == self._peer
-            if len(self._peer_hosts) < MAX_FOREIGN_SOURCES:
-                self._peer_hosts[host] = known
-        return known
-
     def _may_send(self, stream: _Stream, target: Address) -> bool:
-        if self._is_peer(target[0]):
-            return self.confirmed
-        ptime = stream.plan.ptime / 1000
-        allowance = int(FOREIGN_ALLOWANCE_SECONDS / ptime) if ptime > 0 else 50
-        return stream.sent_elsewhere < stream.accepted + allowance
+        return self.sending.may_send(stream.latch, target, stream.plan.ptime)
 
     def _sent(self, stream: _Stream, data: bytes, target: Address, now: float) -> None:
-        if not self._is_peer(target[0]):
-            stream.sent_elsewhere += 1
+        self.sending.sent(stream.latch, target)
         local = (self.setup.local_ip, stream.plan.local_port)
         self._write_pcap(now, local, target, data)
         if stream.outgoing is not None:
@@ -512,7 +423,7 @@ class MediaSession:
 
     # -- the end -------------------------------------------------------------------------
     def _flow(self, stream: _Stream) -> Flow:
-        remote = stream.rtp_source or stream.plan.remote or (self.setup.peer_ip, 0)
+        remote = stream.latch.rtp_source or stream.plan.remote or (self.setup.peer_ip, 0)
         return Flow(remote[0], remote[1], self.setup.local_ip, stream.plan.local_port)
 
     def close(self, now: float) -> dict[str, Any]:
@@ -596,7 +507,7 @@ class MediaSession:
             "codecs": list(st.codecs),
             "send_codec": codec,
             "sdp_address": plan.remote_text,
-            "source": _endpoint(stream.rtp_source),
+            "source": endpoint_text(stream.latch.rtp_source),
             "source_differs": stream.source_differs,
             "packets": st.packets,
             "bytes": st.bytes,
@@ -615,9 +526,9 @@ class MediaSession:
             "cnames": list(incoming.cnames),
             "not_rtp": incoming.not_rtp,
             "dtmf": stream.digits,
-            "foreign_packets": stream.foreign,
-            "foreign_sources": list(stream.foreign_sources),
-            "shed": stream.shed,
+            "foreign_packets": stream.latch.foreign,
+            "foreign_sources": list(stream.latch.foreign_sources),
+            "shed": stream.latch.shed,
             "sent_packets": stream.player.sent if stream.player else 0,
             "pcap": files.relative(files.pcap) if files and self._pcap is not None else None,
             "wav_in": files.relative(incoming.wav_path) if files else None,

@@ -189,6 +189,10 @@ class StreamAssembler:
         events, self._events = self._events, []
         return events
 
+    def buffered(self) -> int:
+        """Packets waiting in the reorder buffer (at most `window`)."""
+        return len(self._buffer)
+
     def stats(self) -> StreamStats:
         """A snapshot of the counters."""
         return StreamStats(

@@ -11,7 +11,6 @@ is analysed. RTP packets to a port a server answered a call with are that call's
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..analysis.alerts import alert_event as live_alert_event
 from ..analysis.engine import AnalysisEngine, EngineSettings
 from ..analysis.evaluate import Source
 from ..analysis.rules import RuleSet
+from ..bounded import BoundedLRU
 from ..events.record import Event
 from ..sip import ParseError, Request, parse
 from .capture import CaptureStats, Datagram, looks_like_sip, open_inputs, probably_sip
@@ -48,19 +48,13 @@ class _Sides:
     """Which (address, port) pairs are servers (the honeypot) and which are clients."""
 
     def __init__(self) -> None:
-        self.servers: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self.clients: OrderedDict[tuple[str, int], None] = OrderedDict()
-
-    @staticmethod
-    def _add(table: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> None:
-        table[key] = None
-        if len(table) > MAX_ENDPOINTS:
-            table.popitem(last=False)
+        self.servers: BoundedLRU[tuple[str, int], None] = BoundedLRU(MAX_ENDPOINTS)
+        self.clients: BoundedLRU[tuple[str, int], None] = BoundedLRU(MAX_ENDPOINTS)
 
     def request(self, msg: Request, d: Datagram) -> None:
         if not (msg.to_addr and msg.to_addr.tag):
-            self._add(self.servers, (d.dst_ip, d.dst_port))
-            self._add(self.clients, (d.src_ip, d.src_port))
+            self.servers.put((d.dst_ip, d.dst_port), None)
+            self.clients.put((d.src_ip, d.src_port), None)
 
     def receives(self, d: Datagram) -> bool:
         """Sent to a server (keep-alives and junk go to the SIP port of the honeypot)."""
@@ -87,8 +81,10 @@ class _Proxies:
 
     def __init__(self, engine: AnalysisEngine) -> None:
         self.configured = engine.finder.proxies
-        self.found: OrderedDict[str, None] = OrderedDict()
-        self.first: OrderedDict[tuple[str, int | None, str], tuple[str, int]] = OrderedDict()
+        self.found: BoundedLRU[str, None] = BoundedLRU(MAX_ENDPOINTS)
+        self.first: BoundedLRU[tuple[str, int | None, str], tuple[str, int]] = BoundedLRU(
+            MAX_ENDPOINTS
+        )
 
     def is_proxy(self, ip: str) -> bool:
         if ip in self.found:
@@ -106,16 +102,12 @@ class _Proxies:
             return True
         cseq = msg.cseq
         key = (msg.call_id or "", cseq.seq if cseq else None, msg.method or "")
-        first = self.first.get(key)
+        first = self.first.peek(key)
         if first is None:
-            self.first[key] = (d.dst_ip, d.dst_port)
-            if len(self.first) > MAX_ENDPOINTS:
-                self.first.popitem(last=False)
+            self.first.put(key, (d.dst_ip, d.dst_port))
             return False
         if first[0] == d.src_ip and first != (d.dst_ip, d.dst_port):
-            self.found[d.src_ip] = None  # it received the request and sends it on
-            if len(self.found) > MAX_ENDPOINTS:
-                self.found.popitem(last=False)
+            self.found.put(d.src_ip, None)  # it received the request and sends it on
             return True
         return False
 

@@ -21,11 +21,12 @@ import re
 import smtplib
 import ssl
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from email.message import EmailMessage
 from pathlib import Path
 from typing import IO, Any
 
+from ..bounded import BoundedLRU
 from ..events.record import Event
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ class AlertMailSink:
         self.password = password
         self.max_per_hour = max_per_hour
         self.timeout = timeout
-        self.mailed: OrderedDict[str, int] = OrderedDict()  # alert id -> severity rank sent
+        self.mailed: BoundedLRU[str, int] = BoundedLRU(MAX_MAILED)  # alert id -> rank sent
         self._sent_at: deque[float] = deque()
         self.sent = 0
         self.suppressed = 0
@@ -274,7 +275,8 @@ class AlertMailSink:
         if rank < self.min_rank:
             return False
         alert_id = str(fields.get("alert_id"))
-        return self.mailed.get(alert_id, -1) < rank
+        sent = self.mailed.peek(alert_id)
+        return (sent if sent is not None else -1) < rank
 
     def _send(self, event: Event) -> None:
         now = time.monotonic()
@@ -306,8 +308,5 @@ class AlertMailSink:
             return
         self.sent += 1
         self._sent_at.append(now)
-        self.mailed[str(fields.get("alert_id"))] = SEVERITY_ORDER.get(
-            str(fields.get("severity")), 0
-        )
-        while len(self.mailed) > MAX_MAILED:
-            self.mailed.popitem(last=False)
+        rank = SEVERITY_ORDER.get(str(fields.get("severity")), 0)
+        self.mailed.put(str(fields.get("alert_id")), rank)  # the oldest forgotten when full

@@ -20,12 +20,12 @@ import ipaddress
 import re
 import struct
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
 import dpkt
 
+from ..bounded import BoundedLRU
 from ..events.record import Event
 from ..media.pcap import build_udp_packet
 from .plugin import selection
@@ -147,17 +147,16 @@ class PcapSink:
         self.files = RollingPcap(directory, settings.file_bytes, settings.max_files)
         self.sent = 0
         self.dropped = 0
-        self._seq: OrderedDict[FlowKey, int] = OrderedDict()
+        self._seq: BoundedLRU[FlowKey, int] = BoundedLRU(MAX_FLOWS)  # the next sequence
 
     def open(self) -> None:
         self.files.directory.mkdir(parents=True, exist_ok=True)
 
     def _next_seq(self, key: FlowKey, size: int) -> int:
         """The sequence number of the next `size` bytes of one TCP direction."""
-        seq = self._seq.pop(key, 1)
-        self._seq[key] = (seq + size) & 0xFFFFFFFF
-        if len(self._seq) > MAX_FLOWS:
-            self._seq.popitem(last=False)
+        seq = self._seq.peek(key)
+        seq = 1 if seq is None else seq
+        self._seq.put(key, (seq + size) & 0xFFFFFFFF)  # least recently written forgotten
         return seq
 
     def packet(self, event: Event) -> bytes | None:
@@ -171,7 +170,8 @@ class PcapSink:
             if peer.transport == "udp":
                 return build_udp_packet(src, dst, payload)
             seq = self._next_seq((*src, *dst, peer.connection), len(payload))
-            ack = self._seq.get((*dst, *src, peer.connection), 1)
+            ack = self._seq.peek((*dst, *src, peer.connection))
+            ack = 1 if ack is None else ack
             return tcp_packet(src, dst, seq, ack, payload)
         except ValueError:  # an address that is not an IP address
             return None

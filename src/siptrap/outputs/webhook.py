@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..events.record import Event
@@ -59,7 +60,10 @@ def payload(event: Event, fmt: str) -> dict[str, Any]:
 
 
 class WebhookSink:
-    def __init__(self, settings: WebhookOutput) -> None:
+    def __init__(
+        self, settings: WebhookOutput, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        """`sleep` waits between retries (a test records the backoff instead)."""
         self.settings = settings
         self.name = settings.label
         self.queue_size = settings.queue_size
@@ -69,7 +73,7 @@ class WebhookSink:
         self.dropped = 0
         self.retried = 0
         self._resume = 0.0
-        self._sleep = time.sleep
+        self._sleep = sleep
 
     def open(self) -> None:
         pass

@@ -77,53 +77,64 @@ def _parse_address(text: str) -> Address:
     defects: list[str] = []
     if text == "*":
         return Address(None, Uri(scheme="", opaque="*", text="*"), (), text, (), True)
-    display: str | None = None
-    rest = text
-    if text.startswith('"'):
-        end = _closing_quote(text)
-        if end == -1:
-            defects.append("unterminated_quote")
-            display = unescape(text[1:].split("<", 1)[0])
-            rest = "<" + text.split("<", 1)[1] if "<" in text else ""
-        else:
-            display = unescape(text[1:end])
-            rest = text[end + 1 :]
+    display, rest = _leading_quoted(text, defects)
+    display, uri_text, ptext = _split_uri(rest, display, defects)
+    uri = parse_uri(uri_text)
+    defects.extend(d for d in uri.defects if d != "bad_request_uri")
+    if uri.scheme == "" or (uri.is_sip and not uri.host):
+        defects.append("bad_address")
+    params = _address_params(ptext.strip(), defects)
+    return Address(display, uri, params, text, tuple(dict.fromkeys(defects)))
+
+
+def _leading_quoted(text: str, defects: list[str]) -> tuple[str | None, str]:
+    """A quoted display name at the start (unescaped) and the text after it."""
+    if not text.startswith('"'):
+        return None, text
+    end = _closing_quote(text)
+    if end == -1:
+        defects.append("unterminated_quote")
+        rest = "<" + text.split("<", 1)[1] if "<" in text else ""
+        return unescape(text[1:].split("<", 1)[0]), rest
+    return unescape(text[1:end]), text[end + 1 :]
+
+
+def _split_uri(rest: str, display: str | None, defects: list[str]) -> tuple[str | None, str, str]:
+    """(display name, URI text, parameter text) of what follows any quoted name."""
     lt = rest.find("<")
-    if lt != -1:
-        if display is None:
-            raw_display = rest[:lt].strip()
-            if raw_display:
-                display = raw_display
-                if not all(is_token(word) for word in raw_display.split()):
-                    defects.append("bad_display_name")
-        gt = rest.find(">", lt)
-        if gt == -1:
-            defects.append("unbalanced_brackets")
-            uri_text, ptext = rest[lt + 1 :], ""
-        else:
-            uri_text, ptext = rest[lt + 1 : gt], rest[gt + 1 :]
-        if uri_text != uri_text.strip():
-            defects.append("whitespace_in_uri")
-    else:
+    if lt == -1:
         if display is not None or ">" in rest:
             defects.append("unbalanced_brackets")
         uri_text, _, ptext = rest.partition(";")
         if "?" in uri_text or "," in uri_text:
             defects.append("addr_spec_with_params")
-        ptext = ";" + ptext if ptext else ""
-    uri = parse_uri(uri_text)
-    defects.extend(d for d in uri.defects if d != "bad_request_uri")
-    if uri.scheme == "" or (uri.is_sip and not uri.host):
+        return display, uri_text, ";" + ptext if ptext else ""
+    if display is None:
+        raw_display = rest[:lt].strip()
+        if raw_display:
+            display = raw_display
+            if not all(is_token(word) for word in raw_display.split()):
+                defects.append("bad_display_name")
+    gt = rest.find(">", lt)
+    if gt == -1:
+        defects.append("unbalanced_brackets")
+        uri_text, ptext = rest[lt + 1 :], ""
+    else:
+        uri_text, ptext = rest[lt + 1 : gt], rest[gt + 1 :]
+    if uri_text != uri_text.strip():
+        defects.append("whitespace_in_uri")
+    return display, uri_text, ptext
+
+
+def _address_params(ptext: str, defects: list[str]) -> Params:
+    if not ptext:
+        return ()
+    if not ptext.startswith(";"):
         defects.append("bad_address")
-    params: Params = ()
-    ptext = ptext.strip()
-    if ptext:
-        if not ptext.startswith(";"):
-            defects.append("bad_address")
-        params, empty = parse_params(ptext.lstrip(";"))
-        if empty:
-            defects.append("empty_param")
-    return Address(display, uri, params, text, tuple(dict.fromkeys(defects)))
+    params, empty = parse_params(ptext.lstrip(";"))
+    if empty:
+        defects.append("empty_param")
+    return params
 
 
 def _simple_address(

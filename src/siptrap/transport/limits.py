@@ -10,10 +10,11 @@ forgotten first). Both count what they refuse in `TransportCounters`.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..bounded import BoundedLRU
 from ..events.record import Peer
 from ..sip.framing import starts_like_sip
 
@@ -51,7 +52,7 @@ class ConnectionTable:
         self._slots: dict[int, Slot] = {}
         self._per_source: Counter[str] = Counter()
         # source -> [when its last refusal was reported, refusals not reported since]
-        self._refusals: OrderedDict[str, list[float]] = OrderedDict()
+        self._refusals: BoundedLRU[str, list[float]] = BoundedLRU(MAX_BUDGET_SOURCES)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -78,16 +79,17 @@ class ConnectionTable:
         was reported less than REFUSAL_REPORT_INTERVAL ago), or how many refusals went
         unreported before it. Refusals cost an attacker nothing; their events must not
         fill the disk. The table is bounded (oldest source forgotten first)."""
-        entry = self._refusals.get(src_ip)
+        entry = self._refusals.peek(src_ip)  # a suppressed refusal is no use of the entry
         if entry is not None and now - entry[0] < REFUSAL_REPORT_INTERVAL:
             entry[1] += 1
             return None
         suppressed = int(entry[1]) if entry is not None else 0
-        if entry is None and len(self._refusals) >= MAX_BUDGET_SOURCES:
-            self._refusals.popitem(last=False)
-        self._refusals[src_ip] = [now, 0]
-        self._refusals.move_to_end(src_ip)
+        self._refusals.put(src_ip, [now, 0])
         return suppressed
+
+    def stats(self) -> dict[str, int]:
+        """Connections open, and the sources whose refusals are remembered."""
+        return {"open": len(self._slots), "refusal_sources": len(self._refusals)}
 
     def touch(self, conn_id: int, now: float) -> None:
         slot = self._slots.get(conn_id)
@@ -124,18 +126,19 @@ class StorageBudget:
         self.window = max(window, 0.001)
         self.counters = counters
         self.max_sources = max(1, max_sources)
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
+        self._windows: BoundedLRU[str, _Window] = BoundedLRU(self.max_sources)
+
+    def stats(self) -> dict[str, int]:
+        """Sources with a window, the limit, and how many were forgotten to stay in it."""
+        return self._windows.stats()
 
     def take(self, src_ip: str, size: int, now: float) -> tuple[bool, bool]:
         """(store it, first refusal of this source's window): `size` bytes from `src_ip`
         are stored whole or not at all; a refusal is counted in `unstored_bytes`."""
         win = self._windows.get(src_ip)
         if win is None or now - win.start >= self.window:
-            if win is None and len(self._windows) >= self.max_sources:
-                self._windows.popitem(last=False)
             win = _Window(now)
-            self._windows[src_ip] = win
-        self._windows.move_to_end(src_ip)
+            self._windows.put(src_ip, win)
         if win.used + size <= self.per_source:
             win.used += size
             return True, False

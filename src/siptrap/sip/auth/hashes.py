@@ -30,11 +30,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha512_256_hashlib(data: bytes) -> str:
+def sha512_256_hashlib(data: bytes) -> str:
     return hashlib.new("sha512_256", data).hexdigest()
 
 
-def _sha512_256_cryptography(data: bytes) -> str:
+def sha512_256_cryptography(data: bytes) -> str:
     from cryptography.hazmat.primitives import hashes
 
     digest = hashes.Hash(hashes.SHA512_256())
@@ -54,8 +54,8 @@ def _pick_sha512_256() -> tuple[HashFn | None, str]:
     """SHA-512/256 from hashlib, else from cryptography, else none (and say which)."""
     known = "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23"  # FIPS "abc"
     for source, fn in (
-        ("hashlib", _sha512_256_hashlib),
-        ("cryptography", _sha512_256_cryptography),
+        ("hashlib", sha512_256_hashlib),
+        ("cryptography", sha512_256_cryptography),
     ):
         if _works(fn, known):
             return fn, source

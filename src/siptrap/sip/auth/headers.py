@@ -62,7 +62,7 @@ class _Param:
 
 
 @dataclass(frozen=True, slots=True)
-class _Scan:
+class Scan:
     params: tuple[_Param, ...]
     spaced: bool
 
@@ -92,7 +92,7 @@ _FAST_PARAM = re.compile(
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
-def _scan_fast(text: str) -> _Scan | None:
+def scan_fast(text: str) -> Scan | None:
     """The well-formed case, by regex; None sends the text to the careful scanner."""
     params: list[_Param] = []
     spaced = False
@@ -111,16 +111,16 @@ def _scan_fast(text: str) -> _Scan | None:
         if sep is None and pos != n:
             return None
         spaced = spaced or (sep is not None and len(sep) > 1)
-    return _Scan(tuple(params), spaced)
+    return Scan(tuple(params), spaced)
 
 
-def _scan_params(text: str, found: list[str]) -> _Scan:
+def _scan_params(text: str, found: list[str]) -> Scan:
     """Split `name=value, name="value"` lists leniently, noting what is wrong."""
-    fast = _scan_fast(text)
-    return fast if fast is not None else _scan_careful(text, found)
+    fast = scan_fast(text)
+    return fast if fast is not None else scan_careful(text, found)
 
 
-def _scan_careful(text: str, found: list[str]) -> _Scan:
+def scan_careful(text: str, found: list[str]) -> Scan:
     """The character-by-character scanner that copes with anything."""
     params: list[_Param] = []
     spaced = False
@@ -169,7 +169,7 @@ def _scan_careful(text: str, found: list[str]) -> _Scan:
         else:
             _note(found, "bad_param")
         i = j
-    return _Scan(tuple(params), spaced)
+    return Scan(tuple(params), spaced)
 
 
 def _split_scheme(value: str) -> tuple[str, str]:
