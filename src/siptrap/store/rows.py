@@ -4,7 +4,7 @@ the other tables by the writers of store.writers (the mapping the fleet store sh
 `write_events` is the entry point for a batch: every event into `events` and every
 message into `messages` with one `executemany` each (the SIP traffic is almost all of
 the events), then each remaining event to the writer of its table (credentials, calls,
-registrations, recordings, recon) in order. `write_event` does the same for one event.
+registrations, recordings, recon) in order.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .writers import (
     message_values,
 )
 
-__all__ = ["MESSAGE_EVENTS", "merge_defects", "register_functions", "write_event", "write_events"]
+__all__ = ["MESSAGE_EVENTS", "merge_defects", "register_functions", "write_events"]
 
 _EVENT_SQL = (
     f"INSERT INTO events (id, {', '.join(EVENT_COLUMNS)})"  # noqa: S608 - fixed column names
@@ -58,22 +58,8 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("siptrap_merge_defects", 2, merge_defects, deterministic=True)
 
 
-def write_event(conn: sqlite3.Connection, event: Event) -> None:
-    """Store one event in `events` and in the table it belongs to."""
-    iso_ts = event.iso_ts
-    event_id = conn.execute(
-        _EVENT_SQL, (None, *event_values(event, SQLITE, iso_ts, event.fields_json().decode()))
-    ).lastrowid
-    if event.id in MESSAGE_EVENTS:
-        conn.execute(_MESSAGE_SQL, message_values(event, SQLITE, event_id, iso_ts))
-        return
-    writer = WRITERS.get(event.id)
-    if writer is not None:
-        writer(conn, SQLITE, event, event_id)
-
-
 def write_events(conn: sqlite3.Connection, events: list[Event]) -> None:
-    """Store a batch of events, in order, as write_event would one by one (inside the
+    """Store a batch of events, in order, each in `events` and in its own table (inside the
     caller's transaction, which must hold the write lock: event ids are assigned here
     from the largest one stored)."""
     top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
