@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from siptrap.analysis import engine as engine_module
+from siptrap.analysis import plans as plans_module
 from siptrap.analysis import facts as facts_module
 from siptrap.analysis import program as program_module
 from siptrap.analysis import spoofing
@@ -91,7 +91,7 @@ def _invite(i: int, host: str = "198.51.100.9", method: str = "INVITE") -> bytes
 def test_remembered_tables_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(facts_module, "MAX_LINES", 64)
     monkeypatch.setattr(facts_module, "MAX_KNOWN", 16)
-    monkeypatch.setattr(engine_module, "MAX_PLANS", 16)
+    monkeypatch.setattr(plans_module, "MAX_PLANS", 16)
     monkeypatch.setattr(program_module, "MAX_SHARED", 16)
     monkeypatch.setattr(program_module, "_OUTCOMES", {})  # not what other tests left
     eng = AnalysisEngine(load_builtin_rules(), EngineSettings(max_dialogs=10))
@@ -100,7 +100,7 @@ def test_remembered_tables_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None
         msg = parse(_invite(i, method="OPTIONS" if i % 2 else "INVITE"))
         eng.request(msg, Source(f"10.0.{i // 200}.{i % 200}"), float(i))
         eng.take()
-        sizes = (len(eng.tools._lines), len(eng.finder._known), len(eng._plans))
+        sizes = (len(eng.tools._lines), len(eng.finder._known), len(eng.plans._plans))
         sizes += (len(program_module._OUTCOMES),)
         assert sizes[0] <= 64 and max(sizes[1:]) <= 16
         peak = [max(p, s) for p, s in zip(peak, sizes, strict=True)]
