@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from ..bounded import BoundedLRU
 from ..sip import Response
 from .alerts import Alert, AlertBook, MessagePlan, Report
 from .correlate import Firing, RuleCorrelator
@@ -44,6 +45,20 @@ log = logging.getLogger(__name__)
 EXISTS = frozenset({180, 183, 200, 202, 486, 600})
 MISSING = frozenset({404, 484, 604})
 MAX_SEEN = 8192  # recent transactions remembered to skip retransmissions in captures
+MAX_MEMO = 4096  # facts remembered, with their variables and message plans
+MAX_MEMO_TARGET = 256  # characters of a target whose facts may be remembered
+MAX_PLANS = 16  # message plans remembered per facts
+MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
+
+
+@dataclass(slots=True)
+class Known:
+    """What the engine remembers about facts that requests had: their rule variables
+    (read-only for rules and windows), and the message plans worked out with them, by
+    the rules' outcome and the tool (a tool run's messages share all three)."""
+
+    variables: dict[str, str]
+    plans: dict[tuple[Outcome, str | None], MessagePlan | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,7 @@ class EngineSettings:
     max_dialogs: int = 20_000
     max_alerts: int = 10_000
     max_windows: int = 50_000
+    max_memo: int = MAX_MEMO  # facts remembered across messages (with variables, plans)
 
 
 class AnalysisEngine:
@@ -103,13 +119,34 @@ class AnalysisEngine:
         self.auth = AuthLedger(s.passwords)
         self.media = MediaTracker()
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
-        self._last_facts: tuple[Facts | None, dict[str, str]] = (None, {})
+        # the one memo across messages: facts -> their variables and plans
+        self.memo: BoundedLRU[Facts, Known] = BoundedLRU(s.max_memo)
         self.now = float("-inf")
         self._next_tick = float("-inf")
         self.messages = 0
         self.keepalives = 0  # CRLF and STUN keep-alives seen (see malformed)
         self.commands_not_run = 0
         self.dropped_firings = 0
+
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        """(entries, limit) of every table the engine and its collaborators keep across
+        messages: all of them are keyed by attacker data, so all are bounded."""
+        s = self.settings
+        out = {
+            "memo": (len(self.memo), self.memo.limit),
+            "retransmissions": (len(self._seen), MAX_SEEN),
+            "dialogs": (len(self.dialogs), s.max_dialogs),
+            "windows": (len(self.correlator), s.max_windows),
+            "alerts": (len(self.book.open), s.max_alerts),
+            "media": (len(self.media), self.media.limit),
+            "plans per facts": (
+                max((len(k.plans) for k in self.memo.values()), default=0),
+                MAX_PLANS,
+            ),
+        }
+        out |= {f"tools {name}": found for name, found in self.tools.bounds().items()}
+        out |= {f"auth {name}": found for name, found in self.auth.bounds().items()}
+        return out
 
     @property
     def watches(self) -> OrderedDict[str, Watch]:
@@ -158,14 +195,15 @@ class AnalysisEngine:
         now = self.now
         method = (msg.method or "").upper()
         call_id = msg.call_id or ""
-        facts = self.finder.facts(msg, source)
-        if facts is not self._last_facts[0]:  # a tool run's messages share their Facts
-            self._last_facts = (facts, facts.variables())
-        variables = self._last_facts[1]  # read-only for rules and windows
+        matches = self.tools(msg)
+        facts = self.finder.facts(msg, source, matches)
+        known = self._known(facts)
+        variables = known.variables  # read-only for rules and windows
         credentials = self.auth.credentials(msg, source)
         if credentials is not None and credentials[1]:
             variables = {**variables, "AuthGuess": "yes"}
-        outcome = self.evaluator.classify(msg, source, facts=variables)
+        scope = self.evaluator.scope(msg, source, variables, matches)
+        outcome = self.evaluator.classify(msg, source, facts=variables, scope=scope)
         if outcome.commands or outcome.problems:
             self._commands(outcome)
         tool = facts.attack_tool or (outcome.tools[0] if outcome.tools else None)
@@ -174,7 +212,7 @@ class AnalysisEngine:
             self.auth.keep(msg, source, variables, tool)
         if call_id in self.dialogs.watches:
             self.dialogs.event(method, call_id, now)
-        firings = self.correlator.observe(msg, source, now, variables, tool=tool)
+        firings = self.correlator.observe(msg, source, now, variables, tool=tool, scope=scope)
         if len(self.correlator) > self.correlator.max_windows:
             firings += self.correlator.evict()
         watched = False
@@ -185,9 +223,33 @@ class AnalysisEngine:
         if self.auth.passwords:
             self._check_password(msg, source)
         if not watched:
-            plan = self.plans.plan(facts, outcome, tool)
+            plan = self._plan(known, facts, outcome, tool)
             if plan is not None:
                 self._file(msg, source, facts, plan, now)
+
+    def _known(self, facts: Facts) -> Known:
+        """What the memo holds for these facts (kept when their target is short)."""
+        known = self.memo.get(facts)
+        if known is None:
+            known = Known(facts.variables())
+            if len(facts.target) <= MAX_MEMO_TARGET:
+                self.memo.put(facts, known)
+        return known
+
+    def _plan(
+        self, known: Known, facts: Facts, outcome: Outcome, tool: str | None
+    ) -> MessagePlan | None:
+        """The message plan, remembered with the facts (a few per facts, and only those
+        whose conclusions are short: they may quote attacker data)."""
+        key = (outcome, tool)
+        plans = known.plans
+        if key in plans:
+            return plans[key]
+        plan = self.plans.plan(facts, outcome, tool)
+        text = sum(len(c) for c in outcome.conclusions)
+        if text <= MAX_PLAN_TEXT and len(plans) < MAX_PLANS and not outcome.commands:
+            plans[key] = plan
+        return plan
 
     def _repeated(self, msg: Message, source: Source) -> bool:
         """A retransmission: the same bytes from the same address. A fuzzer's mutations

@@ -23,6 +23,7 @@ expression never runs over more text than that.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import re
@@ -109,7 +110,9 @@ class Field:
     # header_order, agent, header, sdp
     name: str = ""  # header name (lower case) or SDP letter
     part: str = ""  # for address and Via headers
-    text: str = ""  # as written
+    # as written: not part of what the field is, so every spelling of one field is equal
+    # (`UserAgent`, `User-Agent`, `SipMsg.User-Agent`) and shares its values per message
+    text: str = dataclasses.field(default="", compare=False)
 
     def __str__(self) -> str:
         return self.text or self.kind
@@ -165,16 +168,6 @@ def _check_part(name: str, part: str, written: str) -> str:
     if not allowed:
         raise FieldError(f"{written!r}: header {name!r} has no parts")
     raise FieldError(f"{written!r}: unknown part {part!r} (known: {', '.join(sorted(allowed))})")
-
-
-_CANONICAL: dict[tuple[str, str, str], Field] = {}
-
-
-def canonical(field: Field) -> Field:
-    """One Field object for every spelling of the same field (`UserAgent`, `User-Agent`,
-    `SipMsg.User-Agent`), so that their values are worked out once per message. Fields
-    come from rule and fingerprint files, never from messages: the table stays small."""
-    return _CANONICAL.setdefault((field.kind, field.name, field.part), field)
 
 
 # -- reading values from a message -----------------------------------------------------------

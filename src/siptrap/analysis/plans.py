@@ -10,8 +10,6 @@ from .evaluate import Outcome
 from .facts import Facts
 from .rules import RuleSet
 
-MAX_PLANS = 4096  # message plans remembered
-MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
 TOOL_PREFIX = "Tool identified as: "
 
 
@@ -20,29 +18,17 @@ class PlanMaker:
 
     def __init__(self, rules: RuleSet) -> None:
         self._rule_by_name = {r.name: r for r in rules}
-        self._plans: dict[tuple[object, ...], tuple[object, object, MessagePlan | None]] = {}
 
     def plan(self, facts: Facts, outcome: Outcome, tool: str | None) -> MessagePlan | None:
         """What a request other than a watched INVITE adds to its message alert (None:
-        nothing to report). A function of the facts and of the rules' outcome, so it is
-        worked out once for the messages of a tool run (they share Facts and Outcome
-        objects): kept by those objects' identity, a few thousand at most, and only when
-        the conclusions are short (they may quote attacker data)."""
-        key = (id(facts), id(outcome), tool)
-        found = self._plans.get(key)
-        if found is not None and found[0] is facts and found[1] is outcome:
-            return found[2]
+        nothing to report): a function of the facts (the message decision reads nothing
+        else), the rules' outcome and the tool."""
         decision = message_decision(facts)
         categories = list(decision.categories) + self.categories(outcome.fired)
-        plan = None
-        if categories:
-            conclusions = merge_conclusions(list(decision.conclusions) + list(outcome.conclusions))
-            plan = self.make(facts, tool, categories, conclusions, outcome.fired)
-        if sum(len(c) for c in outcome.conclusions) <= MAX_PLAN_TEXT:
-            if len(self._plans) >= MAX_PLANS:
-                self._plans.clear()
-            self._plans[key] = (facts, outcome, plan)
-        return plan
+        if not categories:
+            return None
+        conclusions = merge_conclusions(list(decision.conclusions) + list(outcome.conclusions))
+        return self.make(facts, tool, categories, conclusions, outcome.fired)
 
     def make(
         self,
