@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 EXISTS = frozenset({180, 183, 200, 202, 486, 600})
 MISSING = frozenset({404, 484, 604})
+REFUSALS = frozenset({401, 403, 407})  # answers that may refuse a digest response
+LEARNING = frozenset({"INVITE", "REGISTER"})  # methods whose answers say who exists
 MAX_SEEN = 8192  # recent transactions remembered to skip retransmissions in captures
 MAX_MEMO = 4096  # facts remembered, with their variables and message plans
 MAX_MEMO_TARGET = 256  # characters of a target whose facts may be remembered
@@ -323,15 +325,17 @@ class AnalysisEngine:
         self.dialogs.event((msg.method or "").upper(), msg.call_id or "", self.now)
 
     def response(self, msg: Response, source: Source, now: float) -> None:
-        """A response the honeypot sent (live), or any response in a capture."""
+        """A response the honeypot sent (live), or any response in a capture. Only a
+        refusal (REFUSALS) or an answer to an INVITE or REGISTER (LEARNING, by CSeq) does
+        more than advance the clock (`tick`): callers may skip parsing the others."""
         self.tick(now)
         cseq = msg.cseq
         status = msg.status or 0
         method = (cseq.method if cseq else "").upper()
         user = msg.to_addr.user if msg.to_addr and msg.to_addr.user else ""
-        if status in (401, 403, 407) and self.auth.answers_credentials(msg):
+        if status in REFUSALS and self.auth.answers_credentials(msg):
             self._auth_failure(msg)
-        elif method in ("INVITE", "REGISTER") and user and not self.auth.answers_credentials(msg):
+        elif method in LEARNING and user and not self.auth.answers_credentials(msg):
             # only answers to unauthenticated requests say who exists: for an
             # authenticated caller a PBX rings outside numbers too
             if status in EXISTS:

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from siptrap.sip import Request, Response, parse_address, parse_via
+from siptrap.sip import Address, Request, Response, parse_address, parse_via
 from siptrap.sip.headers import normalise_name
 
 MAX_VALUE_CHARS = 4096
@@ -214,10 +214,23 @@ def _header_values(msg: Message, field: Field) -> list[str]:
     return _address_parts(msg, field.name, field.part)
 
 
+def _addresses(msg: Message, name: str) -> list[Address]:
+    """The header's values parsed as addresses: the message's own parse (kept on the
+    message, and done anyway for the fields every reader reads) when no value is cut."""
+    values = msg.header_values(name)
+    if any(len(text) > MAX_VALUE_CHARS for text in values):
+        return [parse_address(text[:MAX_VALUE_CHARS]) for text in values]
+    if name in ("from", "to") and len(values) == 1:
+        first = msg.from_addr if name == "from" else msg.to_addr
+        return [first] if first is not None else []
+    if name == "contact":
+        return msg.contacts
+    return [parse_address(text) for text in values]
+
+
 def _address_parts(msg: Message, name: str, part: str) -> list[str]:
     out: list[str] = []
-    for text in msg.header_values(name):
-        addr = parse_address(text[:MAX_VALUE_CHARS])
+    for addr in _addresses(msg, name):
         uri = addr.uri
         if part == "user":
             value = uri.user
@@ -240,8 +253,12 @@ def _address_parts(msg: Message, name: str, part: str) -> list[str]:
 
 def _via_parts(msg: Message, part: str) -> list[str]:
     out: list[str] = []
-    for text in msg.header_values("via"):
-        via = parse_via(text[:MAX_VALUE_CHARS])
+    values = msg.header_values("via")
+    if any(len(text) > MAX_VALUE_CHARS for text in values):
+        vias = [parse_via(text[:MAX_VALUE_CHARS]) for text in values]
+    else:
+        vias = msg.vias  # the message's own parse of the same values
+    for via in vias:
         if part == "host":
             value: str | None = via.host
         elif part == "port":
