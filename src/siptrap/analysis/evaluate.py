@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .fields import Field, Message, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
@@ -161,6 +161,9 @@ class _Program:
     clean: tuple[CompiledRule, ...]
     fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...]  # Fingerprinting rules
     tests_defects: bool  # some rules only test one defect (`clean` leaves them out)
+    # per field the Fingerprinting rules read: one pattern that any of their patterns
+    # matching makes match (None: theirs could not be joined), to pass over the rest
+    screens: Mapping[Field, re.Pattern[str] | None] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -328,7 +331,8 @@ class Evaluator:
             )
             clean = tuple(r for r in rules if r.defect is None)
             tests = len(clean) != len(rules)
-            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests)
+            screens = _screens(fingerprints)
+            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests, screens)
         return found
 
     def system(self, rule: Rule, action: System, run: Run) -> None:
@@ -355,10 +359,44 @@ class Evaluator:
         return found
 
     def _fingerprint(self, scope: MessageScope, context: str) -> str:
-        for regex, where, returns in self._program(context, "Fingerprinting").fingerprints:
-            if search_values(regex, scope.values(where)) is not None:
+        program = self._program(context, "Fingerprinting")
+        screens = program.screens
+        held: dict[Field, bool] = {}  # per field: may one of its rules' patterns hold?
+        for regex, where, returns in program.fingerprints:  # the first that holds
+            values = scope.values(where)
+            may = held.get(where)
+            if may is None:
+                screen = screens.get(where)
+                may = held[where] = screen is None or search_values(screen, values) is not None
+            if may and search_values(regex, values) is not None:
                 return returns
         best = next((m for m in scope.matches() if m.is_attack), None)
         if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
             return best.family or best.tool
         return ""
+
+
+_GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def _screens(
+    fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...],
+) -> dict[Field, re.Pattern[str] | None]:
+    """One pattern per field, the alternation of the rules' patterns for it: it is found
+    in a value exactly when one of theirs is (patterns have no backreferences: see
+    `fields.compile_pattern`). Leading global flags become scoped ones; None for a field
+    whose patterns cannot be joined."""
+    by_field: dict[Field, list[str]] = {}
+    for regex, where, _returns in fingerprints:
+        text = regex.pattern
+        flags = _GLOBAL_FLAGS.match(text)
+        if flags is not None:
+            text = f"(?{flags.group(1)}:{text[flags.end() :]})"
+        by_field.setdefault(where, []).append(f"(?:{text})")
+    out: dict[Field, re.Pattern[str] | None] = {}
+    for where, texts in by_field.items():
+        try:
+            out[where] = re.compile("|".join(texts))
+        except re.error:
+            out[where] = None
+    return out

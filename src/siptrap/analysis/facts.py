@@ -55,7 +55,8 @@ class ToolCache:
     def __init__(self, catalogue: Catalogue, size: int = 4096, lines: int = MAX_LINES) -> None:
         self.catalogue = catalogue
         self._cache: BoundedLRU[tuple[tuple[bytes, ...], int], list[Match]] = BoundedLRU(size)
-        self._lines: BoundedLRU[bytes, bytes] = BoundedLRU(lines)  # first in, first out
+        self._lines: dict[bytes, bytes] = {}  # line -> shape, at most max_lines
+        self.max_lines = lines
         self.hits = 0
         self.misses = 0
 
@@ -63,7 +64,7 @@ class ToolCache:
         """(entries, limit) of each table."""
         return {
             "shapes": (len(self._cache), self._cache.limit),
-            "lines": (len(self._lines), self._lines.limit),
+            "lines": (len(self._lines), self.max_lines),
         }
 
     def __call__(self, msg: Message) -> list[Match]:
@@ -82,16 +83,19 @@ class ToolCache:
 
     def shape(self, raw: bytes) -> tuple[bytes, ...]:
         """The raw message's lines with their varying runs replaced by a mark."""
-        lines = self._lines
-        out = []
-        for line in raw.split(b"\r\n"):
-            shape = lines.peek(line)
-            if shape is None:
-                shape = _VARYING.sub(b"#", line)
-                if len(line) <= MAX_LINE:
-                    lines.put(line, shape)
-            out.append(shape)
-        return tuple(out)
+        get = self._lines.get
+        return tuple([get(line) or self._line_shape(line) for line in raw.split(b"\r\n")])
+
+    def _line_shape(self, line: bytes) -> bytes:
+        """A line not seen lately: its shape, remembered if the line is short (the table
+        is a plain dict on the hot path, bounded here: the oldest line goes first)."""
+        shape = _VARYING.sub(b"#", line)
+        if len(line) <= MAX_LINE and shape:
+            lines = self._lines
+            if len(lines) >= self.max_lines:
+                del lines[next(iter(lines))]
+            lines[line] = shape
+        return shape
 
 
 class Directory:
