@@ -14,6 +14,7 @@ from siptrap.analysis import spoofing
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings
 from siptrap.analysis.evaluate import Evaluator, Source
 from siptrap.analysis.facts import ToolCache
+from siptrap.analysis.fields import field_values, search_values
 from siptrap.analysis.fingerprints import load_catalogue
 from siptrap.analysis.rule_model import FACT_VARIABLES, PREDEFINED_VARIABLES, VARIABLE
 from siptrap.analysis.rules import load_builtin_rules
@@ -114,10 +115,34 @@ def test_the_tool_cache_stays_bounded() -> None:
 
 def test_long_attacker_addresses_are_not_remembered() -> None:
     host = "h" * 600 + ".example"
-    before = spoofing._cached_verdict.cache_info().currsize
+    before = spoofing.bounds()["verdicts"][0]
     msg = parse(_invite(1, host=host))
     verdict = spoofing.check_spoofing(msg, "198.51.100.9")
-    assert spoofing._cached_verdict.cache_info().currsize == before
+    assert spoofing.bounds()["verdicts"][0] == before
     assert f"DNS of {host!r}" in verdict.unchecked
     short = spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9")
     assert spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9") is short  # remembered
+
+
+def test_fingerprinting_gives_the_first_rule_in_file_order_that_holds() -> None:
+    rules = load_builtin_rules()
+    evaluator = Evaluator(rules)
+    source = Source("203.0.113.9")
+    named = 0
+    for raw in _raw_messages():
+        msg = parse(raw)
+        for context in ("INVITE", "REGISTER", "OPTIONS"):
+            first = next(
+                (
+                    r.returns or ""
+                    for r in rules.for_context(context, "Fingerprinting")
+                    if r.regex is not None
+                    and r.where is not None
+                    and search_values(r.regex, field_values(r.where, msg)) is not None
+                ),
+                None,
+            )
+            if first is not None:
+                named += 1
+                assert evaluator.check_fingerprint(msg, source, context) == first
+    assert named > 10  # the rules named the tools of many of these messages

@@ -198,9 +198,18 @@ class RuleCorrelator:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def stats(self) -> dict[str, int]:
+        """Open windows, windows evicted to stay within `max_windows`, and the contexts
+        whose listeners are kept (unknown methods share one entry)."""
+        return {
+            "windows": len(self.windows),
+            "evicted": self.evicted,
+            "contexts": len(self._by_context),
+        }
+
     def _rules_for(self, context: str) -> tuple[_Listener, ...]:
-        """The rules listening to a context: (index, rule, scope, is EventInWindow, its
-        condition when it has no pre-action, else None)."""
+        """The correlation rules listening to a context, as `_Listener`s (kept per
+        context; methods siptrap does not know share one entry)."""
         key = context if context in CONTEXTS else "*"  # unknown methods: the ANY rules
         found = self._by_context.get(key)
         if found is None:

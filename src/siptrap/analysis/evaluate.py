@@ -192,6 +192,11 @@ class Evaluator:
         # by the rule's number in its set (a rule from elsewhere is compiled each time)
         self._compiled = {r.number: compile_rule(r, self) for r in rules}
 
+    def stats(self) -> dict[str, int]:
+        """The compiled programs kept (per context and rule type: a few at most, unknown
+        methods sharing one) and the rules compiled."""
+        return {"programs": len(self._by_context), "rules": len(self._compiled)}
+
     # -- public entry points --
     def classify(
         self,
