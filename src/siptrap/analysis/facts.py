@@ -9,6 +9,7 @@ and feeds the INVITE decision tree (`decision`).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections import OrderedDict
@@ -142,6 +143,17 @@ class Facts:
     route: str  # proxy, direct, "" (no target)
     number: NumberInfo | None
     registered: bool = False  # from a registrar to a contact registered with it
+    # the hash, worked out once: Facts key the engine's memo, and hashing them means
+    # hashing the matches, spoofing verdict and number inside
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.tool, self.client, self.spoof, self.target, self.extension)
+        value = hash((*fields, self.route, self.number, self.registered))
+        object.__setattr__(self, "_hash", value)
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def attack_tool(self) -> str | None:
