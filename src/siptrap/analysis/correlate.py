@@ -290,7 +290,14 @@ class RuleCorrelator:
             if window is None:
                 self._open(rule, key, seen.now, seen.opener())
             return
-        if not (listener.always or self._holds(listener, seen)):
+        if listener.always:
+            pass
+        elif listener.condition is not None:
+            if not listener.condition(seen.run()):
+                return
+        elif not self.evaluator.check(
+            rule, seen.msg, seen.source, seen.ctx, seen.facts, scope=seen.scope
+        ):
             return
         if window is None:
             window = self._open(rule, key, seen.now, None)
@@ -306,14 +313,6 @@ class RuleCorrelator:
                 rule, seen.msg, seen.source, seen.ctx, facts=seen.facts, scope=seen.scope
             )
             out.append(self._firing(window, "action", outcome))
-
-    def _holds(self, listener: _Listener, seen: _Observed) -> bool:
-        """Whether the message meets the listener's condition (after its pre-actions)."""
-        if listener.condition is not None:
-            return listener.condition(seen.run())
-        return self.evaluator.check(
-            listener.rule, seen.msg, seen.source, seen.ctx, seen.facts, scope=seen.scope
-        )
 
     @staticmethod
     def _count(

@@ -113,6 +113,14 @@ class Field:
     # as written: not part of what the field is, so every spelling of one field is equal
     # (`UserAgent`, `User-Agent`, `SipMsg.User-Agent`) and shares its values per message
     text: str = dataclasses.field(default="", compare=False)
+    # worked out once: fields key each message's values (see `scope.MessageScope`)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.name, self.part)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return self.text or self.kind
