@@ -115,11 +115,11 @@ class _Observed:
     conditions share (they change nothing), worked out once."""
 
     __slots__ = (
-        "_keys",
         "_run",
         "ctx",
         "evaluator",
         "facts",
+        "keys",
         "msg",
         "now",
         "scope",
@@ -146,12 +146,12 @@ class _Observed:
         self.tool = tool
         self.evaluator = evaluator
         self.scope = evaluator.scope(msg, source, facts, given=scope)
-        self._keys: dict[str, str | None] = {}
+        self.keys: dict[str, str | None] = {}  # by scope (see `key`)
         self._run: Run | None = None
 
     def key(self, scope: str) -> str | None:
         """The message's window key in a scope (IPSrc, DIALOG...)."""
-        keys = self._keys
+        keys = self.keys
         if scope in keys:
             return keys[scope]
         key = scope_key(scope, self.msg, self.source)
@@ -277,7 +277,8 @@ class RuleCorrelator:
 
     def _listen(self, listener: _Listener, seen: _Observed, out: list[Firing]) -> None:
         """One rule listening to the message's context: open, count, fire."""
-        key = seen.key(listener.scope)
+        keys = seen.keys
+        key = keys[listener.scope] if listener.scope in keys else seen.key(listener.scope)
         if key is None:
             return
         rule = listener.rule

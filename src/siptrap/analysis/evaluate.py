@@ -311,7 +311,8 @@ class Evaluator:
     ) -> Run:
         """A fresh run of rules on a message (its variables and values shared by the
         message's scope)."""
-        scope = self.scope(msg, source, facts, given=scope)
+        if scope is None:
+            scope = MessageScope(msg, source, facts, self.identify)
         variables = scope.variables((context or message_context(msg)).upper())
         return Run(msg, source, variables.context, variables, scope)
 

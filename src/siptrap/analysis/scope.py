@@ -77,7 +77,6 @@ class MessageScope:
         """The variables the message's rules start with in `context` (upper case)."""
         found = self._variables.get(context)
         if found is None:
-            found = self._variables[context] = MessageVariables(
-                self.msg, self.source, context, self.facts
-            )
+            found = MessageVariables(self.msg, self.source, context, self.facts)
+            self._variables[context] = found
         return found
