@@ -10,7 +10,8 @@ ratio is of the medians.
 Stages: `parse` (bench_parse.py's "parse + honeypot fields" on INVITE, REGISTER,
 OPTIONS, each copy with its own Via branch, From tag and Call-ID as in real traffic),
 `endpoint` (profile_endpoint.py's network path per scenario), `sinks` (the JSON lines
-and SQLite sinks writing the same events).
+and SQLite sinks writing the same events), `analysis` (the live analysis sink reading
+each tree's own events for the same flows: µs per flow, rules loaded beforehand).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,10 +162,42 @@ def sink_timer(cls: Any, events: list[Any], flows: int) -> Callable[[], float]:
         with tempfile.TemporaryDirectory() as tmp:
             sink = cls(Path(tmp) / "out")
             sink.open()
-            start = time.perf_counter()
+            start = time.thread_time()  # this thread's CPU: the sink's ticker is not in it
             for i in range(0, len(events), 2048):
                 sink.write(events[i : i + 2048])
-            elapsed = time.perf_counter() - start
+            elapsed = time.thread_time() - start
+            sink.close()
+        return elapsed / flows
+
+    return run
+
+
+def analysis_stage(flows: int) -> dict[str, tuple[Callable[[], float], Callable[[], float]]]:
+    out = {}
+    for name, scenario in pe.SCENARIOS.items():
+        timers = []
+        for pkg_name in (OLD, "siptrap"):
+            driver = pe.Driver(pe.package(pkg_name))
+            for i in range(flows):
+                scenario(driver, i)
+            timers.append(analysis_timer(pkg_name, driver.events, flows))
+        out[f"analysis {name}"] = (timers[0], timers[1])
+    return out
+
+
+def analysis_timer(pkg_name: str, events: list[Any], flows: int) -> Callable[[], float]:
+    config_from_dict = importlib.import_module(f"{pkg_name}.config").config_from_dict
+    analysis_sinks = importlib.import_module(f"{pkg_name}.app").analysis_sinks
+    config = config_from_dict(tomllib.loads(pe.CONFIG))
+
+    def run() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            sink = analysis_sinks(config, Path(tmp), lambda event: None)[0]
+            sink.open()
+            start = time.thread_time()  # this thread's CPU: the sink's ticker is not in it
+            for i in range(0, len(events), 2048):
+                sink.write(events[i : i + 2048])
+            elapsed = time.thread_time() - start
             sink.close()
         return elapsed / flows
 
@@ -173,13 +207,15 @@ def sink_timer(cls: Any, events: list[Any], flows: int) -> Callable[[], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old_src", type=Path, help="src directory of the older checkout")
-    parser.add_argument("--stage", action="append", choices=("parse", "endpoint", "sinks"))
+    parser.add_argument(
+        "--stage", action="append", choices=("parse", "endpoint", "sinks", "analysis")
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--flows", type=int, default=1000)
     parser.add_argument("--parses", type=int, default=2000)
     args = parser.parse_args()
     load_old(args.old_src)
-    stages = args.stage or ["parse", "endpoint", "sinks"]
+    stages = args.stage or ["parse", "endpoint", "sinks", "analysis"]
     pairs: dict[str, tuple[Callable[[], float], Callable[[], float]]] = {}
     if "parse" in stages:
         pairs |= parse_stage(args.parses)
@@ -187,6 +223,8 @@ def main() -> None:
         pairs |= endpoint_stage(args.flows)
     if "sinks" in stages:
         pairs |= sinks_stage(args.flows)
+    if "analysis" in stages:
+        pairs |= analysis_stage(args.flows)
     print(f"naive split of the INVITE's lines: {yardstick(args.parses):.1f} µs (3.1 when quiet)")
     print(f"{'stage':<26}{'old µs':>9}{'new µs':>9}{'old/new':>9}   (medians of {args.rounds})")
     for name, (old, new) in pairs.items():

@@ -680,5 +680,5 @@ def test_tables_stay_bounded_under_many_sources_methods_and_calls():
     assert len(eng.watches) <= 50
     assert len(eng.book.open) <= 40
     assert len(eng.correlator) <= 200
-    assert len(eng.evaluator._by_context) <= 4  # unknown methods share one entry
-    assert len(eng.correlator._by_context) <= 3
+    assert eng.evaluator.stats()["programs"] <= 4  # unknown methods share one entry
+    assert eng.correlator.stats()["contexts"] <= 3

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from siptrap.analysis import engine as engine_module
-from siptrap.analysis import facts as facts_module
-from siptrap.analysis import program as program_module
 from siptrap.analysis import spoofing
 from siptrap.analysis.engine import AnalysisEngine, EngineSettings
 from siptrap.analysis.evaluate import Evaluator, Source
 from siptrap.analysis.facts import ToolCache
+from siptrap.analysis.fields import field_values, search_values
 from siptrap.analysis.fingerprints import load_catalogue
 from siptrap.analysis.rule_model import FACT_VARIABLES, PREDEFINED_VARIABLES, VARIABLE
 from siptrap.analysis.rules import load_builtin_rules
@@ -50,7 +48,7 @@ def test_the_shape_line_by_line_is_the_shape_of_the_whole_message() -> None:
     tricky = [b"", b"\r\n", b"a\r\r\nb12345678\r\n\nabc\r\n", b"\r\n\r\n123", b"abcdef\r\n0"]
     for raw in _raw_messages() + tricky:
         for _ in range(2):  # worked out, then from the remembered lines
-            assert b"\r\n".join(cache._shape(raw)) == SHAPE.sub(b"#", raw)
+            assert b"\r\n".join(cache.shape(raw)) == SHAPE.sub(b"#", raw)
 
 
 def test_lazy_variables_read_in_any_order_match_all_of_them_at_once() -> None:
@@ -74,8 +72,8 @@ def test_check_fingerprint_is_the_same_with_the_message_values_shared() -> None:
     for raw in _raw_messages():
         msg = parse(raw)
         once = evaluator.check_fingerprint(msg, source)
-        evaluator._cache = None  # nothing remembered: worked out again
-        assert evaluator.check_fingerprint(msg, source) == once
+        fresh = Evaluator(load_builtin_rules()).check_fingerprint(msg, source)
+        assert evaluator.check_fingerprint(msg, source) == once == fresh
 
 
 def _invite(i: int, host: str = "198.51.100.9", method: str = "INVITE") -> bytes:
@@ -88,33 +86,63 @@ def _invite(i: int, host: str = "198.51.100.9", method: str = "INVITE") -> bytes
     ).encode()
 
 
-def test_remembered_tables_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts_module, "MAX_LINES", 64)
-    monkeypatch.setattr(facts_module, "MAX_KNOWN", 16)
-    monkeypatch.setattr(engine_module, "MAX_PLANS", 16)
-    monkeypatch.setattr(program_module, "MAX_SHARED", 16)
-    monkeypatch.setattr(program_module, "_OUTCOMES", {})  # not what other tests left
-    eng = AnalysisEngine(load_builtin_rules(), EngineSettings(max_dialogs=10))
-    peak = [0, 0, 0, 0]
+def test_remembered_tables_stay_bounded() -> None:
+    eng = AnalysisEngine(load_builtin_rules(), EngineSettings(max_dialogs=10, max_memo=16))
+    peak: dict[str, int] = {}
     for i in range(400):
         msg = parse(_invite(i, method="OPTIONS" if i % 2 else "INVITE"))
-        eng.request(msg, Source(f"10.0.{i // 200}.{i % 200}"), float(i))
+        eng.request(msg, Source(f"10.0.{i // 200}.{i % 200}"), i / 100)
         eng.take()
-        sizes = (len(eng.tools._lines), len(eng.finder._known), len(eng._plans))
-        sizes += (len(program_module._OUTCOMES),)
-        assert sizes[0] <= 64 and max(sizes[1:]) <= 16
-        peak = [max(p, s) for p, s in zip(peak, sizes, strict=True)]
+        for name, (size, limit) in eng.bounds().items():
+            assert size <= limit, name
+            peak[name] = max(peak.get(name, 0), size)
     assert eng.messages == 400
-    assert peak[0] > 32 and peak[1] > 8 and peak[2] > 8  # each table was in use
-    assert peak[3] >= 1
+    assert peak["memo"] == 16 and eng.memo.evicted > 0  # the memo was full, and stayed so
+    assert peak["dialogs"] == 10 and peak["plans per facts"] >= 1
+
+
+def test_the_tool_cache_stays_bounded() -> None:
+    cache = ToolCache(load_catalogue(), size=16, lines=64)
+    for i in range(400):  # a User-Agent of its own (letters past f: not a hex run) each
+        agent = "".join("ghijklmnopqrstuvwxyz"[i // 20**k % 20] for k in range(2))
+        msg = parse(_invite(i).replace(b"agent-", f"agent-{agent}-".encode()))
+        assert cache(msg) == cache(msg)  # the second time from the cache
+        bounds = cache.bounds()
+        assert bounds["shapes"][0] <= 16 and bounds["lines"][0] <= 64
+    assert bounds["shapes"][0] == 16 and bounds["lines"][0] == 64
+    assert cache.misses == cache.hits == 400
 
 
 def test_long_attacker_addresses_are_not_remembered() -> None:
     host = "h" * 600 + ".example"
-    before = spoofing._cached_verdict.cache_info().currsize
+    before = spoofing.bounds()["verdicts"][0]
     msg = parse(_invite(1, host=host))
     verdict = spoofing.check_spoofing(msg, "198.51.100.9")
-    assert spoofing._cached_verdict.cache_info().currsize == before
+    assert spoofing.bounds()["verdicts"][0] == before
     assert f"DNS of {host!r}" in verdict.unchecked
     short = spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9")
     assert spoofing.check_spoofing(parse(_invite(2)), "198.51.100.9") is short  # remembered
+
+
+def test_fingerprinting_gives_the_first_rule_in_file_order_that_holds() -> None:
+    rules = load_builtin_rules()
+    evaluator = Evaluator(rules)
+    source = Source("203.0.113.9")
+    named = 0
+    for raw in _raw_messages():
+        msg = parse(raw)
+        for context in ("INVITE", "REGISTER", "OPTIONS"):
+            first = next(
+                (
+                    r.returns or ""
+                    for r in rules.for_context(context, "Fingerprinting")
+                    if r.regex is not None
+                    and r.where is not None
+                    and search_values(r.regex, field_values(r.where, msg)) is not None
+                ),
+                None,
+            )
+            if first is not None:
+                named += 1
+                assert evaluator.check_fingerprint(msg, source, context) == first
+    assert named > 10  # the rules named the tools of many of these messages

@@ -533,13 +533,6 @@ class AlertBook:
         if after != before or alert.count >= max(2, 2 * alert.emitted_count):
             alert.urgent = True
 
-    def raise_severity(self, key: tuple[str, ...], severity: str, now: float) -> None:
-        alert = self.open.get(key)
-        if alert is not None and SEVERITY_ORDER[severity] > SEVERITY_ORDER[alert.severity]:
-            alert.severity = severity
-            alert.dirty = alert.urgent = True
-            self._maybe_emit(alert, now)
-
     def find(self, kind: str, category: str, src_ip: str) -> tuple[str, ...] | None:
         """The key of an open alert of this kind and category about this source."""
         for key, alert in reversed(self.open.items()):

@@ -75,18 +75,7 @@ def summarise(conclusions: Iterable[str], closed: bool = False) -> tuple[str, ..
     """The conclusions of one alert as they should read (see the module docstring)."""
     items = list(dict.fromkeys(conclusions))
     present = set(items)
-    members: dict[int, list[str]] = {}
-    lines: list[str | int] = []  # a family stands where its first member was
-    for text in items:
-        family = _family(text)
-        if family is None:
-            lines.append(text)
-            continue
-        n, value = family
-        if n not in members:
-            members[n] = []
-            lines.append(n)
-        members[n].append(value)
+    members, lines = _grouped(items)
     some_media = MEDIA in members
     # the same user an extension at the hosts that answered, unknown at the others (a
     # sweep of several hosts): said once, of the hosts that answered
@@ -100,26 +89,57 @@ def summarise(conclusions: Iterable[str], closed: bool = False) -> tuple[str, ..
     out: list[str] = []
     for line in lines:
         if isinstance(line, int):
-            values = members[line]
-            if len(values) == 1:
-                text = next(t for t in items if _family(t) == (line, values[0]))
-            else:
-                text = _FAMILIES[line][1].format(n=len(values), first=_first(values))
-            if line == EXTENSION and both:
-                text += " (at the hosts that answered; the others did not answer)"
-            if line == MEDIA and NO_MEDIA in present:
-                text += "; no media in the others"
+            out.append(_family_text(line, members[line], items, bool(both), present))
+            continue
+        text = _plain_text(line, present, some_media, closed)
+        if text is not None:
             out.append(text)
-        elif line == NO_ACK and ACK in present:
-            continue
-        elif line == ACK and NO_ACK in present:
-            out.append("ACK received for some of these calls, not for the others")
-        elif line == NO_MEDIA and some_media:
-            continue
-        elif line.startswith(NO_SIGN) and any(c.startswith(NOT_SPOOFED) for c in present):
-            continue
-        elif line == WAITING and closed:
-            continue
-        else:
-            out.append(line)
     return tuple(out)
+
+
+def _grouped(items: list[str]) -> tuple[dict[int, list[str]], list[str | int]]:
+    """The members of each family, and the lines in order (a family stands where its
+    first member was)."""
+    members: dict[int, list[str]] = {}
+    lines: list[str | int] = []
+    for text in items:
+        family = _family(text)
+        if family is None:
+            lines.append(text)
+            continue
+        n, value = family
+        if n not in members:
+            members[n] = []
+            lines.append(n)
+        members[n].append(value)
+    return members, lines
+
+
+def _family_text(
+    line: int, values: list[str], items: list[str], both: bool, present: set[str]
+) -> str:
+    """A family's line: its one member as written, or the family's summary."""
+    if len(values) == 1:
+        text = next(t for t in items if _family(t) == (line, values[0]))
+    else:
+        text = _FAMILIES[line][1].format(n=len(values), first=_first(values))
+    if line == EXTENSION and both:
+        text += " (at the hosts that answered; the others did not answer)"
+    if line == MEDIA and NO_MEDIA in present:
+        text += "; no media in the others"
+    return text
+
+
+def _plain_text(line: str, present: set[str], some_media: bool, closed: bool) -> str | None:
+    """A conclusion that is no family's, as it should read (None: left out)."""
+    if line == NO_ACK and ACK in present:
+        return None
+    if line == ACK and NO_ACK in present:
+        return "ACK received for some of these calls, not for the others"
+    if line == NO_MEDIA and some_media:
+        return None
+    if line.startswith(NO_SIGN) and any(c.startswith(NOT_SPOOFED) for c in present):
+        return None
+    if line == WAITING and closed:
+        return None
+    return line

@@ -34,6 +34,7 @@ from .evaluate import Evaluator, Outcome, Source, message_context, scope_key
 from .fields import MAX_VALUE_CHARS, Message
 from .program import Run
 from .rules import CONTEXTS, Rule, RuleError, RuleSet
+from .scope import MessageScope
 from .variables import MessageVariables, Template, compile_template
 
 MAX_WINDOWS = 50_000
@@ -46,7 +47,7 @@ MAX_TOOLS = 8
 class _Listener(NamedTuple):
     """A correlation rule as a context's listener, with what observing needs at hand."""
 
-    position: int  # the rule's place in the rule set (a window table key)
+    number: int  # the rule's number in its rule set (a window table key)
     rule: Rule
     scope: str
     waits: bool  # EventInWindow: opens a window, waits for a later message
@@ -109,6 +110,66 @@ class Firing:
     call_id: str = ""  # the Call-ID of the message the window was opened by
 
 
+class _Observed:
+    """One message being observed: its window key in each scope, and the run its rules'
+    conditions share (they change nothing), worked out once."""
+
+    __slots__ = (
+        "_run",
+        "ctx",
+        "evaluator",
+        "facts",
+        "keys",
+        "msg",
+        "now",
+        "scope",
+        "source",
+        "tool",
+    )
+
+    def __init__(
+        self,
+        msg: Message,
+        source: Source,
+        now: float,
+        ctx: str,
+        facts: Mapping[str, str] | None,
+        tool: str | None,
+        evaluator: Evaluator,
+        scope: MessageScope | None,
+    ) -> None:
+        self.msg = msg
+        self.source = source
+        self.now = now
+        self.ctx = ctx
+        self.facts = facts
+        self.tool = tool
+        self.evaluator = evaluator
+        self.scope = evaluator.scope(msg, source, facts, given=scope)
+        self.keys: dict[str, str | None] = {}  # by scope (see `key`)
+        self._run: Run | None = None
+
+    def key(self, scope: str) -> str | None:
+        """The message's window key in a scope (IPSrc, DIALOG...)."""
+        keys = self.keys
+        if scope in keys:
+            return keys[scope]
+        key = scope_key(scope, self.msg, self.source)
+        key = keys[scope] = key[:MAX_VALUE_CHARS] if key else None
+        return key
+
+    def run(self) -> Run:
+        if self._run is None:
+            self._run = self.evaluator.start(
+                self.msg, self.source, self.ctx, self.facts, scope=self.scope
+            )
+        return self._run
+
+    def opener(self) -> tuple[Message, Source, dict[str, str]]:
+        """What a window keeps of the message that opened it."""
+        return (self.msg, self.source, dict(self.facts or {}))
+
+
 class RuleCorrelator:
     """Runs a rule set's Correlation.* rules over messages in time order."""
 
@@ -123,9 +184,8 @@ class RuleCorrelator:
                     rule.line_of("threshold"),
                     f"a distinct threshold can be at most {DISTINCT_CAP}",
                 )
-        self._index = {id(rule): n for n, rule in enumerate(self.rules)}
         self._waiting = tuple(
-            (self._index[id(r)], r, r.scope or "IPSrc")
+            (r.number, r, r.scope or "IPSrc")
             for r in self.rules
             if r.type == "Correlation.EventInWindow"
         )
@@ -138,15 +198,24 @@ class RuleCorrelator:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def stats(self) -> dict[str, int]:
+        """Open windows, windows evicted to stay within `max_windows`, and the contexts
+        whose listeners are kept (unknown methods share one entry)."""
+        return {
+            "windows": len(self.windows),
+            "evicted": self.evicted,
+            "contexts": len(self._by_context),
+        }
+
     def _rules_for(self, context: str) -> tuple[_Listener, ...]:
-        """The rules listening to a context: (index, rule, scope, is EventInWindow, its
-        condition when it has no pre-action, else None)."""
+        """The correlation rules listening to a context, as `_Listener`s (kept per
+        context; methods siptrap does not know share one entry)."""
         key = context if context in CONTEXTS else "*"  # unknown methods: the ANY rules
         found = self._by_context.get(key)
         if found is None:
             listening = self.evaluator.rules.for_context(context)
-            ids = {id(r) for r in listening}
-            found = tuple(self._listener(r) for r in self.rules if id(r) in ids)
+            numbers = {r.number for r in listening}
+            found = tuple(self._listener(r) for r in self.rules if r.number in numbers)
             self._by_context[key] = found
         return found
 
@@ -155,7 +224,7 @@ class RuleCorrelator:
         plain = compiled.condition if not compiled.pre else None
         always = not compiled.pre and compiled.condition is None
         return _Listener(
-            self._index[id(rule)],
+            rule.number,
             rule,
             rule.scope or "IPSrc",
             rule.type == "Correlation.EventInWindow",
@@ -174,71 +243,77 @@ class RuleCorrelator:
         facts: Mapping[str, str] | None = None,
         context: str | None = None,
         tool: str | None = None,
+        *,
+        scope: MessageScope | None = None,
     ) -> list[Firing]:
-        """Feed one message (or event: `context` MEDIA on the INVITE that had media)."""
+        """Feed one message (or event: `context` MEDIA on the INVITE that had media);
+        `scope` is the message's scope when the caller made one (then with `facts`)."""
         ctx = (context or message_context(msg)).upper()
+        seen = _Observed(msg, source, now, ctx, facts, tool, self.evaluator, scope)
         out: list[Firing] = []
-        keys: dict[str, str | None] = {}  # the message's key in each scope
-        evaluator = self.evaluator
-        windows = self.windows
-        for index, rule, scope in self._waiting:
-            key = keys[scope] if scope in keys else self._key(scope, msg, source, keys)
-            window = windows.get((index, key)) if key else None
-            if window is None or window.opener is None or window.opener[0] is msg:
-                continue
-            if evaluator.check(rule, msg, source, ctx, facts):
-                if rule.actions:
-                    outcome = evaluator.fire(rule, msg, source, ctx, facts=facts)
-                    window.count += 1
-                    out.append(self._firing(window, "action", outcome))
-                self._close(window)
-        variables: MessageVariables | None = None
-        run: Run | None = None  # shared by the conditions (they change nothing)
-        for index, rule, scope, waits, always, condition, distinct, threshold in self._rules_for(
-            ctx
-        ):
-            key = keys[scope] if scope in keys else self._key(scope, msg, source, keys)
-            if key is None:
-                continue
-            table_key = (index, key)
-            window = windows.get(table_key)
-            if window is not None and window.deadline <= now:
-                out += self._expire_one(window)
-                window = None
-            if waits:
-                if window is None:
-                    self._open(rule, key, now, (msg, source, dict(facts or {})))
-                continue
-            if always:
-                pass
-            elif condition is not None:
-                if run is None:
-                    run = evaluator.start(msg, source, ctx, facts)
-                if not condition(run):
-                    continue
-            elif not evaluator.check(rule, msg, source, ctx, facts):
-                continue
-            if window is None:
-                window = self._open(rule, key, now, None)
-            else:
-                windows.move_to_end(table_key)
-            if variables is None:
-                variables = evaluator.message_variables(msg, source, ctx, facts)
-            self._count(window, distinct, variables, source, now, tool)
-            if rule.actions_if_false and window.opener is None:
-                window.opener = (msg, source, dict(facts or {}))
-            if not window.fired and window.measure >= threshold:
-                window.fired = True
-                outcome = evaluator.fire(rule, msg, source, ctx, facts=facts)
-                out.append(self._firing(window, "action", outcome))
+        for number, rule, rule_scope in self._waiting:
+            self._answer(number, rule, rule_scope, seen, out)
+        for listener in self._rules_for(ctx):
+            self._listen(listener, seen, out)
         return out
 
-    @staticmethod
-    def _key(scope: str, msg: Message, source: Source, keys: dict[str, str | None]) -> str | None:
-        """The message's window key in a scope (remembered in `keys`)."""
-        key = scope_key(scope, msg, source)
-        key = keys[scope] = key[:MAX_VALUE_CHARS] if key else None
-        return key
+    def _answer(
+        self, number: int, rule: Rule, rule_scope: str, seen: _Observed, out: list[Firing]
+    ) -> None:
+        """An EventInWindow window of the message's key, opened by another message: the
+        message may be the event it waits for."""
+        key = seen.key(rule_scope)
+        window = self.windows.get((number, key)) if key else None
+        if window is None or window.opener is None or window.opener[0] is seen.msg:
+            return
+        evaluator = self.evaluator
+        msg, source, ctx, facts, scope = seen.msg, seen.source, seen.ctx, seen.facts, seen.scope
+        if evaluator.check(rule, msg, source, ctx, facts, scope=scope):
+            if rule.actions:
+                outcome = evaluator.fire(rule, msg, source, ctx, facts=facts, scope=scope)
+                window.count += 1
+                out.append(self._firing(window, "action", outcome))
+            self._close(window)
+
+    def _listen(self, listener: _Listener, seen: _Observed, out: list[Firing]) -> None:
+        """One rule listening to the message's context: open, count, fire."""
+        keys = seen.keys
+        key = keys[listener.scope] if listener.scope in keys else seen.key(listener.scope)
+        if key is None:
+            return
+        rule = listener.rule
+        table_key = (listener.number, key)
+        window = self.windows.get(table_key)
+        if window is not None and window.deadline <= seen.now:
+            out += self._expire_one(window)
+            window = None
+        if listener.waits:
+            if window is None:
+                self._open(rule, key, seen.now, seen.opener())
+            return
+        if listener.always:
+            pass
+        elif listener.condition is not None:
+            if not listener.condition(seen.run()):
+                return
+        elif not self.evaluator.check(
+            rule, seen.msg, seen.source, seen.ctx, seen.facts, scope=seen.scope
+        ):
+            return
+        if window is None:
+            window = self._open(rule, key, seen.now, None)
+        else:
+            self.windows.move_to_end(table_key)
+        variables = seen.scope.variables(seen.ctx)
+        self._count(window, listener.distinct, variables, seen.source, seen.now, seen.tool)
+        if rule.actions_if_false and window.opener is None:
+            window.opener = seen.opener()
+        if not window.fired and window.measure >= listener.threshold:
+            window.fired = True
+            outcome = self.evaluator.fire(
+                rule, seen.msg, seen.source, seen.ctx, facts=seen.facts, scope=seen.scope
+            )
+            out.append(self._firing(window, "action", outcome))
 
     @staticmethod
     def _count(
@@ -271,7 +346,7 @@ class RuleCorrelator:
         now: float,
         opener: tuple[Message, Source, dict[str, str]] | None,
     ) -> Window:
-        table_key = (self._index[id(rule)], key)
+        table_key = (rule.number, key)
         seq = next(self._seq)
         window = Window(rule, key, now, now + (rule.timer or 0.0), seq, now, now, opener=opener)
         self.windows[table_key] = window
@@ -279,7 +354,7 @@ class RuleCorrelator:
         return window
 
     def _close(self, window: Window) -> None:
-        table_key = (self._index[id(window.rule)], window.key)
+        table_key = (window.rule.number, window.key)
         if self.windows.get(table_key) is window:
             del self.windows[table_key]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .fields import Field, Message, canonical, field_values, parse_field, search_values
+from .fields import Field, Message, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
 from .outcome import Command, Outcome, Source
 from .program import (
@@ -33,12 +33,12 @@ from .program import (
     MAX_TEXT,
     Collections,
     CompiledRule,
-    MessageCache,
     Run,
     compile_rule,
 )
 from .rule_model import CONTEXTS
 from .rules import FIELD_REF, VARIABLE, Rule, RuleSet, System
+from .scope import MessageScope
 from .variables import (
     MessageVariables,
     auth_user,
@@ -161,6 +161,9 @@ class _Program:
     clean: tuple[CompiledRule, ...]
     fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...]  # Fingerprinting rules
     tests_defects: bool  # some rules only test one defect (`clean` leaves them out)
+    # per field the Fingerprinting rules read: one pattern that any of their patterns
+    # matching makes match (None: theirs could not be joined), to pass over the rest
+    screens: Mapping[Field, re.Pattern[str] | None] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -186,9 +189,13 @@ class Evaluator:
             | {t.name for t in attack}
             | {t.family for t in attack if t.family}
         )
-        self._compiled = {id(r): compile_rule(r, self) for r in rules}
-        self._memo: MessageVariables | None = None
-        self._cache: MessageCache | None = None
+        # by the rule's number in its set (a rule from elsewhere is compiled each time)
+        self._compiled = {r.number: compile_rule(r, self) for r in rules}
+
+    def stats(self) -> dict[str, int]:
+        """The compiled programs kept (per context and rule type: a few at most, unknown
+        methods sharing one) and the rules compiled."""
+        return {"programs": len(self._by_context), "rules": len(self._compiled)}
 
     # -- public entry points --
     def classify(
@@ -197,17 +204,20 @@ class Evaluator:
         source: Source,
         context: str | None = None,
         facts: Mapping[str, str] | None = None,
+        *,
+        scope: MessageScope | None = None,
     ) -> Outcome:
         """Run the Classification rules of the message's context, in file order.
 
-        `facts` sets variables the analysis engine worked out (see FACT_VARIABLES)."""
-        run = self.start(msg, source, context, facts)
+        `facts` sets variables the analysis engine worked out (see FACT_VARIABLES);
+        `scope` is the message's scope when the caller made one (then with those facts)."""
+        run = self.start(msg, source, context, facts, scope=scope)
         program = self._program(run.context, "Classification")
         if not program.tests_defects:
             rules = program.clean
-        elif run.cache.defects:
+        elif run.scope.defects:
             rules = tuple(
-                r for r in program.rules if r.defect is None or r.defect in run.cache.defects
+                r for r in program.rules if r.defect is None or r.defect in run.scope.defects
             )
         else:  # `NAME in DEFECTS` is false for every rule that only tests that
             rules = program.clean
@@ -226,12 +236,14 @@ class Evaluator:
         source: Source,
         context: str | None = None,
         facts: Mapping[str, str] | None = None,
+        *,
+        scope: MessageScope | None = None,
     ) -> bool:
         """Whether a message meets a rule's condition (after its pre-actions)."""
         compiled = self.compiled(rule)
         if not compiled.pre and compiled.condition is None:
             return True
-        return compiled.check(self.start(msg, source, context, facts))
+        return compiled.check(self.start(msg, source, context, facts, scope=scope))
 
     def fire(
         self,
@@ -242,9 +254,10 @@ class Evaluator:
         *,
         if_false: bool = False,
         facts: Mapping[str, str] | None = None,
+        scope: MessageScope | None = None,
     ) -> Outcome:
         """Run a rule's pre-actions then its action (or action-if-false), unconditionally."""
-        run = self.start(msg, source, context, facts)
+        run = self.start(msg, source, context, facts, scope=scope)
         self.compiled(rule).apply(run, not if_false)
         return run.outcome()
 
@@ -264,28 +277,28 @@ class Evaluator:
         source: Source,
         context: str | None = None,
         facts: Mapping[str, str] | None = None,
+        *,
+        scope: MessageScope | None = None,
     ) -> MessageVariables:
         """The variables a rule starts with, worked out as they are read (read them with
-        `[]`). Shared by the rules run on the same message: do not change them."""
+        `[]`). Shared by the rules run on the same message scope: do not change them."""
         ctx = (context or message_context(msg)).upper()
-        memo = self._memo
-        if (
-            memo is not None
-            and memo.msg is msg
-            and memo.facts is facts
-            and memo.context == ctx
-            and (memo.source is source or memo.source == source)
-        ):
-            return memo
-        memo = self._memo = MessageVariables(msg, source, ctx, facts)
-        return memo
+        return self.scope(msg, source, facts, given=scope).variables(ctx)
 
-    def message_cache(self, msg: Message) -> MessageCache:
-        """The field values, defects and fingerprints of a message, worked out once."""
-        cache = self._cache
-        if cache is None or cache.msg is not msg:
-            cache = self._cache = MessageCache(msg)
-        return cache
+    def scope(
+        self,
+        msg: Message,
+        source: Source,
+        facts: Mapping[str, str] | None = None,
+        matches: list[Match] | None = None,
+        *,
+        given: MessageScope | None = None,
+    ) -> MessageScope:
+        """A scope for one message (`given`, when the caller already made it): what its
+        rules read, worked out once and shared by everything that runs on it."""
+        if given is not None:
+            return given
+        return MessageScope(msg, source, facts, self.identify, matches)
 
     def start(
         self,
@@ -293,14 +306,19 @@ class Evaluator:
         source: Source,
         context: str | None = None,
         facts: Mapping[str, str] | None = None,
+        *,
+        scope: MessageScope | None = None,
     ) -> Run:
-        """A fresh run of rules on a message (its variables and values shared)."""
-        variables = self.message_variables(msg, source, context, facts)
-        return Run(msg, source, variables.context, variables, self.message_cache(msg))
+        """A fresh run of rules on a message (its variables and values shared by the
+        message's scope)."""
+        if scope is None:
+            scope = MessageScope(msg, source, facts, self.identify)
+        variables = scope.variables((context or message_context(msg)).upper())
+        return Run(msg, source, variables.context, variables, scope)
 
     def compiled(self, rule: Rule) -> CompiledRule:
         """A rule of the set, compiled (another rule is compiled each time)."""
-        compiled = self._compiled.get(id(rule))
+        compiled = self._compiled.get(rule.number)
         if compiled is None or compiled.rule is not rule:
             compiled = compile_rule(rule, self)  # a rule from elsewhere: not kept
         return compiled
@@ -313,13 +331,14 @@ class Evaluator:
         if found is None:
             rules = tuple(self.compiled(r) for r in self.rules.for_context(context, type))
             fingerprints = tuple(
-                (r.rule.regex, canonical(r.rule.where), r.rule.returns or "")
+                (r.rule.regex, r.rule.where, r.rule.returns or "")
                 for r in rules
                 if r.rule.regex is not None and r.rule.where is not None
             )
             clean = tuple(r for r in rules if r.defect is None)
             tests = len(clean) != len(rules)
-            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests)
+            screens = _screens(fingerprints)
+            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests, screens)
         return found
 
     def system(self, rule: Rule, action: System, run: Run) -> None:
@@ -337,19 +356,53 @@ class Evaluator:
         if run.fingerprint is not None:
             return run.fingerprint
         context = run.context
-        found = run.cache.fingerprints.get(context)
+        found = run.scope.fingerprints.get(context)
         if found is None:
-            found = run.cache.fingerprints[context] = self._fingerprint(run.msg, run.cache, context)
+            found = run.scope.fingerprints[context] = self._fingerprint(run.scope, context)
         run.fingerprint = found
         if found:
             run.tools.append(found)
         return found
 
-    def _fingerprint(self, msg: Message, cache: MessageCache, context: str) -> str:
-        for regex, where, returns in self._program(context, "Fingerprinting").fingerprints:
-            if search_values(regex, cache.values(where)) is not None:
+    def _fingerprint(self, scope: MessageScope, context: str) -> str:
+        program = self._program(context, "Fingerprinting")
+        screens = program.screens
+        held: dict[Field, bool] = {}  # per field: may one of its rules' patterns hold?
+        for regex, where, returns in program.fingerprints:  # the first that holds
+            values = scope.values(where)
+            may = held.get(where)
+            if may is None:
+                screen = screens.get(where)
+                may = held[where] = screen is None or search_values(screen, values) is not None
+            if may and search_values(regex, values) is not None:
                 return returns
-        best = next((m for m in self.identify(msg) if m.is_attack), None)
+        best = next((m for m in scope.matches() if m.is_attack), None)
         if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
             return best.family or best.tool
         return ""
+
+
+_GLOBAL_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def _screens(
+    fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...],
+) -> dict[Field, re.Pattern[str] | None]:
+    """One pattern per field, the alternation of the rules' patterns for it: it is found
+    in a value exactly when one of theirs is (patterns have no backreferences: see
+    `fields.compile_pattern`). Leading global flags become scoped ones; None for a field
+    whose patterns cannot be joined."""
+    by_field: dict[Field, list[str]] = {}
+    for regex, where, _returns in fingerprints:
+        text = regex.pattern
+        flags = _GLOBAL_FLAGS.match(text)
+        if flags is not None:
+            text = f"(?{flags.group(1)}:{text[flags.end() :]})"
+        by_field.setdefault(where, []).append(f"(?:{text})")
+    out: dict[Field, re.Pattern[str] | None] = {}
+    for where, texts in by_field.items():
+        try:
+            out[where] = re.compile("|".join(texts))
+        except re.error:
+            out[where] = None
+    return out

@@ -9,12 +9,14 @@ and feeds the INVITE decision tree (`decision`).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..bounded import BoundedLRU
 from .evaluate import Source, target_of
 from .fields import Message
 from .fingerprints import Catalogue, Match
@@ -51,52 +53,50 @@ class ToolCache:
     line by line, and the shapes of recent lines are remembered: most lines of a tool's
     messages (User-Agent, Max-Forwards...) come again byte for byte."""
 
-    def __init__(self, catalogue: Catalogue, size: int = 4096) -> None:
+    def __init__(self, catalogue: Catalogue, size: int = 4096, lines: int = MAX_LINES) -> None:
         self.catalogue = catalogue
-        self.size = size
-        self._cache: OrderedDict[tuple[tuple[bytes, ...], int], list[Match]] = OrderedDict()
-        self._lines: dict[bytes, bytes] = {}
+        self._cache: BoundedLRU[tuple[tuple[bytes, ...], int], list[Match]] = BoundedLRU(size)
+        self._lines: dict[bytes, bytes] = {}  # line -> shape, at most max_lines
+        self.max_lines = lines
         self.hits = 0
         self.misses = 0
-        self._last: tuple[Message, list[Match]] | None = None
+
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        """(entries, limit) of each table."""
+        return {
+            "shapes": (len(self._cache), self._cache.limit),
+            "lines": (len(self._lines), self.max_lines),
+        }
 
     def __call__(self, msg: Message) -> list[Match]:
-        if self._last is not None and self._last[0] is msg:
-            return self._last[1]
-        found = self._lookup(msg)
-        self._last = (msg, found)
-        return found
-
-    def _lookup(self, msg: Message) -> list[Match]:
         raw = msg.raw
         if len(raw) > MAX_SHAPE:
             return self.catalogue.identify(msg)
-        key = (self._shape(raw), len(raw))
+        key = (self.shape(raw), len(raw))
         found = self._cache.get(key)
         if found is not None:
             self.hits += 1
             return found
         self.misses += 1
         found = self.catalogue.identify(msg)
-        self._cache[key] = found
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, found)
         return found
 
-    def _shape(self, raw: bytes) -> tuple[bytes, ...]:
+    def shape(self, raw: bytes) -> tuple[bytes, ...]:
         """The raw message's lines with their varying runs replaced by a mark."""
-        lines = self._lines
-        out = []
-        for line in raw.split(b"\r\n"):
-            shape = lines.get(line)
-            if shape is None:
-                shape = _VARYING.sub(b"#", line)
-                if len(line) <= MAX_LINE:
-                    if len(lines) >= MAX_LINES:
-                        lines.clear()
-                    lines[line] = shape
-            out.append(shape)
-        return tuple(out)
+        get = self._lines.get
+        return tuple([get(line) or self._line_shape(line) for line in raw.split(b"\r\n")])
+
+    def _line_shape(self, line: bytes) -> bytes:
+        """A line not seen lately: its shape, remembered if the line is short (the table
+        is a plain dict on the hot path, bounded here: the oldest line goes first)."""
+        shape = _VARYING.sub(b"#", line)
+        if len(line) <= MAX_LINE and shape:
+            lines = self._lines
+            if len(lines) >= self.max_lines:
+                del lines[next(iter(lines))]
+            lines[line] = shape
+        return shape
 
 
 class Directory:
@@ -143,6 +143,17 @@ class Facts:
     route: str  # proxy, direct, "" (no target)
     number: NumberInfo | None
     registered: bool = False  # from a registrar to a contact registered with it
+    # the hash, worked out once: Facts key the engine's memo, and hashing them means
+    # hashing the matches, spoofing verdict and number inside
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.tool, self.client, self.spoof, self.target, self.extension)
+        value = hash((*fields, self.route, self.number, self.registered))
+        object.__setattr__(self, "_hash", value)
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def attack_tool(self) -> str | None:
@@ -206,10 +217,7 @@ def purpose(facts: Facts) -> str:
     return "flood" if category == "flood" else "probe"
 
 
-NO_FACTS = Facts(None, None, None, "", "unknown", "", None)
 MIN_TOOL_CONFIDENCE = 0.5
-MAX_KNOWN = 4096  # Facts remembered (for targets of MAX_KNOWN_TARGET characters at most)
-MAX_KNOWN_TARGET = 256
 
 
 def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
@@ -233,10 +241,12 @@ class FactFinder:
         self.directory = directory
         self.proxies = proxies
         self.home_region = home_region
-        self._known: dict[tuple[object, ...], tuple[object, object, object, Facts]] = {}
 
-    def facts(self, msg: Message, source: Source) -> Facts:
-        matches = self.identify(msg)
+    def facts(self, msg: Message, source: Source, matches: list[Match] | None = None) -> Facts:
+        """The facts of a request (`matches`: the tools the catalogue names for it, when
+        the caller has them)."""
+        if matches is None:
+            matches = self.identify(msg)
         method = (msg.method or "").upper()
         target = target_of(msg)
         spoof = (
@@ -252,13 +262,7 @@ class FactFinder:
         if method == "REGISTER":
             self.registrations.register(msg, source)
         registered = self.registrations.delivers(msg, source)
-        # the messages of a tool run share their matches, spoofing verdict and number
-        # objects (the caches return the same ones): they share one Facts too
-        key = (id(matches), id(spoof), id(number), target, extension, route, registered)
-        found = self._known.get(key)
-        if found is not None and found[0] is matches and found[1] is spoof and found[2] is number:
-            return found[3]
-        facts = Facts(
+        return Facts(
             tool=next(
                 (m for m in matches if m.is_attack and m.confidence >= MIN_TOOL_CONFIDENCE), None
             ),
@@ -270,11 +274,6 @@ class FactFinder:
             number=number,
             registered=registered,
         )
-        if len(target) <= MAX_KNOWN_TARGET:
-            if len(self._known) >= MAX_KNOWN:
-                self._known.clear()
-            self._known[key] = (matches, spoof, number, facts)
-        return facts
 
     def route(self, msg: Message, source: Source) -> str:
         """ "proxy" if the source or a Via hop is one of the domain's proxies, else "direct"."""

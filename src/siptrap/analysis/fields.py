@@ -23,13 +23,14 @@ expression never runs over more text than that.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from siptrap.sip import Request, Response, parse_address, parse_via
+from siptrap.sip import Address, Request, Response, parse_address, parse_via
 from siptrap.sip.headers import normalise_name
 
 MAX_VALUE_CHARS = 4096
@@ -109,7 +110,17 @@ class Field:
     # header_order, agent, header, sdp
     name: str = ""  # header name (lower case) or SDP letter
     part: str = ""  # for address and Via headers
-    text: str = ""  # as written
+    # as written: not part of what the field is, so every spelling of one field is equal
+    # (`UserAgent`, `User-Agent`, `SipMsg.User-Agent`) and shares its values per message
+    text: str = dataclasses.field(default="", compare=False)
+    # worked out once: fields key each message's values (see `scope.MessageScope`)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.name, self.part)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return self.text or self.kind
@@ -167,16 +178,6 @@ def _check_part(name: str, part: str, written: str) -> str:
     raise FieldError(f"{written!r}: unknown part {part!r} (known: {', '.join(sorted(allowed))})")
 
 
-_CANONICAL: dict[tuple[str, str, str], Field] = {}
-
-
-def canonical(field: Field) -> Field:
-    """One Field object for every spelling of the same field (`UserAgent`, `User-Agent`,
-    `SipMsg.User-Agent`), so that their values are worked out once per message. Fields
-    come from rule and fingerprint files, never from messages: the table stays small."""
-    return _CANONICAL.setdefault((field.kind, field.name, field.part), field)
-
-
 # -- reading values from a message -----------------------------------------------------------
 def field_values(field: Field, msg: Message) -> list[str]:
     """Every value the field has in this message (an empty list if it has none)."""
@@ -221,10 +222,23 @@ def _header_values(msg: Message, field: Field) -> list[str]:
     return _address_parts(msg, field.name, field.part)
 
 
+def _addresses(msg: Message, name: str) -> list[Address]:
+    """The header's values parsed as addresses: the message's own parse (kept on the
+    message, and done anyway for the fields every reader reads) when no value is cut."""
+    values = msg.header_values(name)
+    if any(len(text) > MAX_VALUE_CHARS for text in values):
+        return [parse_address(text[:MAX_VALUE_CHARS]) for text in values]
+    if name in ("from", "to") and len(values) == 1:
+        first = msg.from_addr if name == "from" else msg.to_addr
+        return [first] if first is not None else []
+    if name == "contact":
+        return msg.contacts
+    return [parse_address(text) for text in values]
+
+
 def _address_parts(msg: Message, name: str, part: str) -> list[str]:
     out: list[str] = []
-    for text in msg.header_values(name):
-        addr = parse_address(text[:MAX_VALUE_CHARS])
+    for addr in _addresses(msg, name):
         uri = addr.uri
         if part == "user":
             value = uri.user
@@ -247,8 +261,12 @@ def _address_parts(msg: Message, name: str, part: str) -> list[str]:
 
 def _via_parts(msg: Message, part: str) -> list[str]:
     out: list[str] = []
-    for text in msg.header_values("via"):
-        via = parse_via(text[:MAX_VALUE_CHARS])
+    values = msg.header_values("via")
+    if any(len(text) > MAX_VALUE_CHARS for text in values):
+        vias = [parse_via(text[:MAX_VALUE_CHARS]) for text in values]
+    else:
+        vias = msg.vias  # the message's own parse of the same values
+    for via in vias:
         if part == "host":
             value: str | None = via.host
         elif part == "port":

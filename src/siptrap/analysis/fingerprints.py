@@ -22,7 +22,6 @@ from .fields import (
     FieldError,
     Message,
     PatternError,
-    canonical,
     compile_pattern,
     field_values,
     parse_field,
@@ -145,18 +144,18 @@ def _values_of(msg: Message, field: Field) -> list[str]:
 
 
 class _FieldValues:
-    """A message's field values, each worked out once (the catalogue's fields are
-    `canonical`: every spelling of a field shares its entry)."""
+    """A message's field values, each worked out once (every spelling of a field is the
+    same Field, and shares its entry)."""
 
     def __init__(self, msg: Message) -> None:
         self.msg = msg
-        self.known: dict[int, tuple[Field, list[str]]] = {}
+        self.known: dict[Field, list[str]] = {}
 
     def __call__(self, field: Field) -> list[str]:
-        found = self.known.get(id(field))
-        if found is None or found[0] is not field:
-            found = self.known[id(field)] = (field, field_values(field, self.msg))
-        return found[1]
+        found = self.known.get(field)
+        if found is None:
+            found = self.known[field] = field_values(field, self.msg)
+        return found
 
 
 def _merge_families(found: dict[str, Match]) -> list[Match]:
@@ -276,7 +275,7 @@ def _signature(entry: Any, label: str) -> Signature:
 
 def _field(text: Any, label: str) -> Field:
     try:
-        return canonical(parse_field(str(text)))
+        return parse_field(str(text))
     except FieldError as exc:
         raise CatalogueError(f"{label}: {exc}") from exc
 

@@ -15,6 +15,7 @@ engine to one thread at a time.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from ..events.record import Event, Peer
 from ..sip import ParseError, Request, Response, parse
 from .actions import CommandRunner
 from .alerts import alert_event
-from .engine import AnalysisEngine
+from .engine import LEARNING, REFUSALS, AnalysisEngine
 from .evaluate import Source
 from .rules import RuleSet, load_builtin_rules, load_rules
 
@@ -106,6 +107,9 @@ class AnalysisSink:
                 source = _origin(f, peer) or _source(peer)
                 self.engine.request(msg, source, event.ts, retransmission=retrans)
         elif eid == "sip.response.sent" and event.raw is not None and peer is not None:
+            if not _may_teach(event.raw, f.get("status")):
+                self.engine.tick(event.ts)  # all the engine would do with it
+                return
             msg = _parse(event.raw, peer)
             if isinstance(msg, Response) and not f.get("retransmission"):
                 self.engine.response(msg, _source(peer), event.ts)
@@ -144,6 +148,20 @@ class AnalysisSink:
             self.engine.call_ended(str(f.get("call_id") or ""), event.ts, int(packets or 0))
         else:
             self.engine.tick(event.ts)
+
+
+# a CSeq line as the honeypot writes it: number, method
+_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*[0-9]+[ \t]+([A-Za-z]+)[ \t]*\r?$", re.I | re.M)
+
+
+def _may_teach(raw: bytes, status: object) -> bool:
+    """Whether a response the honeypot sent can do more than advance the engine's clock
+    (see `AnalysisEngine.response`): a refusal, or an answer whose one CSeq line names
+    INVITE or REGISTER, or anything not plainly otherwise. Then it is parsed."""
+    if not isinstance(status, int) or status in REFUSALS:
+        return True
+    found = _CSEQ.findall(raw)
+    return len(found) != 1 or found[0].decode("ascii").upper() in LEARNING
 
 
 def _message(event: Event, peer: Peer) -> Request | Response | None:

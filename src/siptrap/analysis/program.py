@@ -3,9 +3,8 @@
 A rule's condition, pre-actions and actions become functions of a `Run`, built once per
 rule: running a rule on a message is then a few calls, not a walk over its expression
 tree with a type test per node. The values a message's rules read are worked out once per
-message and shared: its variables (`variables.MessageVariables`), the values of its fields
-(`MessageCache.values`), its defects, and what `Check_Fingerprint()` returns in each
-context (`MessageCache.fingerprints`).
+message and shared through the message's scope (`scope.MessageScope`): its variables, the
+values of its fields, its defects, and what `Check_Fingerprint()` returns in each context.
 
 What a compiled rule does is exactly what `evaluate` describes for the rule.
 """
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .fields import MAX_VALUE_CHARS, Field, Message, canonical, field_values
+from .fields import MAX_VALUE_CHARS, Message
 from .outcome import Command, Outcome, Source
 from .rules import (
     Action,
@@ -38,6 +37,7 @@ from .rules import (
     Var,
     Word,
 )
+from .scope import MessageScope
 from .variables import MessageVariables, compile_template, has_variables
 
 MAX_COLLECTION = 10_000  # entries per user collection (they hold attacker data)
@@ -45,9 +45,6 @@ MAX_CONCLUSIONS = 100  # per message
 MAX_TEXT = 1000  # characters of one conclusion
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-MAX_SHARED = 4096  # outcomes shared between messages (see Run.outcome)
-MAX_SHARED_TEXT = 2000  # characters of conclusions and tools a shared outcome may hold
-_OUTCOMES: dict[tuple[tuple[str, ...], ...], Outcome] = {}
 
 Value = Callable[["Run"], str]
 Test = Callable[["Run"], bool]
@@ -77,39 +74,11 @@ class Collections:
         return value[:MAX_VALUE_CHARS] in self.data.get(name, {})
 
 
-class MessageCache:
-    """What one message's rules read, worked out once: field values, defects, and the
-    result of Check_Fingerprint() per context."""
-
-    __slots__ = ("_defects", "fields", "fingerprints", "msg")
-
-    def __init__(self, msg: Message) -> None:
-        self.msg = msg
-        self.fields: dict[int, tuple[Field, list[str]]] = {}
-        self.fingerprints: dict[str, str] = {}
-        self._defects: frozenset[str] | None = None
-
-    def values(self, field: Field) -> list[str]:
-        """`fields.field_values(field, msg)`, worked out once per field (do not change it).
-        Pass `canonical` fields: then every spelling of one field shares one entry."""
-        found = self.fields.get(id(field))
-        if found is None or found[0] is not field:
-            found = self.fields[id(field)] = (field, field_values(field, self.msg))
-        return found[1]
-
-    @property
-    def defects(self) -> frozenset[str]:
-        if self._defects is None:
-            self._defects = frozenset(self.msg.defect_names)
-        return self._defects
-
-
 class Run:
     """The state of rules running on one message: shared variables, the variables the
     running rule assigned (`local`), and what the rules concluded so far."""
 
     __slots__ = (
-        "cache",
         "commands",
         "conclusions",
         "context",
@@ -118,6 +87,7 @@ class Run:
         "local",
         "msg",
         "problems",
+        "scope",
         "source",
         "tools",
         "variables",
@@ -129,13 +99,13 @@ class Run:
         source: Source,
         context: str,
         variables: MessageVariables,
-        cache: MessageCache,
+        scope: MessageScope,
     ) -> None:
         self.msg = msg
         self.source = source
         self.context = context
         self.variables = variables
-        self.cache = cache
+        self.scope = scope
         self.local: dict[str, str] | None = None
         self.conclusions: list[str] = []
         self.tools: list[str] = []
@@ -152,24 +122,16 @@ class Run:
         return self.variables[name]
 
     def outcome(self) -> Outcome:
-        """What the rules concluded. Outcomes without commands or problems are shared:
-        the messages of a tool run get the same Outcome object (a few thousand kept)."""
+        """What the rules concluded."""
         tools = self.tools
-        conclusions, fired = tuple(self.conclusions), tuple(self.fired)
         tools_once = tuple(tools) if len(tools) < 2 else tuple(dict.fromkeys(tools))
-        if self.commands or self.problems:
-            commands, problems = tuple(self.commands), tuple(self.problems)
-            return Outcome(conclusions, tools_once, commands, problems, fired)
-        key = (conclusions, tools_once, fired)
-        found = _OUTCOMES.get(key)
-        if found is None:
-            found = Outcome(conclusions, tools_once, (), (), fired)
-            text = sum(len(c) for c in conclusions) + sum(len(t) for t in tools_once)
-            if text <= MAX_SHARED_TEXT:
-                if len(_OUTCOMES) >= MAX_SHARED:
-                    _OUTCOMES.clear()
-                _OUTCOMES[key] = found
-        return found
+        return Outcome(
+            tuple(self.conclusions),
+            tools_once,
+            tuple(self.commands),
+            tuple(self.problems),
+            tuple(self.fired),
+        )
 
 
 class Host(Protocol):
@@ -288,10 +250,10 @@ class _Compiler:
         if isinstance(operand, ContextRef):
             return lambda run: run.context
         if isinstance(operand, FieldRef):
-            field = canonical(operand.field)
+            field = operand.field
 
             def first(run: Run) -> str:
-                values = run.cache.values(field)
+                values = run.scope.values(field)
                 return values[0] if values else ""
 
             return first
@@ -317,7 +279,7 @@ class _Compiler:
             known = self.host.known_tools
             return lambda run: (value(run) in known) != negate
         if name == "DEFECTS":
-            return lambda run: (value(run) in run.cache.defects) != negate
+            return lambda run: (value(run) in run.scope.defects) != negate
         collections = self.host.collections
         return lambda run: collections.contains(name, value(run)) != negate
 

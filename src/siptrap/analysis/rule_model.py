@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..sip.headers import SIP_METHODS
@@ -251,6 +251,9 @@ class Rule:
     source: str = ""
     line: int = 0
     key_lines: tuple[tuple[str, int], ...] = ()
+    # its place in its rule set, assigned when the set is made (-1: in no set); the
+    # evaluator and the correlator index their tables by it
+    number: int = field(default=-1, compare=False)
 
     def line_of(self, key: str) -> int:
         """The line a key of this rule starts on (the rule's own line if absent)."""
@@ -280,7 +283,7 @@ class RuleSet:
 
     @classmethod
     def of(cls, rules: Iterable[Rule], modes: Iterable[Mode] = ()) -> RuleSet:
-        ordered = tuple(rules)
+        ordered = tuple(replace(rule, number=n) for n, rule in enumerate(rules))
         index: dict[str, list[Rule]] = defaultdict(list)
         for rule in ordered:
             for ctx in CONTEXTS - NOT_IN_ANY if "ANY" in rule.context else rule.context:

@@ -186,3 +186,12 @@ def _verdict(
 
 # The verdict is a function of the addresses alone; a scan or flood repeats them.
 _cached_verdict = functools.lru_cache(maxsize=4096)(_verdict)
+
+
+def bounds() -> dict[str, tuple[int, int]]:
+    """(entries, limit) of the remembered verdicts, addresses and SDP bodies."""
+    out = {}
+    for name, cached in (("verdicts", _cached_verdict), ("ips", _parse_ip), ("sdp", _sdp_of)):
+        info = cached.cache_info()
+        out[name] = (info.currsize, info.maxsize or 0)
+    return out
