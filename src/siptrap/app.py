@@ -45,6 +45,7 @@ from .recon.service import Reconnaissance
 from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
+from .transport.lag import LoopLag
 from .transport.limits import (
     ConnectionTable,
     StorageBudget,
@@ -194,6 +195,7 @@ class Honeypot:
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
         self.upstream: RegistrarClient | None = None
         self._upstream_io: UpstreamIO | None = None
         self._upstream_dirty = True
@@ -437,7 +439,10 @@ class Honeypot:
             self.connections,
             self.storage,
             context,
+            door=self.endpoint.guard.door,
+            lag=self._lag.delay,
         )
+        self._lag.attach(asyncio.get_running_loop())
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
@@ -529,7 +534,8 @@ class Honeypot:
         for shed in self.endpoint.guard.take_shed():
             reasons = shed.reasons()
             fields = {"reason": shed.reason, "count": shed.count, "bytes": shed.bytes}
-            self._emit("sip.flood.shed", Peer("udp", shed.ip, 0, "", 0), fields | reasons)
+            peer = Peer(shed.transport, shed.ip, 0, "", 0)
+            self._emit("sip.flood.shed", peer, fields | reasons)
             for reason, n in reasons.items():
                 totals[reason] = totals.get(reason, 0) + n
             count += shed.count
@@ -579,6 +585,7 @@ class Honeypot:
             udp.close()
         for stream in self._streams.values():
             await stream.close()
+        self._lag.detach()
         now = time.time()
         self.endpoint.stop(now)
         await self.media.aclose()

@@ -157,9 +157,9 @@ class Endpoint:
             msg = self._parse(data, peer)
             source = self.proxy_check.source(msg, peer.src_ip)
             self.guard.verify(peer.src_ip, now)  # the proxy itself is never shed
-            if source is not None and not self.guard.admit(source, len(data), now):
+            if source is not None and not self.guard.admit(source, len(data), now, peer.transport):
                 return
-        elif not self.guard.admit(peer.src_ip, len(data), now):
+        elif not self.guard.admit(peer.src_ip, len(data), now, peer.transport):
             return
         if peer.reliable:
             self.guard.verify(peer.src_ip, now)

@@ -25,8 +25,8 @@ RCVBUF = 8 * 1024 * 1024
 MAX_DATAGRAM = 65535
 READS_PER_WAKE = 64  # datagrams read per readiness callback before the loop runs others
 Receive = Callable[[bytes, Peer, float], None]
-# (source ip, size, seconds the datagram waited, now) -> take it (True) or shed it
-Door = Callable[[str, int, float, float], bool]
+# (source ip, size, seconds the message waited, now, transport) -> take it (True) or shed it
+Door = Callable[[str, int, float, float, str], bool]
 
 # Linux: SO_TIMESTAMPNS, whose control message is a struct timespec of CLOCK_REALTIME.
 SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
@@ -44,7 +44,7 @@ def local_address_for(remote_ip: str, family: int) -> str:
             return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
-def _always(ip: str, size: int, delay: float, now: float) -> bool:
+def _always(ip: str, size: int, delay: float, now: float, transport: str = "udp") -> bool:
     return True
 
 
@@ -141,7 +141,7 @@ class UdpListener:
             self.received += 1
             src_ip = str(addr[0])
             delay = now - arrival_time(ancdata, now) if ancdata else 0.0
-            if not door(src_ip, len(data), delay, now):
+            if not door(src_ip, len(data), delay, now, "udp"):
                 self.shed += 1
                 continue
             self.datagram_received(data, addr, now)
