@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -62,7 +63,6 @@ from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_r
 from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
-IDLE_WAKE = 0.25  # the longest the run loop sleeps: expiries without a deadline of their own
 
 
 def analysis_sinks(
@@ -303,6 +303,8 @@ class Honeypot:
     def _upstream_event(self, event_id: str, fields: dict[str, Any]) -> None:
         self._emit(event_id, None, fields)
         self._upstream_dirty = True
+        with contextlib.suppress(RuntimeError):  # no periodic tick writes it: soon, once
+            asyncio.get_running_loop().call_soon(self._upstream_status)
 
     def _upstream_status(self) -> None:
         """DATA/upstream.json for `siptrap status` (written when a registration changed)."""
@@ -482,6 +484,12 @@ class Honeypot:
                 self._timer = None
 
     # -- the run loop: timers as deadlines ----------------------------------------------
+    @property
+    def next_wake(self) -> float | None:
+        """When the run loop's timer fires next (time.time() clock); None: no timer is
+        armed, nothing is due until a message arrives."""
+        return self._wake_at if self._timer is not None else None
+
     def _receive(self, data: bytes, peer: Peer, now: float) -> None:
         """A message for the endpoint; afterwards (once per turn of the loop, however
         many messages came) the timer is moved earlier if the endpoint's next deadline is."""
@@ -492,23 +500,27 @@ class Honeypot:
 
     def _rearm(self) -> None:
         self._rearm_pending = False
-        deadline = self.endpoint.next_deadline()
-        if deadline is not None and deadline < self._wake_at:
-            self._arm(time.time())
+        upstream = self.upstream.next_deadline() if self.upstream is not None else None
+        for deadline in (self.endpoint.next_deadline(), upstream):
+            if deadline is not None and deadline < self._wake_at:
+                self._arm(time.time())
+                return
 
     def _arm(self, now: float) -> None:
-        """Wake at the endpoint's next deadline, the next summary, or IDLE_WAKE from now,
-        whichever is first."""
+        """Wake at the first of the endpoint's next deadline, the next summary and the
+        upstream registrations' next deadline; with none of them, not at all (a message
+        that arms a deadline re-arms the timer, see _rearm)."""
         assert self._loop is not None
-        wake = now + IDLE_WAKE
         upstream = self.upstream.next_deadline() if self.upstream is not None else None
-        for deadline in (self.endpoint.next_deadline(), self._next_summary, upstream):
-            if deadline is not None and deadline < wake:
-                wake = deadline
+        armed = [self.endpoint.next_deadline(), self._next_summary, upstream]
+        deadlines = [d for d in armed if d is not None]
         if self._timer is not None:
             self._timer.cancel()
-        self._wake_at = wake
-        self._timer = self._loop.call_at(self._loop.time() + max(0.0, wake - now), self._fire)
+            self._timer = None
+        self._wake_at = min(deadlines) if deadlines else math.inf
+        if deadlines:
+            delay = max(0.0, self._wake_at - now)
+            self._timer = self._loop.call_at(self._loop.time() + delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
