@@ -8,9 +8,12 @@ the delay of the answers (median, 99th percentile, maximum, share within 200 ms)
 siptrap shed (its `sensor.stopped` and the `sip.flood.shed` total), the kernel's drops
 on siptrap's socket, how long siptrap kept working after the flood, whether a control
 OPTIONS is answered at once afterwards, resident memory before, at the peak and after,
-and the accounting: sent = recorded + shed + dropped by the kernel.
+and the accounting: sent = recorded + shed + dropped by the kernel. Resident memory is read
+once more `--settle` seconds later, when the answers kept for retransmissions (32 s)
+have expired.
 
     .venv/bin/python bench/flood.py [--rate 3000] [--seconds 10] [--no-analysis]
+        [--settle 40]
 
 Only 127.0.0.1 is used. PYTHONPATH=/other/checkout/src measures another tree.
 """
@@ -99,6 +102,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=3000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-analysis", action="store_true")
+    parser.add_argument(
+        "--settle", type=float, default=40.0, help="seconds after the flood before the last RSS"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="siptrap-flood-") as tmp:
         extra = "\n[analysis]\nenabled = false\n" if args.no_analysis else ""
@@ -125,6 +131,8 @@ def main() -> None:
             after = control_delay(hp.port)
             time.sleep(2.0)
             rss_after, cpu = rss_mib(hp.pid), cpu_seconds(hp.pid) - cpu_before
+            time.sleep(args.settle)  # the answers kept for retransmissions expire (32 s)
+            rss_settled = rss_mib(hp.pid)
             drops = socket_drops(hp.port) or 0
         finally:
             hp.stop()
@@ -154,7 +162,8 @@ def main() -> None:
             f"busy {busy_after:.1f} s after the flood; control OPTIONS afterwards:"
             f" {'%.0f ms' % (after * 1000) if after is not None else 'NOT answered'};"
             f" CPU {cpu:.1f} s; RSS {rss_before:.0f} MiB before, {peak[0]:.0f} peak,"
-            f" {rss_after:.0f} after"
+            f" {rss_after:.0f} after, {rss_settled:.0f} {args.settle:.0f} s later"
+            f" ({(rss_settled - rss_before) / rss_before:+.0%} of before)"
         )
 
 

@@ -38,6 +38,7 @@ from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .fleet.publisher import fleet_sink
+from .memory import MemoryReturn, tune_collector
 from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
@@ -196,6 +197,7 @@ class Honeypot:
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
         self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
+        self._memory = MemoryReturn.for_this_system()  # memory handed back after a flood
         self.upstream: RegistrarClient | None = None
         self._upstream_io: UpstreamIO | None = None
         self._upstream_dirty = True
@@ -527,6 +529,7 @@ class Honeypot:
         now = time.time()
         try:
             self.endpoint.handle_timers(now)
+            self._memory.observe(len(self.endpoint.txs))
             if self.upstream is not None:
                 self._upstream_send(self.upstream.handle_timers(now))
                 self._upstream_status()
@@ -641,6 +644,7 @@ async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, honeypot.stop)
     await honeypot.start()
+    tune_collector()  # what the start built is frozen; young collections far rarer
     try:
         await honeypot.serve()
     finally:
