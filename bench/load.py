@@ -201,6 +201,7 @@ class Honeypot:
     def __init__(self, workdir: Path, extra_config: str = "", source: Path | None = None) -> None:
         self.workdir = workdir
         self.source = source  # another checkout's src/ to run (PYTHONPATH), or this one
+        self.streams: dict[str, int] = {}  # "tcp"/"tls" -> port, listened on as well
         self.data = workdir / "data"
         self.port = free_udp_port()
         self.config = workdir / "siptrap.toml"
@@ -220,6 +221,8 @@ class Honeypot:
     def start(self) -> None:
         args = [str(SIPTRAP), "run", "--config", str(self.config), "--data-dir", str(self.data)]
         args += ["--listen", f"udp:{HOST}:{self.port}", "--quiet"]
+        for transport, port in self.streams.items():
+            args += ["--listen", f"{transport}:{HOST}:{port}"]
         log = (self.workdir / "siptrap.log").open("wb")
         env = dict(os.environ)
         if self.source is not None:
