@@ -643,8 +643,10 @@ async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, honeypot.stop)
+    # What was built is frozen and young collections made far rarer, before any socket
+    # opens: the full collection this does must not keep the first requests waiting.
+    tune_collector()
     await honeypot.start()
-    tune_collector()  # what the start built is frozen; young collections far rarer
     try:
         await honeypot.serve()
     finally:

@@ -1,13 +1,14 @@
 """The honeypot process's heap: the cyclic collector tuned for a message path, and memory
 handed back after a flood.
 
-`tune_collector()` runs once the honeypot has started. Every message allocates a few
-hundred container objects (parsed headers, event fields, the reply), nearly all freed by
+`tune_collector()` runs once the honeypot is built, before its sockets open (the full
+collection it does must not keep the first requests waiting). Every message allocates
+a few hundred container objects (parsed headers, event fields, the reply), nearly all freed by
 reference counting, while the sinks' queues hold thousands of young objects: with the
 default threshold (700 allocations) the collector ran every few messages and traversed
 those queues each time, about 80 µs per OPTIONS measured with gc.callbacks on
 bench/profile_endpoint.py's network path with a sink's backlog held (about 20 µs at
-20,000). What the start built (rules, the personality tables, phonenumbers' data) is
+20,000). What was built (rules, the personality tables, phonenumbers' data) is
 frozen out of the collector's sight (`gc.freeze`), so full collections do not walk it.
 
 `MemoryReturn` watches the size of what a flood fills (the caller's count of kept
