@@ -109,17 +109,41 @@ SCENARIOS = {
 
 
 # -- process and kernel counters ----------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+def children(pid: int) -> list[int]:
+    """The process's child processes (a writer process, say), from /proc."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def own_cpu(pid: int) -> float:
+    """User + system CPU time of one process (all its threads), from /proc/PID/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process in MiB, from /proc/PID/statm."""
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its live child processes (their work is its work)."""
+    return own_cpu(pid) + sum(own_cpu(child) for child in children(pid))
+
+
+def own_rss(pid: int) -> float:
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except OSError:
+        return 0.0
     return pages * PAGE / 2**20
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its child processes in MiB, from /proc/PID/statm."""
+    return own_rss(pid) + sum(own_rss(child) for child in children(pid))
 
 
 def udp_snmp() -> dict[str, int]:
@@ -174,8 +198,10 @@ def children_cpu() -> float:
 class Honeypot:
     """A `siptrap run` process on udp:127.0.0.1:PORT with its own data directory."""
 
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", source: Path | None = None) -> None:
         self.workdir = workdir
+        self.source = source  # another checkout's src/ to run (PYTHONPATH), or this one
+        self.streams: dict[str, int] = {}  # "tcp"/"tls" -> port, listened on as well
         self.data = workdir / "data"
         self.port = free_udp_port()
         self.config = workdir / "siptrap.toml"
@@ -195,8 +221,13 @@ class Honeypot:
     def start(self) -> None:
         args = [str(SIPTRAP), "run", "--config", str(self.config), "--data-dir", str(self.data)]
         args += ["--listen", f"udp:{HOST}:{self.port}", "--quiet"]
+        for transport, port in self.streams.items():
+            args += ["--listen", f"{transport}:{HOST}:{port}"]
         log = (self.workdir / "siptrap.log").open("wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ)
+        if self.source is not None:
+            env["PYTHONPATH"] = str(self.source)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.events_path.exists() and "sensor.started" in self.events_path.read_text():

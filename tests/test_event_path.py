@@ -206,7 +206,8 @@ def test_the_udp_listener_gives_the_door_each_datagrams_wait() -> None:
     seen: list[float] = []
     received: list[bytes] = []
 
-    def door(ip: str, size: int, delay: float, now: float) -> bool:
+    def door(ip: str, size: int, delay: float, now: float, transport: str) -> bool:
+        assert transport == "udp"
         seen.append(delay)
         return delay < 0.15
 

@@ -15,9 +15,10 @@ SRC = Path(siptrap.__file__).parent
 
 # Lowest first; names in one tuple are one layer. `settings` (ConfigError, doc) is shared
 # by every layer's settings, `bounded` (BoundedLRU, DeadlineQueue) by every layer's
-# tables; `startup` checks the data directory for `app`.
+# tables, `memory` (the collector's tuning, malloc_trim) by `app`; `startup` checks the
+# data directory for `app`.
 ORDER: tuple[tuple[str, ...], ...] = (
-    ("settings", "bounded"),
+    ("settings", "bounded", "memory"),
     ("sip",),
     ("events",),
     ("media",),

@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ from .endpoint.uas import Endpoint
 from .events.bus import EventBus, Sink
 from .events.record import Event, Peer
 from .fleet.publisher import fleet_sink
+from .memory import MemoryReturn, tune_collector
 from .outputs.alerts import AlertFileSink, AlertMailSink
 from .outputs.console import ConsoleSink
 from .outputs.jsonl import JsonLinesSink
@@ -46,6 +48,7 @@ from .recon.service import Reconnaissance
 from .settings import ConfigError
 from .startup import StartupError, check_data_dir
 from .store.sqlite import SqliteSink, StoreError
+from .transport.lag import LoopLag
 from .transport.limits import (
     ConnectionTable,
     StorageBudget,
@@ -62,7 +65,6 @@ from .web.control import SOCKET_NAME, Controller, ControlServer, Switch, rules_r
 from .web.settings import WebSettings
 
 log = logging.getLogger(__name__)
-IDLE_WAKE = 0.25  # the longest the run loop sleeps: expiries without a deadline of their own
 
 
 def analysis_sinks(
@@ -206,6 +208,8 @@ class Honeypot:
         self._udp: dict[int, UdpListener] = {}
         self._streams: dict[int, StreamListener] = {}
         self._conn_ids = itertools.count(1_000_000)
+        self._lag = LoopLag()  # how far behind the loop runs: the TCP/TLS door's delay
+        self._memory = MemoryReturn.for_this_system()  # memory handed back after a flood
         self.upstream: RegistrarClient | None = None
         self._upstream_io: UpstreamIO | None = None
         self._upstream_dirty = True
@@ -312,6 +316,8 @@ class Honeypot:
     def _upstream_event(self, event_id: str, fields: dict[str, Any]) -> None:
         self._emit(event_id, None, fields)
         self._upstream_dirty = True
+        with contextlib.suppress(RuntimeError):  # no periodic tick writes it: soon, once
+            asyncio.get_running_loop().call_soon(self._upstream_status)
 
     def _upstream_status(self) -> None:
         """DATA/upstream.json for `siptrap status` (written when a registration changed)."""
@@ -448,7 +454,10 @@ class Honeypot:
             self.connections,
             self.storage,
             context,
+            door=self.endpoint.guard.door,
+            lag=self._lag.delay,
         )
+        self._lag.attach(asyncio.get_running_loop())
         await stream.start()
         self._streams[index] = stream
         return Bound(listen, stream.port, stream)
@@ -488,6 +497,12 @@ class Honeypot:
                 self._timer = None
 
     # -- the run loop: timers as deadlines ----------------------------------------------
+    @property
+    def next_wake(self) -> float | None:
+        """When the run loop's timer fires next (time.time() clock); None: no timer is
+        armed, nothing is due until a message arrives."""
+        return self._wake_at if self._timer is not None else None
+
     def _receive(self, data: bytes, peer: Peer, now: float) -> None:
         """A message for the endpoint; afterwards (once per turn of the loop, however
         many messages came) the timer is moved earlier if the endpoint's next deadline is."""
@@ -498,29 +513,34 @@ class Honeypot:
 
     def _rearm(self) -> None:
         self._rearm_pending = False
-        deadline = self.endpoint.next_deadline()
-        if deadline is not None and deadline < self._wake_at:
-            self._arm(time.time())
+        upstream = self.upstream.next_deadline() if self.upstream is not None else None
+        for deadline in (self.endpoint.next_deadline(), upstream):
+            if deadline is not None and deadline < self._wake_at:
+                self._arm(time.time())
+                return
 
     def _arm(self, now: float) -> None:
-        """Wake at the endpoint's next deadline, the next summary, or IDLE_WAKE from now,
-        whichever is first."""
+        """Wake at the first of the endpoint's next deadline, the next summary and the
+        upstream registrations' next deadline; with none of them, not at all (a message
+        that arms a deadline re-arms the timer, see _rearm)."""
         assert self._loop is not None
-        wake = now + IDLE_WAKE
         upstream = self.upstream.next_deadline() if self.upstream is not None else None
-        for deadline in (self.endpoint.next_deadline(), self._next_summary, upstream):
-            if deadline is not None and deadline < wake:
-                wake = deadline
+        armed = [self.endpoint.next_deadline(), self._next_summary, upstream]
+        deadlines = [d for d in armed if d is not None]
         if self._timer is not None:
             self._timer.cancel()
-        self._wake_at = wake
-        self._timer = self._loop.call_at(self._loop.time() + max(0.0, wake - now), self._fire)
+            self._timer = None
+        self._wake_at = min(deadlines) if deadlines else math.inf
+        if deadlines:
+            delay = max(0.0, self._wake_at - now)
+            self._timer = self._loop.call_at(self._loop.time() + delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
         now = time.time()
         try:
             self.endpoint.handle_timers(now)
+            self._memory.observe(len(self.endpoint.txs))
             if self.upstream is not None:
                 self._upstream_send(self.upstream.handle_timers(now))
                 self._upstream_status()
@@ -540,7 +560,8 @@ class Honeypot:
         for shed in self.endpoint.guard.take_shed():
             reasons = shed.reasons()
             fields = {"reason": shed.reason, "count": shed.count, "bytes": shed.bytes}
-            self._emit("sip.flood.shed", Peer("udp", shed.ip, 0, "", 0), fields | reasons)
+            peer = Peer(shed.transport, shed.ip, 0, "", 0)
+            self._emit("sip.flood.shed", peer, fields | reasons)
             for reason, n in reasons.items():
                 totals[reason] = totals.get(reason, 0) + n
             count += shed.count
@@ -591,6 +612,7 @@ class Honeypot:
             udp.close()
         for stream in self._streams.values():
             await stream.close()
+        self._lag.detach()
         now = time.time()
         self.endpoint.stop(now)
         await self.media.aclose()
@@ -633,6 +655,9 @@ async def run_honeypot(config: Config, web: WebSettings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, honeypot.stop)
+    # What was built is frozen and young collections made far rarer, before any socket
+    # opens: the full collection this does must not keep the first requests waiting.
+    tune_collector()
     await honeypot.start()
     try:
         await honeypot.serve()

@@ -28,6 +28,7 @@ from ..bounded import BoundedLRU
 UNVERIFIED_RETRANSMITS = 1  # retransmissions allowed towards an unverified UDP source
 FLOODING_SECONDS = 10.0  # a source shed this recently, never verified, gets no retransmission
 REASONS = ("rate", "reflection", "pressure", "delay")
+RATE, REFLECTION, PRESSURE, DELAY = range(4)  # places in SourceState.pending's counts
 PRESSURE_FREE = 8  # datagrams each source has taken in a spell of pressure before any is shed
 
 
@@ -38,11 +39,9 @@ class SourceState:
     bytes_in: int = 0
     bytes_out: int = 0
     verified: bool = False
-    shed_rate: int = 0
-    shed_reflect: int = 0
-    shed_bytes: int = 0
-    shed_pressure: int = 0
-    shed_delay: int = 0
+    # What was shed since the last report, by transport: [rate, reflection, pressure,
+    # delay, bytes] (None until something is: most sources are never shed).
+    pending: dict[str, list[int]] | None = None
     last_shed: float = float("-inf")  # shed by rate or at the door: flooding
     pressure_count: int = 0  # datagrams since the current spell of pressure began
     pressure_spell: int = 0  # which spell pressure_count counts in
@@ -50,7 +49,7 @@ class SourceState:
 
 @dataclass(frozen=True, slots=True)
 class Shed:
-    """What was shed from one source since the last report, by reason."""
+    """What was shed from one source over one transport since the last report, by reason."""
 
     ip: str
     rate: int
@@ -58,6 +57,7 @@ class Shed:
     pressure: int
     delay: int
     bytes: int
+    transport: str = "udp"
 
     @property
     def count(self) -> int:
@@ -123,24 +123,24 @@ class FloodGuard:
             self._sources.put(ip, state)
         return state
 
-    def door(self, ip: str, size: int, delay: float, now: float) -> bool:
-        """A datagram of `size` bytes from `ip` waited `delay` seconds in the socket
-        buffer: take it (True) or shed it unparsed (counted; see the module docstring)."""
+    def door(self, ip: str, size: int, delay: float, now: float, transport: str = "udp") -> bool:
+        """A message of `size` bytes from `ip` over `transport` waited `delay` seconds
+        before it was read (a datagram in the socket buffer, stream bytes while the loop
+        was behind): take it (True) or shed it unparsed (counted; see the module
+        docstring)."""
         limit = self.max_delay
         if limit <= 0 or delay <= limit / 2:
             return True
         state = self._state(ip, now)
         state.bytes_in += size
         if delay > limit:
-            state.shed_delay += 1
             self.shed_delay += 1
+            _count(state, transport, DELAY, size, now)
         elif not self.trusted(ip) and self._busiest_source(ip, state, now):
-            state.shed_pressure += 1
             self.shed_pressure += 1
+            _count(state, transport, PRESSURE, size, now)
         else:
             return True
-        state.shed_bytes += size
-        state.last_shed = now
         return False
 
     def _busiest_source(self, ip: str, state: SourceState, now: float) -> bool:
@@ -158,8 +158,9 @@ class FloodGuard:
             self._busiest = top_ip, top = ip, state.pressure_count
         return top_ip == ip and state.pressure_count > PRESSURE_FREE
 
-    def admit(self, ip: str, size: int, now: float) -> bool:
-        """A message of `size` bytes arrived from `ip`: answer it (True) or shed it."""
+    def admit(self, ip: str, size: int, now: float, transport: str = "udp") -> bool:
+        """A message of `size` bytes arrived from `ip` over `transport`: answer it (True)
+        or shed it."""
         self.now = now
         state = self._state(ip, now)
         state.bytes_in += size
@@ -169,10 +170,8 @@ class FloodGuard:
         state.tokens = min(self.burst, state.tokens + elapsed * self.rate)
         state.updated = now
         if state.tokens < 1.0:
-            state.shed_rate += 1
-            state.shed_bytes += size
-            state.last_shed = now
             self.shed_rate += 1
+            _count(state, transport, RATE, size, now)
             return False
         state.tokens -= 1.0
         return True
@@ -201,8 +200,9 @@ class FloodGuard:
             state.bytes_out += size
             return True
         if state.bytes_out + size + reserve > self.amplification * state.bytes_in:
-            state.shed_reflect += 1
-            self.shed_reflect += 1
+            self.shed_reflect += 1  # only UDP is capped: a stream source is verified
+            pending = _pending(state, "udp")
+            pending[REFLECTION] += 1
             return False
         state.bytes_out += size
         return True
@@ -220,11 +220,27 @@ class FloodGuard:
         return UNVERIFIED_RETRANSMITS
 
     def take_shed(self) -> list[Shed]:
-        """What each source had shed since the last call."""
+        """What each source had shed since the last call, one per source and transport."""
         out = []
-        for ip, s in self._sources.items():
-            if s.shed_rate or s.shed_reflect or s.shed_pressure or s.shed_delay:
-                counts = (s.shed_rate, s.shed_reflect, s.shed_pressure, s.shed_delay)
-                out.append(Shed(ip, *counts, s.shed_bytes))
-                s.shed_rate = s.shed_reflect = s.shed_pressure = s.shed_delay = s.shed_bytes = 0
+        for ip, state in self._sources.items():
+            pending, state.pending = state.pending, None
+            for transport, (rate, reflection, pressure, delay, size) in (pending or {}).items():
+                out.append(Shed(ip, rate, reflection, pressure, delay, size, transport))
         return out
+
+
+def _pending(state: SourceState, transport: str) -> list[int]:
+    """The counts of what `state`'s source had shed over `transport` since the report."""
+    if state.pending is None:
+        state.pending = {}
+    counts = state.pending.get(transport)
+    if counts is None:
+        counts = state.pending[transport] = [0, 0, 0, 0, 0]
+    return counts
+
+
+def _count(state: SourceState, transport: str, reason: int, size: int, now: float) -> None:
+    counts = _pending(state, transport)
+    counts[reason] += 1
+    counts[4] += size
+    state.last_shed = now

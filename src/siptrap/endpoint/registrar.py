@@ -1,4 +1,5 @@
-"""Registrations: bindings of extensions to contacts, kept until they expire (bounded)."""
+"""Registrations: bindings of extensions to contacts, kept until they expire (bounded).
+Their expiries are in a deadline queue, so the run loop can sleep until the next one."""
 
 from __future__ import annotations
 
@@ -58,3 +59,7 @@ class Registrar:
         binding = self._bindings.pop(key)
         assert binding is not None  # every armed key is held, and only held keys are asked
         return binding
+
+    def next_deadline(self) -> float | None:
+        """When the next binding expires (None: none is held)."""
+        return self._expiry.next_deadline()

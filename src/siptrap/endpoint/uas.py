@@ -58,6 +58,11 @@ BAD_REQUEST = frozenset(
     }
 )
 ESSENTIAL = ("call-id", "cseq", "from", "to", "via")
+# The dialog table's next_deadline is a lower bound (the oldest dialog's activity plus the
+# shorter timeout), which a long confirmed dialog keeps in the past: once expiry has run,
+# it is asked again this many seconds later at most, not at once (dialog timeouts are
+# minutes; an expiry is at most this late).
+DIALOG_RECHECK = 5.0
 SDP_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative")
 
 
@@ -118,6 +123,7 @@ class Endpoint:
             flood.max_dialogs,
         )
         self.requests = 0
+        self._dialogs_checked = float("-inf")  # when dialogs.expire last ran
         self.proxies = networks(settings.proxies)
         self.proxy_check = ProxyCheck(self.proxies)
         self.guard.trusted = self.proxy_check
@@ -157,9 +163,9 @@ class Endpoint:
             msg = self._parse(data, peer)
             source = self.proxy_check.source(msg, peer.src_ip)
             self.guard.verify(peer.src_ip, now)  # the proxy itself is never shed
-            if source is not None and not self.guard.admit(source, len(data), now):
+            if source is not None and not self.guard.admit(source, len(data), now, peer.transport):
                 return
-        elif not self.guard.admit(peer.src_ip, len(data), now):
+        elif not self.guard.admit(peer.src_ip, len(data), now, peer.transport):
             return
         if peer.reliable:
             self.guard.verify(peer.src_ip, now)
@@ -368,7 +374,13 @@ class Endpoint:
 
     # -- timers --------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.txs.next_deadline(), self.calls.next_deadline()) if d]
+        """The earliest time handle_timers has something to do (None: nothing is armed):
+        transactions, calls, dialogs and registrations each keep their own deadlines."""
+        tables = (self.txs, self.calls, self.registrar)
+        deadlines = [d for d in (t.next_deadline() for t in tables) if d is not None]
+        dialogs = self.dialogs.next_deadline()  # a bound, not the expiry: see DIALOG_RECHECK
+        if dialogs is not None:
+            deadlines.append(max(dialogs, self._dialogs_checked + DIALOG_RECHECK))
         return min(deadlines) if deadlines else None
 
     def handle_timers(self, now: float) -> None:
@@ -381,7 +393,9 @@ class Endpoint:
         self.calls.handle_timers(now)
         for binding in self.registrar.expire(now):
             self._emit_binding("sip.register.removed", binding, now, "expired")
-        self.dialogs.expire(now)
+        if self.dialogs.next_deadline() is not None:
+            self.dialogs.expire(now)
+            self._dialogs_checked = now
 
     def stop(self, now: float) -> None:
         self.calls.stop(now)

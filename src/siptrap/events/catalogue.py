@@ -176,7 +176,15 @@ _SPECS = (
     EventSpec(
         "transport.connection.closed",
         "a TCP or TLS connection closed",
-        ("reason", "messages", "bytes_in", "bytes_out", "discarded_bytes", "malformed_bytes"),
+        (
+            "reason",
+            "messages",
+            "bytes_in",
+            "bytes_out",
+            "discarded_bytes",
+            "malformed_bytes",
+            "shed",
+        ),
     ),
     EventSpec(
         "rtp.stream.started",

@@ -9,6 +9,13 @@ reset by each byte; a source has at most `max_connections_per_source` connection
 every slot is taken the idlest connection is shed for the new one (`ConnectionTable`).
 TLS is done here over plain TCP (`TlsSession`), so what a client sends the TLS port that
 is not TLS is seen and recorded too.
+
+At the door (the flood guard's `door`, injected, as for UDP): each framed message is
+given how long it may have waited, the loop's lateness (`LoopLag`) plus the time since
+its bytes were read, and is shed unparsed and counted (`shed`, and per connection in
+`transport.connection.closed`) when the door says so. Accepted sockets get a small
+receive buffer, so a flood waits in the sender, paused by TCP flow control, rather than
+unseen in the kernel.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from typing import Any
 
 from ..events.record import Event, Peer
 from ..sip.framing import StreamFramer
+from .lag import STREAM_RCVBUF
 from .limits import ConnectionTable, Slot, StorageBudget, TransportCounters
 from .tlsconn import TlsFailed, TlsSession
-from .udp import Receive
+from .udp import Door, Receive
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
@@ -79,6 +87,8 @@ class StreamListener:
         table: ConnectionTable,
         budget: StorageBudget,
         ssl_context: ssl.SSLContext | None = None,
+        door: Door | None = None,
+        lag: Callable[[], float] | None = None,
     ) -> None:
         self.transport = transport
         self.host = host
@@ -94,6 +104,9 @@ class StreamListener:
         self.ssl_context = ssl_context
         self.connections: dict[int, _Connection] = {}
         self.server: asyncio.Server | None = None
+        self.door = door  # None: everything is taken
+        self.lag = lag  # the loop's lateness now (transport.lag.LoopLag.delay)
+        self.shed = 0  # messages shed at the door
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -126,6 +139,12 @@ class StreamListener:
 
     # -- one connection -------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None and self.door is not None:
+            try:  # a small buffer: TCP flow control holds a flood back, not the kernel
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STREAM_RCVBUF)
+            except (OSError, AttributeError):
+                log.debug("SO_RCVBUF not set on a %s connection", self.transport)
         conn = self._connection(writer)
         if not self._admit(conn):
             writer.close()
@@ -166,6 +185,7 @@ class StreamListener:
             "bytes_out": 0,
             "discarded_bytes": 0,
             "malformed_bytes": 0,
+            "shed": 0,
         }
         return conn
 
@@ -251,14 +271,23 @@ class StreamListener:
 
     def _take(self, conn: _Connection, data: bytes) -> None:
         now, framer, peer = time.time(), conn.framer, conn.peer
-        started = conn.since if conn.since is not None else time.monotonic()
+        read = time.monotonic()
+        started = conn.since if conn.since is not None else read
         framed = framer.feed_marked(data)
+        door = self.door
+        lag = self.lag() if door is not None and self.lag is not None and framed else 0.0
         for message, cut in framed:
             conn.stats["messages"] += 1
             if cut:
                 error = f"larger than {self.limits.max_message} bytes: cut there"
                 self._store(conn, message, now, error, ("message_too_large",))
                 continue
+            if door is not None:
+                waited = lag + time.monotonic() - read
+                if not door(peer.src_ip, len(message), waited, now, self.transport):
+                    self.shed += 1
+                    conn.stats["shed"] += 1
+                    continue
             try:
                 self.receive(message, peer, now)
             except Exception:

@@ -18,15 +18,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..bounded import BoundedLRU
 from ..events.record import Peer
 
 log = logging.getLogger(__name__)
 RCVBUF = 8 * 1024 * 1024
 MAX_DATAGRAM = 65535
 READS_PER_WAKE = 64  # datagrams read per readiness callback before the loop runs others
+PEERS = 4096  # Peer records kept for the sources seen last (a frozen dataclass costs µs)
 Receive = Callable[[bytes, Peer, float], None]
-# (source ip, size, seconds the datagram waited, now) -> take it (True) or shed it
-Door = Callable[[str, int, float, float], bool]
+# (source ip, size, seconds the message waited, now, transport) -> take it (True) or shed it
+Door = Callable[[str, int, float, float, str], bool]
 
 # Linux: SO_TIMESTAMPNS, whose control message is a struct timespec of CLOCK_REALTIME.
 SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
@@ -44,7 +46,7 @@ def local_address_for(remote_ip: str, family: int) -> str:
             return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
-def _always(ip: str, size: int, delay: float, now: float) -> bool:
+def _always(ip: str, size: int, delay: float, now: float, transport: str = "udp") -> bool:
     return True
 
 
@@ -75,6 +77,7 @@ class UdpListener:
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.wildcard = host in ("0.0.0.0", "::")
         self._local: OrderedDict[str, str] = OrderedDict()  # source ip -> our address
+        self._peers: BoundedLRU[tuple[str, int], Peer] = BoundedLRU(PEERS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.rcvbuf = 0
         self.timestamps = False  # the kernel stamps each datagram's arrival
@@ -141,7 +144,7 @@ class UdpListener:
             self.received += 1
             src_ip = str(addr[0])
             delay = now - arrival_time(ancdata, now) if ancdata else 0.0
-            if not door(src_ip, len(data), delay, now):
+            if not door(src_ip, len(data), delay, now, "udp"):
                 self.shed += 1
                 continue
             self.datagram_received(data, addr, now)
@@ -152,7 +155,12 @@ class UdpListener:
         self, data: bytes, addr: tuple[str | int, ...], now: float | None = None
     ) -> None:
         src_ip, src_port = str(addr[0]), int(addr[1])
-        peer = Peer("udp", src_ip, src_port, self._our_address(src_ip), self.port, self.listener_id)
+        peer = self._peers.get((src_ip, src_port))
+        if peer is None:
+            peer = Peer(
+                "udp", src_ip, src_port, self._our_address(src_ip), self.port, self.listener_id
+            )
+            self._peers.put((src_ip, src_port), peer)
         try:
             self.receive(data, peer, time.time() if now is None else now)
         except Exception:
