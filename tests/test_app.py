@@ -316,11 +316,12 @@ def test_a_listen_failure_is_reported_and_the_rest_goes_on(tmp_path: Path) -> No
 
 def _burst(port: int, stop: threading.Event, replied: set[str], sent: list[str]) -> None:
     """Send OPTIONS as fast as the replies come back, until told to stop or silence."""
+    give_up = time.monotonic() + 60
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)
         i = 0
         quiet_since: float | None = None
-        while True:
+        while time.monotonic() < give_up:
             if not stop.is_set():
                 for _ in range(20):
                     call_id = f"burst-{i}"
@@ -361,7 +362,9 @@ def test_clean_stop_under_load_loses_nothing_and_a_restart_appends(tmp_path: Pat
     replied: set[str] = set()
     sent: list[str] = []
     stop = threading.Event()
-    client = threading.Thread(target=_burst, args=(first.port, stop, replied, sent))
+    # A daemon with a deadline of its own: a failed assertion here never leaves it
+    # sending (and pytest waiting for it) after the test.
+    client = threading.Thread(target=_burst, args=(first.port, stop, replied, sent), daemon=True)
     client.start()
     try:
         deadline = time.monotonic() + 10
@@ -371,9 +374,11 @@ def test_clean_stop_under_load_loses_nothing_and_a_restart_appends(tmp_path: Pat
         first.proc.send_signal(15)  # SIGTERM while the burst goes on
         time.sleep(0.05)
     finally:
-        assert first.stop() == 0
-        stop.set()
-        client.join(10)
+        try:
+            assert first.stop() == 0
+        finally:
+            stop.set()
+            client.join(10)
     assert len(replied) >= 300
 
     events = _jsonl(data_dir)
