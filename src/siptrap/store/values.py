@@ -42,13 +42,22 @@ def integer(value: object) -> int | str | None:
     """
     if value is None:
         return None
+    if isinstance(value, bool | int | float):
+        whole = int64(value)
+        if whole is not None or not isinstance(value, float):
+            return whole
+    return text(value)
+
+
+def int64(value: object) -> int | None:
+    """The value as a 64-bit integer when it is a whole number in range, else None."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
         return value if _INT_MIN <= value <= _INT_MAX else None
     if isinstance(value, float) and value.is_integer() and _INT_MIN <= value <= _INT_MAX:
         return int(value)
-    return text(value)
+    return None
 
 
 def real(value: object) -> float | str | None:

@@ -57,9 +57,6 @@ class Record(Protocol):
     def direction(self) -> str | None: ...
 
 
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-
-
 def pg_text(value: object) -> str | None:
     """Text PostgreSQL accepts: as SQLite's, and a NUL (which text cannot hold) as `\\x00`."""
     s = sqlite_values.text(value)
@@ -68,13 +65,7 @@ def pg_text(value: object) -> str | None:
 
 def pg_integer(value: object) -> int | None:
     """An integer column: a value that is not a 64-bit integer leaves it empty."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value if _INT_MIN <= value <= _INT_MAX else None
-    if isinstance(value, float) and value.is_integer() and _INT_MIN <= value <= _INT_MAX:
-        return int(value)
-    return None
+    return sqlite_values.int64(value)
 
 
 def pg_real(value: object) -> float | None:
