@@ -165,7 +165,7 @@ class Controller:
             "registrations": len(e.registrar),
             "calls": len(e.calls.calls),
             "active_calls": len(self._live_calls()),
-            "shed": e.guard.shed_rate + e.guard.shed_reflect,
+            "shed": e.guard.shed,
             "dropped_events": bus.dropped,
             "sinks": {
                 r.sink.name: {"written": r.written, "queued": len(r._items), "dropped": r.dropped}

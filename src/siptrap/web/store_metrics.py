@@ -174,7 +174,11 @@ def live_families(stats: dict[str, Any]) -> list[Family]:
         dropped,
         gauge("siptrap_active_calls", "calls ringing or answered now", "active_calls"),
         gauge("siptrap_sources_tracked", "source addresses the flood guard tracks", "sources"),
-        gauge("siptrap_guard_shed", "requests the flood guard has shed since start", "shed"),
+        gauge(
+            "siptrap_guard_shed",
+            "requests shed since start (rate, reflection, pressure, at the door)",
+            "shed",
+        ),
     ]
 
 

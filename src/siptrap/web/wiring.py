@@ -53,10 +53,8 @@ def metrics_sink(honeypot: Any) -> tuple[CollectorRegistry, MetricsSink]:
                     lambda: len(honeypot.endpoint.guard),
                 ),
                 "siptrap_guard_shed": (
-                    "requests the flood guard has shed since start",
-                    lambda: (
-                        honeypot.endpoint.guard.shed_rate + honeypot.endpoint.guard.shed_reflect
-                    ),
+                    "requests shed since start (rate, reflection, pressure, at the door)",
+                    lambda: honeypot.endpoint.guard.shed,
                 ),
                 "siptrap_mode_active": (
                     "1 in active mode, 0 in passive",
