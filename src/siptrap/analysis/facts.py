@@ -85,7 +85,9 @@ class ToolCache:
     def shape(self, raw: bytes) -> tuple[bytes, ...]:
         """The raw message's lines with their varying runs replaced by a mark."""
         get = self._lines.get
-        return tuple([get(line) or self._line_shape(line) for line in raw.split(b"\r\n")])
+        # an empty line (the one ending the headers, an empty body) is its own shape
+        shaped = [get(line) or (line and self._line_shape(line)) for line in raw.split(b"\r\n")]
+        return tuple(shaped)
 
     def _line_shape(self, line: bytes) -> bytes:
         """A line not seen lately: its shape, remembered if the line is short (the table
@@ -143,13 +145,15 @@ class Facts:
     route: str  # proxy, direct, "" (no target)
     number: NumberInfo | None
     registered: bool = False  # from a registrar to a contact registered with it
-    # the hash, worked out once: Facts key the engine's memo, and hashing them means
-    # hashing the matches, spoofing verdict and number inside
+    # the hash, worked out once: Facts key the engine's memo. Of the strings only (equal
+    # facts have equal strings): hashing the matches, spoofing verdict and number inside
+    # would run their dataclasses' hash functions for every request
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fields = (self.tool, self.client, self.spoof, self.target, self.extension)
-        value = hash((*fields, self.route, self.number, self.registered))
+        tool = self.tool.tool if self.tool is not None else None
+        client = self.client.tool if self.client is not None else None
+        value = hash((tool, client, self.target, self.extension, self.route, self.registered))
         object.__setattr__(self, "_hash", value)
 
     def __hash__(self) -> int:
