@@ -145,15 +145,13 @@ class Facts:
     route: str  # proxy, direct, "" (no target)
     number: NumberInfo | None
     registered: bool = False  # from a registrar to a contact registered with it
-    # the hash, worked out once: Facts key the engine's memo. Of the strings only (equal
-    # facts have equal strings): hashing the matches, spoofing verdict and number inside
-    # would run their dataclasses' hash functions for every request
+    # the hash, worked out once: Facts key the engine's memo, and hashing them means
+    # hashing the matches, spoofing verdict and number inside
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        tool = self.tool.tool if self.tool is not None else None
-        client = self.client.tool if self.client is not None else None
-        value = hash((tool, client, self.target, self.extension, self.route, self.registered))
+        fields = (self.tool, self.client, self.spoof, self.target, self.extension)
+        value = hash((*fields, self.route, self.number, self.registered))
         object.__setattr__(self, "_hash", value)
 
     def __hash__(self) -> int:
