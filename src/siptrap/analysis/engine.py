@@ -53,14 +53,19 @@ MAX_PLANS = 16  # message plans remembered per facts
 MAX_PLAN_TEXT = 2000  # characters of conclusions a remembered plan may hold
 
 
+PlanKey = tuple[tuple[str, ...], tuple[str, ...], str | None]  # fired, conclusions, tool
+
+
 @dataclass(slots=True)
 class Known:
     """What the engine remembers about facts that requests had: their rule variables
     (read-only for rules and windows), and the message plans worked out with them, by
-    the rules' outcome and the tool (a tool run's messages share all three)."""
+    the rules' outcome and the tool (a tool run's messages share all three): by the
+    outcome's fired rules and conclusions, all a plan reads of it (tuples of strings,
+    hashed and compared without a call)."""
 
     variables: dict[str, str]
-    plans: dict[tuple[Outcome, str | None], MessagePlan | None] = field(default_factory=dict)
+    plans: dict[PlanKey, MessagePlan | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +248,7 @@ class AnalysisEngine:
     ) -> MessagePlan | None:
         """The message plan, remembered with the facts (a few per facts, and only those
         whose conclusions are short: they may quote attacker data)."""
-        key = (outcome, tool)
+        key = (outcome.fired, outcome.conclusions, tool)
         plans = known.plans
         if key in plans:
             return plans[key]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .fields import Field, Message, field_values, parse_field, search_values
 from .fingerprints import Catalogue, Match, load_catalogue
@@ -161,9 +161,12 @@ class _Program:
     clean: tuple[CompiledRule, ...]
     fingerprints: tuple[tuple[re.Pattern[str], Field, str], ...]  # Fingerprinting rules
     tests_defects: bool  # some rules only test one defect (`clean` leaves them out)
-    # per field the Fingerprinting rules read: one pattern that any of their patterns
-    # matching makes match (None: theirs could not be joined), to pass over the rest
-    screens: Mapping[Field, re.Pattern[str] | None] = field(default_factory=dict)
+    # the fingerprints, each with the number of its field's screen (-1: none)
+    screened: tuple[tuple[re.Pattern[str], Field, str, int], ...] = ()
+    # per field several Fingerprinting rules read: one pattern that any of their
+    # patterns matching makes match (None: theirs could not be joined), to pass over
+    # the rest
+    screens: tuple[re.Pattern[str] | None, ...] = ()
 
 
 class Evaluator:
@@ -338,7 +341,10 @@ class Evaluator:
             clean = tuple(r for r in rules if r.defect is None)
             tests = len(clean) != len(rules)
             screens = _screens(fingerprints)
-            found = self._by_context[key] = _Program(rules, clean, fingerprints, tests, screens)
+            slots = {where: number for number, where in enumerate(screens)}
+            screened = tuple((*f, slots.get(f[1], -1)) for f in fingerprints)
+            program = _Program(rules, clean, fingerprints, tests, screened, (*screens.values(),))
+            found = self._by_context[key] = program
         return found
 
     def system(self, rule: Rule, action: System, run: Run) -> None:
@@ -367,14 +373,18 @@ class Evaluator:
     def _fingerprint(self, scope: MessageScope, context: str) -> str:
         program = self._program(context, "Fingerprinting")
         screens = program.screens
-        held: dict[Field, bool] = {}  # per field: may one of its rules' patterns hold?
-        for regex, where, returns in program.fingerprints:  # the first that holds
+        held: list[bool | None] = [None] * len(screens)  # per screen: may a pattern hold?
+        for regex, where, returns, slot in program.screened:  # the first that holds
             values = scope.values(where)
-            may = held.get(where)
-            if may is None:
-                screen = screens.get(where)
-                may = held[where] = screen is None or search_values(screen, values) is not None
-            if may and search_values(regex, values) is not None:
+            if slot >= 0:
+                may = held[slot]
+                if may is None:
+                    screen = screens[slot]
+                    may = screen is None or search_values(screen, values) is not None
+                    held[slot] = may
+                if not may:
+                    continue
+            if search_values(regex, values) is not None:
                 return returns
         best = next((m for m in scope.matches() if m.is_attack), None)
         if best is not None and best.confidence >= MIN_CATALOGUE_CONFIDENCE:
@@ -391,7 +401,8 @@ def _screens(
     """One pattern per field, the alternation of the rules' patterns for it: it is found
     in a value exactly when one of theirs is (patterns have no backreferences: see
     `fields.compile_pattern`). Leading global flags become scoped ones; None for a field
-    whose patterns cannot be joined."""
+    whose patterns cannot be joined; none for a field with one pattern (its own search
+    costs what a screen would)."""
     by_field: dict[Field, list[str]] = {}
     for regex, where, _returns in fingerprints:
         text = regex.pattern
@@ -401,6 +412,8 @@ def _screens(
         by_field.setdefault(where, []).append(f"(?:{text})")
     out: dict[Field, re.Pattern[str] | None] = {}
     for where, texts in by_field.items():
+        if len(texts) < 2:
+            continue  # one pattern: its own search is the screen
         try:
             out[where] = re.compile("|".join(texts))
         except re.error:

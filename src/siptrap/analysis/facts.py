@@ -85,7 +85,9 @@ class ToolCache:
     def shape(self, raw: bytes) -> tuple[bytes, ...]:
         """The raw message's lines with their varying runs replaced by a mark."""
         get = self._lines.get
-        return tuple([get(line) or self._line_shape(line) for line in raw.split(b"\r\n")])
+        # an empty line (the one ending the headers, an empty body) is its own shape
+        shaped = [get(line) or (line and self._line_shape(line)) for line in raw.split(b"\r\n")]
+        return tuple(shaped)
 
     def _line_shape(self, line: bytes) -> bytes:
         """A line not seen lately: its shape, remembered if the line is short (the table
