@@ -52,6 +52,15 @@ def encode_json(value: Any) -> bytes:
         return _ASCII.encode(value).encode("ascii")
 
 
+def decode_json(encoded: bytes) -> Any:
+    """The value back from encode_json's bytes: orjson, and the standard decoder for what
+    orjson refuses (lone surrogates, integers beyond 64 bits), as encode_json wrote them."""
+    try:
+        return orjson.loads(encoded)
+    except orjson.JSONDecodeError:
+        return json.loads(encoded)
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Who sent a message and where it arrived: bound by the transport from the socket,
@@ -90,6 +99,23 @@ class Event:
     def __post_init__(self) -> None:
         if self.id not in CATALOGUE:
             raise ValueError(f"event id {self.id!r} is not in the catalogue")
+
+    @classmethod
+    def from_fields_json(
+        cls,
+        event_id: str,
+        ts: float,
+        sensor: str,
+        peer: Peer | None,
+        fields_json: bytes,
+        raw: bytes | None = None,
+        direction: str | None = None,
+    ) -> Event:
+        """An event rebuilt from the JSON of its fields (as `fields_json()` gave it): the
+        fields decoded, and those same bytes kept as its JSON, not encoded again."""
+        event = cls(event_id, ts, sensor, peer, decode_json(fields_json), raw, direction)
+        object.__setattr__(event, "_fields_json", fields_json)  # frozen: the memo only
+        return event
 
     def fields_json(self) -> bytes:
         """The JSON of `fields` (UTF-8 bytes), encoded the first time it is asked for."""

@@ -34,7 +34,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -48,8 +47,6 @@ from contextlib import suppress
 from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
-
-import orjson
 
 from ..events.record import Event, Peer
 from ..store.sqlite import SqliteSink, StoreError
@@ -89,15 +86,6 @@ def encode_batch(events: list[Event]) -> bytes:
     return pickle.dumps(flats, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_fields(encoded: bytes) -> Any:
-    """The fields back from their JSON; the standard decoder takes what orjson refuses
-    (lone surrogates, integers beyond 64 bits), as encode_json wrote them."""
-    try:
-        return orjson.loads(encoded)
-    except orjson.JSONDecodeError:
-        return json.loads(encoded)
-
-
 def decode_batch(data: bytes) -> list[Event]:
     # The bytes come from our own parent over a private pipe, never from the network.
     flats: list[Flat] = pickle.loads(data)  # noqa: S301
@@ -107,9 +95,9 @@ def decode_batch(data: bytes) -> list[Event]:
         peer = None if values is None else peers.get(values)
         if values is not None and peer is None:
             peer = peers[values] = Peer(*values)
-        event = Event(event_id, ts, sensor, peer, decode_fields(fields_json), raw, direction)
-        object.__setattr__(event, "_fields_json", fields_json)  # frozen: the memo only
-        events.append(event)
+        events.append(
+            Event.from_fields_json(event_id, ts, sensor, peer, fields_json, raw, direction)
+        )
     return events
 
 
