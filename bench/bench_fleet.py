@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,17 +116,6 @@ def psycopg_connect(url: str) -> Any:
     return psycopg.connect(url, autocommit=True)
 
 
-@contextlib.contextmanager
-def store_url(given: str | None) -> Iterator[str]:
-    if given:
-        yield given
-        return
-    from fleet_servers import postgres_server
-
-    with postgres_server() as pg:
-        yield pg.url
-
-
 def nats_path(url: str, spools: list[list[FleetEvent]], collectors: int) -> None:
     """Publish every spool to a new stream, then collect it into a new database."""
     from fleet_servers import nats_server
@@ -181,6 +168,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(7)
     per_sensor = args.events // args.sensors
+    from fleet_servers import store_url  # pytest and the test helpers: only when run
+
     with tempfile.TemporaryDirectory() as tmp, store_url(args.store) as url:
         spools: list[list[FleetEvent]] = []
         read_rate = 0.0

@@ -18,10 +18,9 @@ last tenth of the time span (`--since`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,17 +102,6 @@ QUERIES: dict[str, Query] = {
 }
 
 
-@contextlib.contextmanager
-def store_url(given: str | None) -> Iterator[str]:
-    if given:
-        yield given
-        return
-    from fleet_servers import postgres_server
-
-    with postgres_server() as pg:
-        yield pg.url
-
-
 def load(conn: Any, events: int, sensors: int) -> None:
     params = {"events": events, "sensors": sensors, "t0": T0, "step": STEP}
     for name, sql in (
@@ -157,6 +145,8 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=5)
     parser.add_argument("--store", metavar="URL", help="an existing, empty PostgreSQL database")
     args = parser.parse_args()
+    from fleet_servers import store_url  # pytest and the test helpers: only when run
+
     with store_url(args.store) as url:
         PostgresStore(url).connect()  # the schema, migrations included
         conn = psycopg.connect(url, autocommit=True)

@@ -116,6 +116,17 @@ class Nats:
 
 
 @contextlib.contextmanager
+def store_url(given: str | None) -> Iterator[str]:
+    """`given` when there is one, else the URL of a throwaway cluster started here (for
+    the benchmarks' `--store`)."""
+    if given:
+        yield given
+        return
+    with postgres_server() as pg:
+        yield pg.url
+
+
+@contextlib.contextmanager
 def nats_server() -> Iterator[Nats]:
     binary = require_tool("nats-server")
     directory = Path(tempfile.mkdtemp(prefix="siptrap-nats-"))
