@@ -158,9 +158,15 @@ def sinks_stage(flows: int) -> dict[str, tuple[Callable[[], float], Callable[[],
 
 
 def sink_timer(cls: Any, events: list[Any], flows: int) -> Callable[[], float]:
+    return timed_sink(lambda tmp: cls(tmp / "out"), events, flows)
+
+
+def timed_sink(make: Callable[[Path], Any], events: list[Any], flows: int) -> Callable[[], float]:
+    """CPU per flow of the sink `make(tmp_dir)` writing `events` in batches of 2048."""
+
     def run() -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            sink = cls(Path(tmp) / "out")
+            sink = make(Path(tmp))
             sink.open()
             start = time.thread_time()  # this thread's CPU: the sink's ticker is not in it
             for i in range(0, len(events), 2048):
@@ -189,19 +195,7 @@ def analysis_timer(pkg_name: str, events: list[Any], flows: int) -> Callable[[],
     config_from_dict = importlib.import_module(f"{pkg_name}.config").config_from_dict
     analysis_sinks = importlib.import_module(f"{pkg_name}.app").analysis_sinks
     config = config_from_dict(tomllib.loads(pe.CONFIG))
-
-    def run() -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            sink = analysis_sinks(config, Path(tmp), lambda event: None)[0]
-            sink.open()
-            start = time.thread_time()  # this thread's CPU: the sink's ticker is not in it
-            for i in range(0, len(events), 2048):
-                sink.write(events[i : i + 2048])
-            elapsed = time.thread_time() - start
-            sink.close()
-        return elapsed / flows
-
-    return run
+    return timed_sink(lambda tmp: analysis_sinks(config, tmp, lambda event: None)[0], events, flows)
 
 
 def main() -> None:
