@@ -55,6 +55,13 @@ call_duration = 1
 """
 
 
+def fleet_sensors(base: Path, names: tuple[str, ...], nats: Nats) -> list[Siptrap]:
+    """One sensor per name (not started), each with its data directory under base/NAME."""
+    for name in names:
+        (base / name).mkdir()
+    return [Siptrap(base / name / "data", sensor_config(name, nats), ["--quiet"]) for name in names]
+
+
 class Collector:
     def __init__(self, nats: Nats, pg: Postgres, log: Path, *extra: str) -> None:
         self.argv = [
@@ -170,12 +177,7 @@ def test_three_sensors_through_nats_to_postgres_lose_and_repeat_nothing(
     collector, partner = collectors
     svmap = require_tool("sipvicious_svmap")
     sipp = require_tool("sipp")
-    for name in SENSORS:
-        (tmp_path / name).mkdir()
-    sensors = [
-        Siptrap(tmp_path / name / "data", sensor_config(name, nats), ["--quiet"])
-        for name in SENSORS
-    ]
+    sensors = fleet_sensors(tmp_path, SENSORS, nats)
     stop_load = threading.Event()
     load = threading.Thread(target=options_load, args=([s.port for s in sensors], stop_load))
     try:

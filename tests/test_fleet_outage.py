@@ -17,13 +17,12 @@ import psycopg
 import pytest
 
 from fleet_servers import nats_server, postgres_server
-from siptrap_proc import Siptrap
 from test_fleet_e2e import (
     Collector,
     assert_fleet_holds,
+    fleet_sensors,
     local_counts,
     options_load,
-    sensor_config,
 )
 
 pytestmark = [pytest.mark.tools, pytest.mark.slow]
@@ -37,12 +36,7 @@ def test_a_30_second_database_outage_under_load_loses_and_repeats_nothing(
 ) -> None:
     with postgres_server() as pg, nats_server() as nats:
         collector = Collector(nats, pg, tmp_path / "collect.log")
-        for name in SENSORS:
-            (tmp_path / name).mkdir()
-        sensors = [
-            Siptrap(tmp_path / name / "data", sensor_config(name, nats), ["--quiet"])
-            for name in SENSORS
-        ]
+        sensors = fleet_sensors(tmp_path, SENSORS, nats)
         stop_load = threading.Event()
         load: threading.Thread | None = None
         try:
