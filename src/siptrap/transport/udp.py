@@ -15,7 +15,6 @@ import socket
 import struct
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from ..bounded import BoundedLRU
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 RCVBUF = 8 * 1024 * 1024
 MAX_DATAGRAM = 65535
 READS_PER_WAKE = 64  # datagrams read per readiness callback before the loop runs others
-PEERS = 4096  # Peer records kept for the sources seen last (a frozen dataclass costs µs)
+PEERS = 4096  # sources whose Peer record and local address are kept (the ones seen last)
 Receive = Callable[[bytes, Peer, float], None]
 # (source ip, size, seconds the message waited, now, transport) -> take it (True) or shed it
 Door = Callable[[str, int, float, float, str], bool]
@@ -76,7 +75,7 @@ class UdpListener:
         self.sock: socket.socket | None = None
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.wildcard = host in ("0.0.0.0", "::")
-        self._local: OrderedDict[str, str] = OrderedDict()  # source ip -> our address
+        self._local: BoundedLRU[str, str] = BoundedLRU(PEERS)  # source ip -> our address
         self._peers: BoundedLRU[tuple[str, int], Peer] = BoundedLRU(PEERS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.rcvbuf = 0
@@ -121,9 +120,7 @@ class UdpListener:
         local = self._local.get(src_ip)
         if local is None:
             local = local_address_for(src_ip, self.family)
-            if len(self._local) >= 4096:
-                self._local.popitem(last=False)
-            self._local[src_ip] = local
+            self._local.put(src_ip, local)
         return local
 
     def _readable(self) -> None:
